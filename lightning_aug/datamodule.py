@@ -1,0 +1,259 @@
+"""AugDataModule: datasets, per-sample pipelines, loaders and the batched device stage."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+from typing_extensions import override
+
+from lightning_aug.batch import BatchTransform
+from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
+from lightning_aug.loader import LoaderSettings, derive_seed
+from lightning_aug.ops import IMAGENET_MEAN, IMAGENET_STD, normalization_affine, normalize_uint8
+from lightning_aug.pipeline import Backend, Pipeline
+
+__all__ = ["AugDataModule"]
+
+# stream ids mixed into the run seed, so each consumer of randomness draws its own stream
+_TRAIN_PIPELINE, _EVAL_PIPELINE, _TRAIN_LOADER, _EVAL_LOADER = range(4)
+
+
+def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
+    ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) in (1, 3)
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if not ok or (positive and min(values) <= 0):
+        need = "positive " if positive else ""
+        raise ValueError(f"{name} must be a sequence of 1 or 3 {need}floats (0-1 scale), got {values!r}")
+    return tuple(float(v) for v in values)
+
+
+class AugDataModule(LightningDataModule):
+    """A ``LightningDataModule`` built from configuration that keeps per-pixel float work on the device.
+
+    Data flow: the dataset factory's ``(image, label)`` samples pass through the train or eval
+    :class:`~lightning_aug.pipeline.Pipeline` in the DataLoader workers (uint8 in, CHW uint8 out) and
+    are stacked into uint8 batches; after the transfer to the device, :meth:`on_after_batch_transfer`
+    converts them to float and normalises them with ``mean``/``std`` for every stage, then, during
+    training only, hands ``(images, targets)`` to each :class:`~lightning_aug.batch.BatchTransform`
+    callback (mixup, cutmix) in ``trainer.callbacks`` order.
+
+    If your LightningModule also overrides ``on_after_batch_transfer``, Lightning calls only the
+    DataModule's hook (and warns): your module's hook is skipped. Subclass ``AugDataModule`` and call
+    ``super().on_after_batch_transfer(...)`` first, or write a ``BatchTransform`` callback instead.
+
+    Randomness: everything derives from ``seed`` and the global rank. Train and eval loaders have their
+    own ``torch.Generator`` (shuffling and the workers' base seeds), workers are seeded per worker,
+    rank and epoch by :func:`~lightning_aug.loader.seed_worker` (albumentations' ``Compose`` seed
+    included), and with ``num_workers=0`` the pipelines draw from their own RNG state. The same seed
+    reproduces the same batches; workers, ranks and epochs differ.
+
+    Args:
+        dataset: a :class:`~lightning_aug.datasets.DatasetFactory`: called with ``"train"``, ``"val"``,
+            ``"test"``; may have ``prepare()`` (called once per node) and ``num_classes``.
+        train_transforms: per-sample training transforms of ``backend`` (objects, or mappings with
+            ``_target_``). Empty: tensor conversion only.
+        eval_transforms: per-sample transforms of validation, test and predict.
+        backend: ``"torchvision"`` (``torchvision.transforms.v2``) or ``"albumentations"`` (2.x).
+        mean: per-channel mean on the 0-1 scale (1 or 3 values).
+        std: per-channel standard deviation on the 0-1 scale (1 or 3 positive values).
+        loader: DataLoader worker settings; ``None``: ``LoaderSettings()``.
+        num_classes: number of classes; ``None``: the dataset factory's ``num_classes`` or the train
+            dataset's ``classes``.
+        seed: run seed; ``None``: Lightning's global seed (``seed_everything``), else a fresh seed that
+            is logged.
+
+    Raises:
+        TypeError: ``dataset`` not callable, ``loader`` not a ``LoaderSettings``, a transform of the
+            wrong backend.
+        ValueError: bad ``backend``, ``mean``, ``std``, ``num_classes`` or ``seed``, unknown transform
+            target or argument.
+
+    Example::
+
+        >>> from lightning_aug.datasets import SyntheticShapes
+        >>> from torchvision.transforms import v2
+        >>> dm = AugDataModule(SyntheticShapes(), train_transforms=[v2.RandomHorizontalFlip()],
+        ...                    loader=LoaderSettings(batch_size=32, num_workers=2), seed=0)
+        >>> dm.train_pipeline
+        Pipeline(backend='torchvision', transforms=[RandomHorizontalFlip])
+    """
+
+    def __init__(
+        self,
+        dataset: DatasetFactory,
+        train_transforms: Sequence[Any] = (),
+        eval_transforms: Sequence[Any] = (),
+        backend: Backend = "torchvision",
+        mean: Sequence[float] = IMAGENET_MEAN,
+        std: Sequence[float] = IMAGENET_STD,
+        loader: LoaderSettings | None = None,
+        num_classes: int | None = None,
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        if not callable(dataset):
+            raise TypeError(
+                f"dataset must be a dataset factory called with a split name, got {type(dataset).__name__}"
+            )
+        self.dataset = dataset
+        self.train_pipeline = Pipeline(train_transforms, backend, name="train pipeline")
+        self.eval_pipeline = Pipeline(eval_transforms, backend, name="eval pipeline")
+        self.mean = _check_stats("mean", mean, positive=False)
+        self.std = _check_stats("std", std, positive=True)
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"mean and std must have the same length, got {self.mean} and {self.std}")
+        if loader is None:
+            loader = LoaderSettings()
+        if not isinstance(loader, LoaderSettings):
+            raise TypeError(f"loader must be a LoaderSettings, got {type(loader).__name__}")
+        self.loader = loader
+        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
+            raise ValueError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
+        self._num_classes = num_classes
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+        self.seed = seed
+        self.datasets: dict[Split, TransformedDataset | None] = {}
+        self._run_seed: int | None = None
+        self._generators: dict[bool, torch.Generator] = {}
+        self._affine: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    # ---------------------------------------------------------------- properties
+    @property
+    def num_classes(self) -> int:
+        """Classes of the data: the argument, the factory's ``num_classes`` or the train set's ``classes``."""
+        if self._num_classes is not None:
+            return self._num_classes
+        found = getattr(self.dataset, "num_classes", None)
+        train = self.datasets.get("train")
+        if found is None and train is not None:
+            classes = getattr(train.dataset, "classes", None)
+            found = len(classes) if classes is not None else None
+        if found is None:
+            raise ValueError(
+                f"num_classes is unknown: the dataset factory {type(self.dataset).__name__} has no "
+                "num_classes and the train set no classes; pass num_classes to AugDataModule"
+            )
+        return int(found)
+
+    @property
+    def run_seed(self) -> int:
+        """The resolved seed of this run (see ``seed``); fixed on first use."""
+        if self._run_seed is None:
+            if self.seed is not None:
+                self._run_seed = self.seed
+            elif "PL_GLOBAL_SEED" in os.environ:
+                self._run_seed = int(os.environ["PL_GLOBAL_SEED"])
+            else:
+                self._run_seed = int(np.random.SeedSequence().generate_state(1)[0])
+                rank_zero_info(f"AugDataModule: no seed given, drew seed={self._run_seed}")
+        return self._run_seed
+
+    @property
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    # ---------------------------------------------------------------- data hooks
+    @override
+    def prepare_data(self) -> None:
+        prepare = getattr(self.dataset, "prepare", None)
+        if prepare is not None:
+            prepare()
+
+    @override
+    def setup(self, stage: str) -> None:
+        wanted: dict[str, tuple[Split, ...]] = {
+            "fit": ("train", "val"),
+            "validate": ("val",),
+            "test": ("test",),
+            "predict": ("test",),
+        }
+        if stage not in wanted:
+            raise ValueError(f"stage must be one of {sorted(wanted)}, got {stage!r}")
+        for split in wanted[stage]:
+            if split in self.datasets:
+                continue
+            data = self.dataset(split)
+            if data is None:
+                if split == "train":
+                    raise ValueError(f"the dataset factory {type(self.dataset).__name__} returned no train split")
+                self.datasets[split] = None
+                continue
+            if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+                raise TypeError(
+                    f"the dataset factory returned {type(data).__name__} for split {split!r}; "
+                    "expected a map-style dataset (with __getitem__ and __len__)"
+                )
+            train = split == "train"
+            pipeline = self.train_pipeline if train else self.eval_pipeline
+            stream = _TRAIN_PIPELINE if train else _EVAL_PIPELINE
+            self.datasets[split] = TransformedDataset(data, pipeline, derive_seed(self.run_seed, self._rank, stream))
+
+    def _loader(self, split: Split, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            raise RuntimeError(f"the {split!r} split is not set up: call setup() first")
+        dataset: Dataset | None = self.datasets[split]
+        if dataset is None:
+            raise ValueError(
+                f"the dataset factory {type(self.dataset).__name__} has no {split!r} split (it returned None)"
+            )
+        if train not in self._generators:
+            stream = _TRAIN_LOADER if train else _EVAL_LOADER
+            self._generators[train] = torch.Generator().manual_seed(derive_seed(self.run_seed, self._rank, stream))
+        trainer = self.trainer
+        if self.loader.pin_memory == "auto":
+            if trainer is not None:
+                pin = trainer.strategy.root_device.type == "cuda"
+            else:
+                pin = torch.cuda.is_available()
+        else:
+            pin = bool(self.loader.pin_memory)
+        num_workers = self.loader.resolve_num_workers(trainer.num_devices if trainer is not None else 1)
+        kwargs = self.loader.dataloader_kwargs(train=train, num_workers=num_workers, pin_memory=pin, rank=self._rank)
+        return DataLoader(dataset, shuffle=train, generator=self._generators[train], **kwargs)
+
+    @override
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    @override
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", train=False)
+
+    @override
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    @override
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)
+
+    # ---------------------------------------------------------------- device stage
+    def normalize(self, images: Tensor) -> Tensor:
+        """uint8 ``(N, C, H, W)`` batch to normalised float32 on the batch's device."""
+        affine = self._affine.get(images.device)
+        if affine is None:
+            affine = self._affine[images.device] = normalization_affine(self.mean, self.std, images.device)
+        return normalize_uint8(images, *affine)
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+            raise TypeError(
+                f"AugDataModule expects (images, labels) batches from its own loaders, got {type(batch).__name__}"
+            )
+        images, targets = self.normalize(batch[0]), batch[1]
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            for callback in trainer.callbacks:  # type: ignore[attr-defined]
+                if isinstance(callback, BatchTransform):
+                    images, targets = callback.transform_batch(images, targets, trainer)
+        return images, targets

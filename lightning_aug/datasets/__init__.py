@@ -1,0 +1,19 @@
+"""Dataset factories: the built-in synthetic set, image folders and torchvision's CIFAR sets."""
+
+from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
+from lightning_aug.datasets.cifar import CIFAR10, CIFAR100, ArrayDataset
+from lightning_aug.datasets.folder import ImageFolder, ImageFolderDataset, load_rgb
+from lightning_aug.datasets.synthetic import SyntheticShapes
+
+__all__ = [
+    "CIFAR10",
+    "CIFAR100",
+    "ArrayDataset",
+    "DatasetFactory",
+    "ImageFolder",
+    "ImageFolderDataset",
+    "SyntheticShapes",
+    "Split",
+    "TransformedDataset",
+    "load_rgb",
+]

@@ -1,0 +1,70 @@
+"""What a dataset factory is, and the wrapper that runs a pipeline over a map-style dataset."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lightning_aug.pipeline import Pipeline
+
+__all__ = ["DatasetFactory", "Split", "TransformedDataset"]
+
+Split = Literal["train", "val", "test"]
+
+
+@runtime_checkable
+class DatasetFactory(Protocol):
+    """Anything called with a split name that returns a map-style dataset of ``(image, label)``.
+
+    ``image`` is a PIL image, an HWC uint8 ndarray or a CHW uint8 tensor; ``label`` an int class index.
+    Return ``None`` for a split the data does not have (e.g. no test split). A factory may also define
+    ``prepare()`` (download or generate files; called once per node by ``prepare_data``) and
+    ``num_classes``. A plain function works, e.g. from Hydra with ``_partial_: true``::
+
+        def my_data(split: str, root: str) -> Dataset: ...
+    """
+
+    def __call__(self, split: Split) -> Dataset | None: ...
+
+
+class TransformedDataset(Dataset):
+    """Applies a :class:`~lightning_aug.pipeline.Pipeline` to each ``(image, label)`` of ``dataset``.
+
+    In DataLoader workers, :func:`~lightning_aug.loader.seed_worker` seeds everything per worker. In
+    the main process (``num_workers=0``) the pipeline draws from its own torch RNG state, swapped in
+    around each sample, so augmentations do not depend on the model's RNG use and differ between
+    ranks even where the global seed is the same.
+    """
+
+    def __init__(self, dataset: Dataset, pipeline: Pipeline, seed: int) -> None:
+        self.dataset = dataset
+        self.pipeline = pipeline
+        self._main_rng_state: Tensor | None = None
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        """Seed the pipeline; in the main process also the torch RNG state it draws from."""
+        self.pipeline.reseed(seed)
+        if torch.utils.data.get_worker_info() is None:
+            self._main_rng_state = torch.Generator().manual_seed(seed).get_state()
+        else:
+            self._main_rng_state = None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Any]:
+        image, label = self.dataset[index]
+        if self._main_rng_state is None or torch.utils.data.get_worker_info() is not None:
+            return self.pipeline(image), label
+        outer = torch.get_rng_state()
+        torch.set_rng_state(self._main_rng_state)
+        try:
+            out = self.pipeline(image)
+            self._main_rng_state = torch.get_rng_state()
+        finally:
+            torch.set_rng_state(outer)
+        return out, label

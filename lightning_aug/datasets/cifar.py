@@ -1,0 +1,101 @@
+"""torchvision's CIFAR-10 and CIFAR-100 as dataset factories serving HWC uint8 arrays (no PIL)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torchvision
+from torch.utils.data import Dataset
+
+from lightning_aug.datasets.base import Split
+
+__all__ = ["CIFAR10", "CIFAR100", "ArrayDataset"]
+
+
+class ArrayDataset(Dataset):
+    """``(images[i], labels[i])`` over an NHWC uint8 array and its labels."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        if len(images) != len(labels):
+            raise ValueError(f"images and labels differ in length: {len(images)} and {len(labels)}")
+        self.images = images
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        return self.images[index], int(self.labels[index])
+
+
+class CIFAR10:
+    """Dataset factory of CIFAR-10 through ``torchvision.datasets.CIFAR10``.
+
+    Splits: ``train`` the 50,000 training images (less ``val_split``), ``val`` the held-out part of
+    them, or the official test set when ``val_split`` is ``None``; ``test`` the official test set.
+
+    Args:
+        root: folder holding (or receiving) ``cifar-10-batches-py``.
+        download: download and verify the archive in :meth:`prepare` when it is missing.
+        val_split: fraction of the training set held out for validation (seeded); ``None``: validate on
+            the test set.
+        seed: seed of the ``val_split`` draw.
+    """
+
+    tv_class: ClassVar[type[torchvision.datasets.CIFAR10]] = torchvision.datasets.CIFAR10
+    num_classes: int = 10
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        download: bool = False,
+        val_split: float | None = None,
+        seed: int = 0,
+    ) -> None:
+        if not isinstance(download, bool):
+            raise TypeError(f"download must be a bool, got {download!r}")
+        if val_split is not None and not (isinstance(val_split, (int, float)) and 0.0 < val_split < 1.0):
+            raise ValueError(f"val_split must be a float in (0, 1) or None, got {val_split!r}")
+        self.root = Path(root).expanduser()
+        self.download = download
+        self.val_split = val_split
+        self.seed = seed
+
+    def prepare(self) -> None:
+        """Download when asked; otherwise check that the files are there."""
+        for train in (True, False):
+            self._load(train, download=self.download)
+
+    def _load(self, train: bool, download: bool = False) -> torchvision.datasets.CIFAR10:
+        try:
+            return self.tv_class(str(self.root), train=train, download=download)
+        except RuntimeError as err:
+            raise FileNotFoundError(
+                f"{self.tv_class.__name__} not found or corrupted under root={str(self.root)!r} ({err}); "
+                "set download=True (data.download=true) to fetch it"
+            ) from None
+
+    def __call__(self, split: Split) -> ArrayDataset:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        if split == "test" or (split == "val" and self.val_split is None):
+            test = self._load(train=False)
+            return ArrayDataset(test.data, np.asarray(test.targets))
+        full = self._load(train=True)
+        images, labels = full.data, np.asarray(full.targets)
+        if self.val_split is None:
+            return ArrayDataset(images, labels)
+        order = np.random.default_rng(self.seed).permutation(len(images))
+        n_val = round(len(images) * self.val_split)
+        keep = np.sort(order[:n_val] if split == "val" else order[n_val:])
+        return ArrayDataset(images[keep], labels[keep])
+
+
+class CIFAR100(CIFAR10):
+    """Dataset factory of CIFAR-100 (fine labels); the same splits and arguments as :class:`CIFAR10`."""
+
+    tv_class: ClassVar[type[torchvision.datasets.CIFAR10]] = torchvision.datasets.CIFAR100
+    num_classes: int = 100

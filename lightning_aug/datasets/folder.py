@@ -1,0 +1,145 @@
+"""Image folders in ImageFolder layout (``root/<class>/<image>``), decoded with PIL."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from torchvision.datasets.folder import IMG_EXTENSIONS
+
+from lightning_aug.datasets.base import Split
+
+__all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
+
+
+def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
+    """Decode an image file into an RGB PIL image (grey, palette, RGBA and CMYK are converted)."""
+    with Image.open(path) as img:
+        return img.convert("RGB")
+
+
+def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
+    if not directory.is_dir():
+        raise FileNotFoundError(f"image folder {str(directory)!r} does not exist or is not a directory")
+    found = sorted(e.name for e in os.scandir(directory) if e.is_dir())
+    if not found:
+        raise FileNotFoundError(f"image folder {str(directory)!r} has no class subfolders (<root>/<class>/<image>)")
+    if classes is not None and found != list(classes):
+        raise ValueError(f"class folders of {str(directory)!r} are {found}, expected {list(classes)}")
+    samples = []
+    for label, name in enumerate(found):
+        for dirpath, _, files in sorted(os.walk(directory / name, followlinks=True)):
+            samples += [
+                (os.path.join(dirpath, f), label) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)
+            ]
+    if not samples:
+        raise FileNotFoundError(
+            f"image folder {str(directory)!r} has no images with extensions {IMG_EXTENSIONS}"
+        )
+    return found, samples
+
+
+class ImageFolderDataset(Dataset):
+    """``(PIL RGB image, class index)`` for each image under ``root/<class>/``; classes sorted by name.
+
+    Args:
+        root: the folder holding one subfolder per class.
+        classes: expected class names (e.g. from the train folder, so val labels match); ``None``: found.
+        indices: keep only these sample positions (a split of the folder).
+
+    Raises:
+        FileNotFoundError: a missing folder, no class subfolders, or no images.
+        ValueError: class subfolders other than ``classes``.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        classes: Sequence[str] | None = None,
+        indices: Sequence[int] | None = None,
+    ) -> None:
+        self.root = Path(root)
+        self.classes, samples = _scan(self.root, classes)
+        self.samples = samples if indices is None else [samples[i] for i in indices]
+        self.targets = [label for _, label in self.samples]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+        path, label = self.samples[index]
+        return load_rgb(path), label
+
+
+class ImageFolder:
+    """Dataset factory for a folder with ``train/`` and ``val/`` (and optionally ``test/``) subfolders,
+    or, with ``val_split``, one folder of classes split by a seeded, per-class random draw.
+
+    Args:
+        root: the data folder.
+        val_split: fraction of each class held out for validation when ``root`` is one folder of
+            classes (``root/<class>/*``); ``None``: ``root/train`` and ``root/val`` must exist.
+        seed: seed of the ``val_split`` draw (the same seed gives the same split on every rank).
+
+    Raises:
+        ValueError: ``val_split`` outside (0, 1).
+        FileNotFoundError: ``root`` missing, or no ``train/`` and ``val/`` without ``val_split``
+            (raised when the splits are built).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], val_split: float | None = None, seed: int = 0) -> None:
+        if val_split is not None and not (isinstance(val_split, (int, float)) and 0.0 < val_split < 1.0):
+            raise ValueError(f"val_split must be a float in (0, 1) or None, got {val_split!r}")
+        self.root = Path(root).expanduser()
+        self.val_split = val_split
+        self.seed = seed
+        self._classes: list[str] | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self._train_classes())
+
+    def _train_classes(self) -> list[str]:
+        if self._classes is None:
+            self._classes = _scan(self._train_root(), None)[0]
+        return self._classes
+
+    def _train_root(self) -> Path:
+        if self.val_split is not None:
+            return self.root
+        if not (self.root / "train").is_dir() or not (self.root / "val").is_dir():
+            raise FileNotFoundError(
+                f"image folder root {str(self.root)!r} needs 'train/' and 'val/' subfolders; "
+                "for one folder of classes set val_split (e.g. val_split=0.1)"
+            )
+        return self.root / "train"
+
+    def _split_indices(self, targets: Sequence[int], val_split: float) -> tuple[list[int], list[int]]:
+        rng = np.random.default_rng(self.seed)
+        labels = np.asarray(targets)
+        train, val = [], []
+        for label in np.unique(labels):
+            idx = rng.permutation(np.flatnonzero(labels == label))
+            n_val = max(1, round(len(idx) * val_split)) if len(idx) > 1 else 0
+            val += idx[:n_val].tolist()
+            train += idx[n_val:].tolist()
+        return sorted(train), sorted(val)
+
+    def __call__(self, split: Split) -> ImageFolderDataset | None:
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+        classes = self._train_classes()
+        if self.val_split is None:
+            folder = self.root / split
+            if split == "test" and not folder.exists():
+                return None
+            return ImageFolderDataset(folder, classes=classes)
+        if split == "test":
+            return None
+        full = ImageFolderDataset(self.root, classes=classes)
+        train, val = self._split_indices(full.targets, self.val_split)
+        return ImageFolderDataset(self.root, classes=classes, indices=train if split == "train" else val)

@@ -1,0 +1,212 @@
+"""DataLoader worker settings: validation, ``auto`` resolution, worker seeding and collation.
+
+Small pure helpers first (:func:`available_cpus`, :func:`derive_seed`), then the worker init, the
+collate function and :class:`LoaderSettings`, which the DataModule turns into DataLoader arguments.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import Tensor
+
+__all__ = ["LoaderSettings", "available_cpus", "collate_uint8", "derive_seed", "seed_worker"]
+
+
+def available_cpus() -> int:
+    """Number of CPUs this process may run on (its affinity mask, not the machine's core count)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
+def derive_seed(*entropy: int) -> int:
+    """A 63-bit seed mixed from several integers (run seed, rank, worker, ...) by ``numpy.SeedSequence``.
+
+    Nearby inputs (seed 0 rank 1 vs seed 1 rank 0) give unrelated seeds, unlike ``seed + rank``.
+
+    Example::
+
+        >>> derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(1, 0)
+        True
+    """
+    words = [int(e) & 0xFFFF_FFFF_FFFF_FFFF for e in entropy]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def seed_worker(worker_id: int, rank: int = 0) -> None:
+    """``worker_init_fn`` of every AugDataModule loader.
+
+    Sets torch to one thread and OpenCV to none (the workers already run in parallel), then seeds
+    torch, numpy, ``random`` and the dataset's augmentation pipeline from the worker's torch seed, the
+    worker id and the global rank. The worker's torch seed is the loader's per-iterator base seed plus
+    the worker id, and the base seed is drawn anew for every epoch from the loader's generator, so
+    augmentations differ between workers, ranks and epochs and repeat for the same run seed. With
+    persistent workers this runs once; later epochs continue the streams it seeded.
+    """
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(0)
+    except ImportError:  # pragma: no cover - albumentations depends on OpenCV
+        pass
+    base_seed = torch.initial_seed() - worker_id
+    torch_seed, np_seed, py_seed, aug_seed = np.random.SeedSequence(
+        [base_seed & 0xFFFF_FFFF_FFFF_FFFF, worker_id, rank]
+    ).generate_state(4, dtype=np.uint64)
+    torch.manual_seed(int(torch_seed))
+    np.random.seed(int(np_seed) & 0xFFFF_FFFF)
+    random.seed(int(py_seed))
+    info = torch.utils.data.get_worker_info()
+    reseed = getattr(info.dataset, "reseed", None) if info is not None else None
+    if reseed is not None:
+        reseed(int(aug_seed >> np.uint64(1)))
+
+
+def collate_uint8(samples: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor]:
+    """Stack ``(uint8 CHW image, label)`` samples into ``(uint8 NCHW batch, int64 labels)``.
+
+    Raises:
+        ValueError: if the images differ in shape (the pipeline needs a crop or resize).
+    """
+    images = [s[0] for s in samples]
+    first = images[0].shape
+    for image in images:
+        if image.shape != first:
+            raise ValueError(
+                f"the pipeline produced images of different shapes in one batch ({tuple(first)} and "
+                f"{tuple(image.shape)}); add a crop or resize so every image has the same size"
+            )
+    return torch.stack(images), torch.as_tensor([s[1] for s in samples], dtype=torch.int64)
+
+
+_START_METHODS = tuple(multiprocessing.get_all_start_methods())
+
+
+def _check_bool(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
+
+
+def _check_positive_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class LoaderSettings:
+    """DataLoader settings of an :class:`~lightning_aug.AugDataModule`, validated on construction.
+
+    Args:
+        batch_size: samples per training batch (per process under DDP).
+        eval_batch_size: samples per validation/test/predict batch; ``None`` uses ``batch_size``.
+        num_workers: worker processes per loader, or ``"auto"``: the CPUs this process may use
+            divided by the number of devices on this node (one loader per device under DDP).
+        pin_memory: page-locked host batches; ``"auto"`` pins when the trainer runs on CUDA (without a
+            trainer: when CUDA is available).
+        persistent_workers: keep workers alive between epochs. Needs ``num_workers > 0``.
+        prefetch_factor: batches loaded in advance by each worker; ``None`` keeps torch's default.
+            Needs ``num_workers > 0``.
+        drop_last: drop the last incomplete training batch (evaluation never drops samples).
+        multiprocessing_context: worker start method (``"fork"``, ``"spawn"``, ``"forkserver"``);
+            ``None`` keeps the platform default. Needs ``num_workers > 0``.
+
+    When ``num_workers="auto"`` resolves to 0 (fewer CPUs than devices), the settings that need
+    workers (``persistent_workers``, ``prefetch_factor``, ``multiprocessing_context``) are dropped with
+    a warning: this is the one documented adjustment. An explicit ``num_workers=0`` with any of them is
+    an error.
+
+    Example::
+
+        >>> LoaderSettings(batch_size=32, num_workers=2, persistent_workers=True).batch_size
+        32
+        >>> LoaderSettings(num_workers=0, persistent_workers=True)
+        Traceback (most recent call last):
+        ...
+        ValueError: persistent_workers=True needs num_workers > 0, got num_workers=0
+    """
+
+    batch_size: int = 64
+    eval_batch_size: int | None = None
+    num_workers: int | Literal["auto"] = "auto"
+    pin_memory: bool | Literal["auto"] = "auto"
+    persistent_workers: bool = False
+    prefetch_factor: int | None = None
+    drop_last: bool = True
+    multiprocessing_context: Literal["fork", "spawn", "forkserver"] | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive_int("batch_size", self.batch_size, 1)
+        if self.eval_batch_size is not None:
+            _check_positive_int("eval_batch_size", self.eval_batch_size, 1)
+        if self.num_workers != "auto":
+            if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int):
+                raise ValueError(f"num_workers must be an int >= 0 or 'auto', got {self.num_workers!r}")
+            _check_positive_int("num_workers", self.num_workers, 0)
+        if self.pin_memory != "auto":
+            if not isinstance(self.pin_memory, bool):
+                raise ValueError(f"pin_memory must be a bool or 'auto', got {self.pin_memory!r}")
+        _check_bool("persistent_workers", self.persistent_workers)
+        _check_bool("drop_last", self.drop_last)
+        if self.prefetch_factor is not None:
+            _check_positive_int("prefetch_factor", self.prefetch_factor, 1)
+        if self.multiprocessing_context is not None and self.multiprocessing_context not in _START_METHODS:
+            raise ValueError(
+                f"multiprocessing_context must be one of {_START_METHODS} or None, "
+                f"got {self.multiprocessing_context!r}"
+            )
+        if self.num_workers == 0:
+            for name, value in self._worker_only().items():
+                raise ValueError(f"{name}={value!r} needs num_workers > 0, got num_workers=0")
+
+    def _worker_only(self) -> dict[str, Any]:
+        """The settings given that only make sense with worker processes."""
+        given = {
+            "persistent_workers": self.persistent_workers or None,
+            "prefetch_factor": self.prefetch_factor,
+            "multiprocessing_context": self.multiprocessing_context,
+        }
+        return {k: v for k, v in given.items() if v is not None}
+
+    def resolve_num_workers(self, local_devices: int = 1) -> int:
+        """``num_workers`` as an int: ``"auto"`` is the usable CPUs divided by ``local_devices``."""
+        if self.num_workers == "auto":
+            return available_cpus() // max(1, local_devices)
+        return int(self.num_workers)
+
+    def dataloader_kwargs(
+        self, *, train: bool, num_workers: int, pin_memory: bool, rank: int = 0
+    ) -> dict[str, Any]:
+        """Keyword arguments for ``torch.utils.data.DataLoader`` with resolved worker count and pinning."""
+        from functools import partial
+
+        kwargs: dict[str, Any] = {
+            "batch_size": self.batch_size if train else (self.eval_batch_size or self.batch_size),
+            "num_workers": num_workers,
+            "pin_memory": pin_memory,
+            "drop_last": self.drop_last if train else False,
+            "collate_fn": collate_uint8,
+        }
+        if num_workers > 0:
+            kwargs["worker_init_fn"] = partial(seed_worker, rank=rank)
+            kwargs["persistent_workers"] = self.persistent_workers
+            if self.prefetch_factor is not None:
+                kwargs["prefetch_factor"] = self.prefetch_factor
+            if self.multiprocessing_context is not None:
+                kwargs["multiprocessing_context"] = self.multiprocessing_context
+        elif self._worker_only():
+            from lightning.pytorch.utilities import rank_zero_warn
+
+            rank_zero_warn(
+                f"num_workers='auto' resolved to 0 ({available_cpus()} CPUs for this process); "
+                f"ignoring {sorted(self._worker_only())}, which need worker processes"
+            )
+        return kwargs

@@ -1,0 +1,144 @@
+"""An image classifier for the examples and tests: a small CNN or torchvision's ResNet-18.
+
+Its loss takes both class indices ``(N,)`` and soft targets ``(N, C)`` (as produced by mixup/cutmix),
+so it trains with or without mixing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from lightning.pytorch import LightningModule
+from torch import Tensor, nn
+from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
+
+__all__ = ["ImageClassifier", "small_cnn"]
+
+Arch = Literal["small_cnn", "resnet18"]
+
+
+def small_cnn(num_classes: int, width: int = 32) -> nn.Sequential:
+    """Four conv-BN-ReLU stages (strides 1, 2, 2, 2), global average pooling and a linear head."""
+    widths = [width, width * 2, width * 4, width * 8]
+    layers: list[nn.Module] = []
+    channels = 3
+    for i, w in enumerate(widths):
+        layers += [
+            nn.Conv2d(channels, w, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
+            nn.BatchNorm2d(w),
+            nn.ReLU(inplace=True),
+        ]
+        channels = w
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
+
+
+def resnet18(num_classes: int, cifar_stem: bool) -> nn.Module:
+    """torchvision's ResNet-18 (random init); ``cifar_stem``: 3x3 stride-1 stem, no max-pool (32x32 input)."""
+    net = torchvision.models.resnet18(num_classes=num_classes)
+    if cifar_stem:
+        net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
+        net.maxpool = nn.Identity()
+    return net
+
+
+class ImageClassifier(LightningModule):
+    """Image classification with cross-entropy on class indices or soft targets.
+
+    Logged: ``train/loss``, ``train/acc``, ``val/loss``, ``val/acc``, ``test/loss``, ``test/acc``. Under
+    mixup/cutmix the targets are soft; ``train/acc`` then compares the prediction with the dominant
+    class of the target (its argmax), a rough guide only. Validation and test batches are never mixed.
+
+    Args:
+        num_classes: number of classes (at least 2).
+        arch: ``"small_cnn"`` or ``"resnet18"``.
+        width: channels of the first small-CNN stage.
+        cifar_stem: ResNet-18 stem for small (32x32) images.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        scheduler: ``"onecycle"`` (over the trainer's estimated steps) or ``"none"``.
+
+    Raises:
+        ValueError: bad ``num_classes``, ``arch``, ``width``, ``lr``, ``weight_decay`` or ``scheduler``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        arch: Arch = "small_cnn",
+        width: int = 32,
+        cifar_stem: bool = False,
+        lr: float = 3e-3,
+        weight_decay: float = 5e-4,
+        scheduler: Literal["onecycle", "none"] = "onecycle",
+    ) -> None:
+        super().__init__()
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if arch not in ("small_cnn", "resnet18"):
+            raise ValueError(f"arch must be 'small_cnn' or 'resnet18', got {arch!r}")
+        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
+            raise ValueError(f"width must be an int >= 1, got {width!r}")
+        if not (isinstance(lr, (int, float)) and lr > 0):
+            raise ValueError(f"lr must be a positive float, got {lr!r}")
+        if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a float >= 0, got {weight_decay!r}")
+        if scheduler not in ("onecycle", "none"):
+            raise ValueError(f"scheduler must be 'onecycle' or 'none', got {scheduler!r}")
+        self.save_hyperparameters()
+        self.net = small_cnn(num_classes, width) if arch == "small_cnn" else resnet18(num_classes, cifar_stem)
+        self.accuracy = nn.ModuleDict(
+            {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in ("train", "val", "test")}
+        )
+
+    @override
+    def forward(self, images: Tensor) -> Tensor:
+        return self.net(images)
+
+    def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        images, targets = batch
+        logits = self(images)
+        if targets.ndim == 2:  # soft targets (mixup/cutmix): cross-entropy against the distribution
+            loss = F.cross_entropy(logits, targets)
+            labels = targets.argmax(dim=1)
+        elif targets.ndim == 1 and not targets.is_floating_point():
+            loss = F.cross_entropy(logits, targets)
+            labels = targets
+        else:
+            raise ValueError(
+                "targets must be int64 class indices of shape (batch,) or soft targets of shape "
+                f"(batch, num_classes), got {targets.dtype} of shape {tuple(targets.shape)}"
+            )
+        accuracy = self.accuracy[f"{stage}_acc"]
+        accuracy(logits.detach(), labels)
+        self.log(f"{stage}/loss", loss, on_epoch=True, on_step=stage == "train", prog_bar=True, sync_dist=True)
+        self.log(f"{stage}/acc", accuracy, on_epoch=True, on_step=False, prog_bar=True)
+        return loss
+
+    @override
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "train")
+
+    @override
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "val")
+
+    @override
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._step(batch, "test")
+
+    @override
+    def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self(batch[0]).argmax(dim=1)
+
+    @override
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "none":
+            return optimizer
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=max(total, 1))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -1,0 +1,39 @@
+"""Pure batched tensor kernels of the device stage (no RNG, no Lightning)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize_uint8", "normalization_affine"]
+
+IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
+IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def normalization_affine(
+    mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+) -> tuple[Tensor, Tensor]:
+    """``(scale, shift)`` of shape ``(C, 1, 1)`` with ``(x / 255 - mean) / std == x * scale - shift``."""
+    m = torch.as_tensor(mean, dtype=torch.float64).view(-1, 1, 1)
+    s = torch.as_tensor(std, dtype=torch.float64).view(-1, 1, 1)
+    return (1.0 / (255.0 * s)).to(device, dtype), (m / s).to(device, dtype)
+
+
+def normalize_uint8(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """uint8 ``(N, C, H, W)`` images to normalised float: ``images * scale - shift`` in one new buffer.
+
+    Example::
+
+        >>> scale, shift = normalization_affine([0.5], [0.5])
+        >>> normalize_uint8(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), scale, shift)
+        tensor([[[[-1.,  1.]]]])
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4:
+        raise TypeError(f"images must be a uint8 (N, C, H, W) batch, got {images.dtype} of shape {tuple(images.shape)}")
+    if scale.shape[0] not in (1, images.shape[1]):
+        raise ValueError(f"mean/std have {scale.shape[0]} channels, the images {images.shape[1]}")
+    out = images.to(scale.dtype)
+    return out.mul_(scale).sub_(shift)

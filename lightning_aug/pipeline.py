@@ -1,0 +1,199 @@
+"""Per-sample CPU pipelines built from config, with albumentations 2.x or torchvision.transforms.v2.
+
+Both backends take an image as PIL, HWC uint8 ``ndarray`` or CHW uint8 tensor and return the same
+contract: a CHW uint8 tensor. No float work happens here; normalisation runs batched on the device
+(:meth:`lightning_aug.AugDataModule.on_after_batch_transfer`).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, get_args
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+__all__ = ["Backend", "Pipeline", "check_target_args", "to_rgb_array", "to_rgb_tensor"]
+
+Backend = Literal["albumentations", "torchvision"]
+BACKENDS: tuple[str, ...] = get_args(Backend)
+
+
+def to_rgb_array(image: Any) -> np.ndarray:
+    """An RGB image as an HWC uint8 ndarray (no copy where the input already is one; grey is repeated).
+
+    Raises:
+        TypeError: for anything but PIL, an HWC/HW uint8 ndarray or a CHW uint8 tensor.
+    """
+    if isinstance(image, Image.Image):
+        return np.asarray(image if image.mode == "RGB" else image.convert("RGB"))
+    if isinstance(image, Tensor):
+        return to_rgb_tensor(image).permute(1, 2, 0).numpy()
+    if isinstance(image, np.ndarray):
+        _check_uint8_image(image, "ndarray", channels_first=False)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image
+    raise TypeError(
+        f"image must be a PIL image, an HWC uint8 ndarray or a CHW uint8 tensor, got {type(image).__name__}"
+    )
+
+
+def to_rgb_tensor(image: Any) -> Tensor:
+    """An RGB image as a CHW uint8 tensor (a view where the input allows one; grey is repeated)."""
+    if isinstance(image, Tensor):
+        _check_uint8_image(image, "tensor", channels_first=True)
+        if image.ndim == 2:
+            image = image.unsqueeze(0)
+        return image.expand(3, -1, -1) if image.shape[0] == 1 else image
+    return torch.from_numpy(to_rgb_array(image)).permute(2, 0, 1)
+
+
+def _check_uint8_image(image: np.ndarray | Tensor, kind: str, channels_first: bool) -> None:
+    layout = "CHW" if channels_first else "HWC"
+    dtype_ok = image.dtype == (torch.uint8 if isinstance(image, Tensor) else np.uint8)
+    channel_axis = 0 if channels_first else -1
+    shape_ok = image.ndim == 2 or (image.ndim == 3 and image.shape[channel_axis] in (1, 3))
+    if not (dtype_ok and shape_ok):
+        raise TypeError(
+            f"image {kind} must be uint8 {layout} with 1 or 3 channels (or HW), "
+            f"got {image.dtype} of shape {tuple(image.shape)}"
+        )
+
+
+def check_target_args(spec: Mapping[str, Any], where: str) -> None:
+    """Check a ``{"_target_": ..., **kwargs}`` spec against the target's signature before building it.
+
+    albumentations only warns about unknown arguments; this turns a typo into an error that names it.
+
+    Raises:
+        ValueError: if the target cannot be imported or an argument is not in its signature.
+    """
+    from hydra.utils import get_object
+
+    target = spec.get("_target_")
+    if not isinstance(target, str):
+        raise ValueError(f"{where}: expected a mapping with a '_target_' class path, got {dict(spec)!r}")
+    try:
+        obj = get_object(target)
+    except Exception as err:  # hydra raises ImportError or others depending on the path
+        raise ValueError(f"{where}: unknown transform target {target!r} ({err})") from None
+    params = inspect.signature(obj).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = sorted(k for k in spec if not k.startswith("_") and k not in params)
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown argument(s) {unknown} for {target}; accepted: {sorted(params)}"
+        )
+
+
+def _build(transform: Any, where: str) -> Any:
+    if isinstance(transform, Mapping):
+        from hydra.utils import instantiate
+
+        check_target_args(transform, where)
+        return instantiate(dict(transform), _convert_="all")
+    return transform
+
+
+def _check_backend(transform: Any, backend: str, where: str) -> None:
+    if backend == "albumentations":
+        import albumentations as A
+
+        if not isinstance(transform, (A.BasicTransform, A.BaseCompose)):
+            raise TypeError(
+                f"{where}: backend 'albumentations' expects albumentations transforms, "
+                f"got {type(transform).__module__}.{type(transform).__qualname__}"
+            )
+    else:
+        from torchvision.transforms import v2
+
+        if not isinstance(transform, v2.Transform):
+            raise TypeError(
+                f"{where}: backend 'torchvision' expects torchvision.transforms.v2 transforms, "
+                f"got {type(transform).__module__}.{type(transform).__qualname__}"
+            )
+
+
+class Pipeline:
+    """A per-sample augmentation pipeline whose output is always a CHW uint8 tensor.
+
+    Args:
+        transforms: transform objects of ``backend``, or ``{"_target_": "albumentations.HorizontalFlip",
+            ...}`` mappings (checked against the class signature, then instantiated). Empty: only the
+            conversion to a CHW uint8 tensor.
+        backend: ``"albumentations"`` (2.x, wrapped in an ``albumentations.Compose`` with its own seed)
+            or ``"torchvision"`` (``torchvision.transforms.v2``, drawing from torch's RNG).
+        name: used in error messages (``"train pipeline"``).
+
+    Raises:
+        ValueError: unknown backend, target or argument.
+        TypeError: a transform of the other backend or not a transform.
+
+    Example::
+
+        >>> import numpy as np
+        >>> from torchvision.transforms import v2
+        >>> pipe = Pipeline([v2.RandomHorizontalFlip()], backend="torchvision")
+        >>> out = pipe(np.zeros((8, 6, 3), dtype=np.uint8))
+        >>> out.dtype, tuple(out.shape)
+        (torch.uint8, (3, 8, 6))
+    """
+
+    def __init__(self, transforms: Sequence[Any] = (), backend: Backend = "torchvision", name: str = "pipeline"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if isinstance(transforms, (str, Mapping)) or not isinstance(transforms, Sequence):
+            raise TypeError(f"{name}: transforms must be a list of transforms, got {type(transforms).__name__}")
+        self.backend = backend
+        self.name = name
+        built = []
+        for i, transform in enumerate(transforms):
+            where = f"{name} transform {i}"
+            transform = _build(transform, where)
+            _check_backend(transform, backend, where)
+            built.append(transform)
+        self.transforms = built
+        self._compose: Any
+        if backend == "albumentations":
+            import albumentations as A
+
+            self._compose = A.Compose(built)
+        else:
+            from torchvision.transforms import v2
+
+            self._compose = v2.Compose(built) if built else None
+
+    def reseed(self, seed: int) -> None:
+        """Seed the pipeline's own RNG (albumentations' ``Compose``); torchvision uses torch's RNG."""
+        if self.backend == "albumentations":
+            self._compose.set_random_seed(seed)
+
+    def __call__(self, image: Any) -> Tensor:
+        if self.backend == "albumentations":
+            out = self._compose(image=np.ascontiguousarray(to_rgb_array(image)))["image"]
+            if isinstance(out, np.ndarray) and out.dtype == np.uint8:
+                out = to_rgb_tensor(out)
+        else:
+            if not isinstance(image, Image.Image):
+                image = to_rgb_tensor(image)
+            elif image.mode != "RGB":
+                image = image.convert("RGB")
+            out = self._compose(image) if self._compose is not None else image
+            if isinstance(out, Image.Image):
+                out = to_rgb_tensor(out)
+        if not (isinstance(out, Tensor) and out.dtype == torch.uint8 and out.ndim == 3):
+            got = f"{out.dtype} of shape {tuple(out.shape)}" if hasattr(out, "dtype") else type(out).__name__
+            raise TypeError(
+                f"{self.name} must output a CHW uint8 tensor, got {got}; remove float conversion and "
+                "normalisation from the pipeline: AugDataModule normalises batches on the device"
+            )
+        return out
+
+    def __repr__(self) -> str:
+        inner = ", ".join(type(t).__name__ for t in self.transforms)
+        return f"Pipeline(backend={self.backend!r}, transforms=[{inner}])"
