@@ -115,7 +115,9 @@ class AugDataModule(LightningDataModule):
         if not isinstance(loader, LoaderSettings):
             raise TypeError(f"loader must be a LoaderSettings, got {type(loader).__name__}")
         self.loader = loader
-        if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2):
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+        ):
             raise ValueError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
         self._num_classes = num_classes
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
@@ -184,7 +186,9 @@ class AugDataModule(LightningDataModule):
             data = self.dataset(split)
             if data is None:
                 if split == "train":
-                    raise ValueError(f"the dataset factory {type(self.dataset).__name__} returned no train split")
+                    raise ValueError(
+                        f"the dataset factory {type(self.dataset).__name__} returned no train split"
+                    )
                 self.datasets[split] = None
                 continue
             if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
@@ -195,7 +199,9 @@ class AugDataModule(LightningDataModule):
             train = split == "train"
             pipeline = self.train_pipeline if train else self.eval_pipeline
             stream = _TRAIN_PIPELINE if train else _EVAL_PIPELINE
-            self.datasets[split] = TransformedDataset(data, pipeline, derive_seed(self.run_seed, self._rank, stream))
+            self.datasets[split] = TransformedDataset(
+                data, pipeline, derive_seed(self.run_seed, self._rank, stream)
+            )
 
     def _loader(self, split: Split, train: bool) -> DataLoader:
         if split not in self.datasets:
@@ -207,7 +213,9 @@ class AugDataModule(LightningDataModule):
             )
         if train not in self._generators:
             stream = _TRAIN_LOADER if train else _EVAL_LOADER
-            self._generators[train] = torch.Generator().manual_seed(derive_seed(self.run_seed, self._rank, stream))
+            self._generators[train] = torch.Generator().manual_seed(
+                derive_seed(self.run_seed, self._rank, stream)
+            )
         trainer = self.trainer
         if self.loader.pin_memory == "auto":
             if trainer is not None:
@@ -217,7 +225,9 @@ class AugDataModule(LightningDataModule):
         else:
             pin = bool(self.loader.pin_memory)
         num_workers = self.loader.resolve_num_workers(trainer.num_devices if trainer is not None else 1)
-        kwargs = self.loader.dataloader_kwargs(train=train, num_workers=num_workers, pin_memory=pin, rank=self._rank)
+        kwargs = self.loader.dataloader_kwargs(
+            train=train, num_workers=num_workers, pin_memory=pin, rank=self._rank
+        )
         return DataLoader(dataset, shuffle=train, generator=self._generators[train], **kwargs)
 
     @override
@@ -247,9 +257,8 @@ class AugDataModule(LightningDataModule):
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
-            raise TypeError(
-                f"AugDataModule expects (images, labels) batches from its own loaders, got {type(batch).__name__}"
-            )
+            got = type(batch).__name__
+            raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
         images, targets = self.normalize(batch[0]), batch[1]
         trainer = self.trainer
         if trainer is not None and trainer.training:

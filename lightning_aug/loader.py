@@ -151,9 +151,8 @@ class LoaderSettings:
             if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int):
                 raise ValueError(f"num_workers must be an int >= 0 or 'auto', got {self.num_workers!r}")
             _check_positive_int("num_workers", self.num_workers, 0)
-        if self.pin_memory != "auto":
-            if not isinstance(self.pin_memory, bool):
-                raise ValueError(f"pin_memory must be a bool or 'auto', got {self.pin_memory!r}")
+        if self.pin_memory != "auto" and not isinstance(self.pin_memory, bool):
+            raise ValueError(f"pin_memory must be a bool or 'auto', got {self.pin_memory!r}")
         _check_bool("persistent_workers", self.persistent_workers)
         _check_bool("drop_last", self.drop_last)
         if self.prefetch_factor is not None:

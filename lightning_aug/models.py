@@ -6,7 +6,7 @@ so it trains with or without mixing.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -89,9 +89,13 @@ class ImageClassifier(LightningModule):
         if scheduler not in ("onecycle", "none"):
             raise ValueError(f"scheduler must be 'onecycle' or 'none', got {scheduler!r}")
         self.save_hyperparameters()
+        self.lr, self.weight_decay, self.scheduler = float(lr), float(weight_decay), scheduler
         self.net = small_cnn(num_classes, width) if arch == "small_cnn" else resnet18(num_classes, cifar_stem)
         self.accuracy = nn.ModuleDict(
-            {f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro") for stage in ("train", "val", "test")}
+            {
+                f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro")
+                for stage in ("train", "val", "test")
+            }
         )
 
     @override
@@ -112,9 +116,11 @@ class ImageClassifier(LightningModule):
                 "targets must be int64 class indices of shape (batch,) or soft targets of shape "
                 f"(batch, num_classes), got {targets.dtype} of shape {tuple(targets.shape)}"
             )
-        accuracy = self.accuracy[f"{stage}_acc"]
+        accuracy = cast(MulticlassAccuracy, self.accuracy[f"{stage}_acc"])
         accuracy(logits.detach(), labels)
-        self.log(f"{stage}/loss", loss, on_epoch=True, on_step=stage == "train", prog_bar=True, sync_dist=True)
+        self.log(
+            f"{stage}/loss", loss, on_epoch=True, on_step=stage == "train", prog_bar=True, sync_dist=True
+        )
         self.log(f"{stage}/acc", accuracy, on_epoch=True, on_step=False, prog_bar=True)
         return loss
 
@@ -136,9 +142,9 @@ class ImageClassifier(LightningModule):
 
     @override
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.hparams.scheduler == "none":
+        optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.scheduler == "none":
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.hparams.lr, total_steps=max(total, 1))
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=max(total, 1))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -7,14 +7,17 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalize_uint8", "normalization_affine"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalization_affine", "normalize_uint8"]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
 def normalization_affine(
-    mean: Sequence[float], std: Sequence[float], device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+    mean: Sequence[float],
+    std: Sequence[float],
+    device: torch.device | str = "cpu",
+    dtype: torch.dtype = torch.float32,
 ) -> tuple[Tensor, Tensor]:
     """``(scale, shift)`` of shape ``(C, 1, 1)`` with ``(x / 255 - mean) / std == x * scale - shift``."""
     m = torch.as_tensor(mean, dtype=torch.float64).view(-1, 1, 1)
@@ -32,7 +35,9 @@ def normalize_uint8(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
         tensor([[[[-1.,  1.]]]])
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
-        raise TypeError(f"images must be a uint8 (N, C, H, W) batch, got {images.dtype} of shape {tuple(images.shape)}")
+        raise TypeError(
+            f"images must be a uint8 (N, C, H, W) batch, got {images.dtype} of shape {tuple(images.shape)}"
+        )
     if scale.shape[0] not in (1, images.shape[1]):
         raise ValueError(f"mean/std have {scale.shape[0]} channels, the images {images.shape[1]}")
     out = images.to(scale.dtype)

@@ -49,7 +49,10 @@ def to_rgb_tensor(image: Any) -> Tensor:
         if image.ndim == 2:
             image = image.unsqueeze(0)
         return image.expand(3, -1, -1) if image.shape[0] == 1 else image
-    return torch.from_numpy(to_rgb_array(image)).permute(2, 0, 1)
+    array = to_rgb_array(image)
+    if not array.flags.writeable:  # e.g. np.asarray(PIL image): torch needs memory it may own
+        array = array.copy()
+    return torch.from_numpy(array).permute(2, 0, 1)
 
 
 def _check_uint8_image(image: np.ndarray | Tensor, kind: str, channels_first: bool) -> None:
@@ -86,9 +89,7 @@ def check_target_args(spec: Mapping[str, Any], where: str) -> None:
         return
     unknown = sorted(k for k in spec if not k.startswith("_") and k not in params)
     if unknown:
-        raise ValueError(
-            f"{where}: unknown argument(s) {unknown} for {target}; accepted: {sorted(params)}"
-        )
+        raise ValueError(f"{where}: unknown argument(s) {unknown} for {target}; accepted: {sorted(params)}")
 
 
 def _build(transform: Any, where: str) -> Any:
@@ -144,11 +145,15 @@ class Pipeline:
         (torch.uint8, (3, 8, 6))
     """
 
-    def __init__(self, transforms: Sequence[Any] = (), backend: Backend = "torchvision", name: str = "pipeline"):
+    def __init__(
+        self, transforms: Sequence[Any] = (), backend: Backend = "torchvision", name: str = "pipeline"
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         if isinstance(transforms, (str, Mapping)) or not isinstance(transforms, Sequence):
-            raise TypeError(f"{name}: transforms must be a list of transforms, got {type(transforms).__name__}")
+            raise TypeError(
+                f"{name}: transforms must be a list of transforms, got {type(transforms).__name__}"
+            )
         self.backend = backend
         self.name = name
         built = []

@@ -12,8 +12,8 @@ __all__ = [
     "DatasetFactory",
     "ImageFolder",
     "ImageFolderDataset",
-    "SyntheticShapes",
     "Split",
+    "SyntheticShapes",
     "TransformedDataset",
     "load_rgb",
 ]

@@ -27,7 +27,9 @@ def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], li
         raise FileNotFoundError(f"image folder {str(directory)!r} does not exist or is not a directory")
     found = sorted(e.name for e in os.scandir(directory) if e.is_dir())
     if not found:
-        raise FileNotFoundError(f"image folder {str(directory)!r} has no class subfolders (<root>/<class>/<image>)")
+        raise FileNotFoundError(
+            f"image folder {str(directory)!r} has no class subfolders (<root>/<class>/<image>)"
+        )
     if classes is not None and found != list(classes):
         raise ValueError(f"class folders of {str(directory)!r} are {found}, expected {list(classes)}")
     samples = []

@@ -157,7 +157,12 @@ class SyntheticShapes:
             "seed": (seed, 0, None),
         }
         for name, (value, low, high) in checks.items():
-            if isinstance(value, bool) or not isinstance(value, int) or value < low or (high and value > high):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int)
+                or value < low
+                or (high and value > high)
+            ):
                 bound = f"in [{low}, {high}]" if high else f">= {low}"
                 raise ValueError(f"{name} must be an int {bound}, got {value!r}")
         self.num_classes = num_classes

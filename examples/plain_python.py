@@ -1,0 +1,32 @@
+"""Plain Python, no Hydra: AugDataModule on the built-in dataset with a small CNN.
+
+Run:  python examples/plain_python.py
+"""
+
+from __future__ import annotations
+
+import albumentations as A
+from lightning.pytorch import Trainer, seed_everything
+
+from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
+from lightning_aug.datasets import SyntheticShapes
+
+
+def main() -> None:
+    seed_everything(0)
+    datamodule = AugDataModule(
+        dataset=SyntheticShapes(),  # generated once into ~/.cache/lightning_aug, then reused
+        train_transforms=[A.Pad(padding=4), A.RandomCrop(64, 64), A.HorizontalFlip()],
+        eval_transforms=[],
+        backend="albumentations",
+        loader=LoaderSettings(batch_size=64, num_workers="auto", persistent_workers=True),
+        seed=0,
+    )
+    model = ImageClassifier(num_classes=datamodule.num_classes, arch="small_cnn", width=16)
+    trainer = Trainer(max_epochs=2, accelerator="auto", devices=1, logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule)
+    trainer.test(model, datamodule)
+
+
+if __name__ == "__main__":
+    main()

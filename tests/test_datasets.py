@@ -1,0 +1,225 @@
+from __future__ import annotations
+
+import functools
+import hashlib
+import http.server
+import pickle
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torchvision
+from conftest import write_image_folder
+from PIL import Image
+
+from lightning_aug.datasets import CIFAR10, CIFAR100, ImageFolder, ImageFolderDataset, SyntheticShapes
+from lightning_aug.datasets.synthetic import CLASS_NAMES
+
+
+# ---------------------------------------------------------------- synthetic
+def test_synthetic_is_deterministic_and_reused(tmp_path: Path) -> None:
+    kwargs = {"num_classes": 3, "train_per_class": 3, "val_per_class": 2, "test_per_class": 1, "seed": 7}
+    a, b = SyntheticShapes(root=tmp_path / "a", **kwargs), SyntheticShapes(root=tmp_path / "b", **kwargs)
+    a.prepare()
+    b.prepare()
+    files_a = sorted(p.relative_to(a.path) for p in a.path.rglob("*.jpg"))
+    assert len(files_a) == 3 * (3 + 2 + 1)
+    assert files_a == sorted(p.relative_to(b.path) for p in b.path.rglob("*.jpg"))
+    assert all((a.path / f).read_bytes() == (b.path / f).read_bytes() for f in files_a)
+    mtime = (a.path / files_a[0]).stat().st_mtime_ns
+    a.prepare()  # reused, not rewritten
+    assert (a.path / files_a[0]).stat().st_mtime_ns == mtime
+    other = SyntheticShapes(root=tmp_path / "a", **{**kwargs, "seed": 8})
+    assert other.path != a.path
+
+
+def test_synthetic_splits_labels_and_images(small_shapes: SyntheticShapes) -> None:
+    train, val, test = small_shapes("train"), small_shapes("val"), small_shapes("test")
+    assert (len(train), len(val), len(test)) == (64, 16, 16)
+    assert sorted(set(train.targets)) == [0, 1, 2, 3]
+    assert train.classes == [f"{i:02d}_{n}" for i, n in enumerate(CLASS_NAMES[:4])]
+    image, label = train[0]
+    assert label == 0
+    assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (64, 64)
+    assert np.asarray(image).std() > 20  # not blank
+
+
+def test_synthetic_test_split_can_be_absent(tmp_path: Path) -> None:
+    data = SyntheticShapes(root=tmp_path, num_classes=2, train_per_class=1, val_per_class=1, test_per_class=0)
+    data.prepare()
+    assert data("test") is None
+
+
+def test_synthetic_before_prepare(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="call prepare\\(\\) first"):
+        SyntheticShapes(root=tmp_path)("train")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"num_classes": 11}, r"num_classes must be an int in \[2, 10\], got 11"),
+        ({"num_classes": 1}, r"num_classes must be an int in \[2, 10\], got 1"),
+        ({"image_size": 8}, r"image_size must be an int in \[16, 4096\], got 8"),
+        ({"train_per_class": 0}, "train_per_class must be an int >= 1, got 0"),
+        ({"val_per_class": 0}, "val_per_class must be an int >= 1, got 0"),
+        ({"test_per_class": -1}, "test_per_class must be an int >= 0, got -1"),
+        ({"seed": -3}, "seed must be an int >= 0, got -3"),
+        ({"seed": 1.5}, "seed must be an int >= 0, got 1.5"),
+    ],
+)
+def test_synthetic_bad_arguments(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        SyntheticShapes(**kwargs)
+
+
+def test_synthetic_unknown_split(small_shapes: SyntheticShapes) -> None:
+    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test', got 'valid'"):
+        small_shapes("valid")  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- image folders
+def test_image_folder_with_train_and_val(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "train", {"cat": 3, "dog": 2})
+    write_image_folder(tmp_path / "val", {"cat": 1, "dog": 1})
+    data = ImageFolder(tmp_path)
+    train, val = data("train"), data("val")
+    assert (len(train), len(val), data("test")) == (5, 2, None)
+    assert train.classes == ["cat", "dog"] and data.num_classes == 2
+    assert train.targets == [0, 0, 0, 1, 1]
+
+
+def test_image_folder_val_split_is_seeded_stratified_and_disjoint(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, {"a": 10, "b": 10})
+    train, val = (
+        ImageFolder(tmp_path, val_split=0.2, seed=1)("train"),
+        ImageFolder(tmp_path, val_split=0.2, seed=1)("val"),
+    )
+    assert (len(train), len(val)) == (16, 4)
+    assert sorted(val.targets) == [0, 0, 1, 1]
+    assert not {p for p, _ in train.samples} & {p for p, _ in val.samples}
+    again = ImageFolder(tmp_path, val_split=0.2, seed=1)("val")
+    other = ImageFolder(tmp_path, val_split=0.2, seed=2)("val")
+    assert again.samples == val.samples and other.samples != val.samples
+
+
+def test_image_folder_val_classes_must_match_train(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "train", {"cat": 1, "dog": 1})
+    write_image_folder(tmp_path / "val", {"cat": 1, "cow": 1})
+    with pytest.raises(
+        ValueError, match=r"class folders of .*val' are \['cat', 'cow'\], expected \['cat', 'dog'\]"
+    ):
+        ImageFolder(tmp_path)("val")
+
+
+def test_image_folder_needs_train_and_val_or_val_split(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, {"a": 2})
+    with pytest.raises(FileNotFoundError, match="needs 'train/' and 'val/' subfolders; .* set val_split"):
+        ImageFolder(tmp_path)("train")
+
+
+def test_image_folder_missing_and_empty(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="does not exist or is not a directory"):
+        ImageFolderDataset(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="has no class subfolders"):
+        ImageFolderDataset(tmp_path)
+    (tmp_path / "cls").mkdir()
+    (tmp_path / "cls" / "notes.txt").write_text("no image")
+    with pytest.raises(FileNotFoundError, match="has no images with extensions"):
+        ImageFolderDataset(tmp_path)
+
+
+@pytest.mark.parametrize("val_split", [0.0, 1.0, -0.1, "0.1"])
+def test_image_folder_bad_val_split(tmp_path: Path, val_split: object) -> None:
+    with pytest.raises(
+        ValueError, match=f"val_split must be a float in \\(0, 1\\) or None, got {val_split!r}"
+    ):
+        ImageFolder(tmp_path, val_split=val_split)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------- CIFAR (local fakes, never the network)
+def _fake_cifar(
+    root: Path, tv_class: type, monkeypatch: pytest.MonkeyPatch, n_train: int = 20, n_test: int = 10
+) -> Path:
+    """Write tiny CIFAR files in torchvision's layout, point the class's checksums at them and return a
+    ``.tar.gz`` of them (for the download path)."""
+    rng = np.random.default_rng(0)
+    label_key = "labels" if tv_class is torchvision.datasets.CIFAR10 else "fine_labels"
+    folder = root / tv_class.base_folder
+    folder.mkdir(parents=True)
+    n_classes = 10 if tv_class is torchvision.datasets.CIFAR10 else 100
+
+    def write(name: str, n: int) -> list[str]:
+        entry = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, n_classes, n).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(entry))
+        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
+
+    train_names = [e[0] for e in tv_class.train_list]
+    per = n_train // len(train_names)
+    monkeypatch.setattr(tv_class, "train_list", [write(name, per) for name in train_names])
+    monkeypatch.setattr(tv_class, "test_list", [write(tv_class.test_list[0][0], n_test)])
+    meta = dict(tv_class.meta)
+    (folder / meta["filename"]).write_bytes(pickle.dumps({meta["key"]: [f"c{i}" for i in range(n_classes)]}))
+    meta["md5"] = hashlib.md5((folder / meta["filename"]).read_bytes()).hexdigest()
+    monkeypatch.setattr(tv_class, "meta", meta)
+    archive = root / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=tv_class.base_folder)
+    return archive
+
+
+@pytest.mark.parametrize("factory", [CIFAR10, CIFAR100])
+def test_cifar_splits_from_local_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: type[CIFAR10]
+) -> None:
+    _fake_cifar(tmp_path, factory.tv_class, monkeypatch)
+    data = factory(tmp_path)
+    data.prepare()
+    train, val, test = data("train"), data("val"), data("test")
+    assert (len(train), len(val), len(test)) == (20, 10, 10)
+    image, label = train[0]
+    assert image.shape == (32, 32, 3) and image.dtype == np.uint8 and isinstance(label, int)
+    held = factory(tmp_path, val_split=0.25)
+    assert (len(held("train")), len(held("val"))) == (15, 5)
+    assert data.num_classes == (10 if factory is CIFAR10 else 100)
+
+
+def test_cifar_downloads_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tv = torchvision.datasets.CIFAR10
+    archive = _fake_cifar(tmp_path / "mirror", tv, monkeypatch)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the loopback server, whatever proxy a machine sets
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(archive.parent))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        monkeypatch.setattr(tv, "url", f"http://127.0.0.1:{server.server_port}/{archive.name}")
+        monkeypatch.setattr(tv, "tgz_md5", hashlib.md5(archive.read_bytes()).hexdigest())
+        data = CIFAR10(tmp_path / "data", download=True)
+        data.prepare()  # torchvision's real download + checksum + extract, from a loopback server
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)
+    assert (tmp_path / "data" / tv.filename).is_file()
+    assert len(data("train")) == 20
+
+
+def test_cifar_missing_without_download(tmp_path: Path) -> None:
+    with pytest.raises(
+        FileNotFoundError, match=r"CIFAR10 not found or corrupted under root=.*set download=True"
+    ):
+        CIFAR10(tmp_path).prepare()
+
+
+def test_cifar_bad_arguments(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="download must be a bool, got 'yes'"):
+        CIFAR10(tmp_path, download="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="val_split must be a float in \\(0, 1\\) or None, got 2"):
+        CIFAR10(tmp_path, val_split=2)
+    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test', got 'dev'"):
+        CIFAR10(tmp_path)("dev")  # type: ignore[arg-type]

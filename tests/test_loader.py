@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from lightning_aug import loader as loader_mod
+from lightning_aug.loader import LoaderSettings, collate_uint8, derive_seed
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"batch_size": 0}, "batch_size must be an int >= 1, got 0"),
+        ({"batch_size": 2.5}, "batch_size must be an int >= 1, got 2.5"),
+        ({"batch_size": True}, "batch_size must be an int >= 1, got True"),
+        ({"eval_batch_size": -4}, "eval_batch_size must be an int >= 1, got -4"),
+        ({"num_workers": -1}, "num_workers must be an int >= 0, got -1"),
+        ({"num_workers": "many"}, "num_workers must be an int >= 0 or 'auto', got 'many'"),
+        ({"pin_memory": "yes"}, "pin_memory must be a bool or 'auto', got 'yes'"),
+        ({"prefetch_factor": 0, "num_workers": 2}, "prefetch_factor must be an int >= 1, got 0"),
+        (
+            {"multiprocessing_context": "thread", "num_workers": 2},
+            "multiprocessing_context must be one of .* got 'thread'",
+        ),
+        (
+            {"num_workers": 0, "persistent_workers": True},
+            "persistent_workers=True needs num_workers > 0, got num_workers=0",
+        ),
+        ({"num_workers": 0, "prefetch_factor": 2}, "prefetch_factor=2 needs num_workers > 0"),
+        (
+            {"num_workers": 0, "multiprocessing_context": "spawn"},
+            "multiprocessing_context='spawn' needs num_workers > 0",
+        ),
+    ],
+)
+def test_bad_settings_raise_value_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        LoaderSettings(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"persistent_workers": "yes"}, "persistent_workers must be a bool, got 'yes'"),
+        ({"drop_last": 1}, "drop_last must be a bool, got 1"),
+    ],
+)
+def test_bad_flags_raise_type_error(kwargs: dict, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        LoaderSettings(**kwargs)
+
+
+def test_auto_workers_divide_cpus_by_local_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader_mod, "available_cpus", lambda: 16)
+    settings = LoaderSettings(num_workers="auto")
+    assert settings.resolve_num_workers(1) == 16
+    assert settings.resolve_num_workers(4) == 4
+    assert LoaderSettings(num_workers=3).resolve_num_workers(4) == 3
+
+
+def test_auto_resolving_to_zero_drops_worker_settings_with_a_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(loader_mod, "available_cpus", lambda: 1)
+    settings = LoaderSettings(num_workers="auto", persistent_workers=True, prefetch_factor=4)
+    workers = settings.resolve_num_workers(2)
+    assert workers == 0
+    with pytest.warns(UserWarning, match=r"ignoring \['persistent_workers', 'prefetch_factor'\]"):
+        kwargs = settings.dataloader_kwargs(train=True, num_workers=workers, pin_memory=False)
+    assert "persistent_workers" not in kwargs and "prefetch_factor" not in kwargs
+    torch.utils.data.DataLoader(range(4), **{k: v for k, v in kwargs.items() if k != "collate_fn"})
+
+
+def test_eval_kwargs_never_drop_and_use_eval_batch_size() -> None:
+    settings = LoaderSettings(
+        batch_size=8, eval_batch_size=32, num_workers=2, persistent_workers=True, prefetch_factor=3
+    )
+    train = settings.dataloader_kwargs(train=True, num_workers=2, pin_memory=False)
+    evals = settings.dataloader_kwargs(train=False, num_workers=2, pin_memory=False)
+    assert (train["batch_size"], train["drop_last"]) == (8, True)
+    assert (evals["batch_size"], evals["drop_last"]) == (32, False)
+    assert train["persistent_workers"] and train["prefetch_factor"] == 3
+    assert train["worker_init_fn"].keywords == {"rank": 0}
+
+
+def test_collate_stacks_uint8_and_int64() -> None:
+    images, labels = collate_uint8(
+        [(torch.zeros(3, 4, 4, dtype=torch.uint8), 1), (torch.ones(3, 4, 4, dtype=torch.uint8), 2)]
+    )
+    assert images.shape == (2, 3, 4, 4) and images.dtype == torch.uint8
+    assert labels.tolist() == [1, 2] and labels.dtype == torch.int64
+
+
+def test_collate_names_mismatched_shapes() -> None:
+    samples = [(torch.zeros(3, 4, 4, dtype=torch.uint8), 0), (torch.zeros(3, 5, 4, dtype=torch.uint8), 0)]
+    with pytest.raises(ValueError, match=r"different shapes in one batch \(\(3, 4, 4\) and \(3, 5, 4\)\)"):
+        collate_uint8(samples)
+
+
+def test_derive_seed_separates_streams() -> None:
+    seeds = {derive_seed(s, r, k) for s in range(3) for r in range(3) for k in range(3)}
+    assert len(seeds) == 27
+    assert all(0 <= s < 2**63 for s in seeds)
+    assert derive_seed(5, 1) == derive_seed(5, 1)

@@ -1,0 +1,157 @@
+from __future__ import annotations
+
+import albumentations as A
+import numpy as np
+import pytest
+import torch
+import torchvision.transforms as T1
+from PIL import Image
+from torchvision.transforms import v2
+
+from lightning_aug.pipeline import Pipeline, check_target_args, to_rgb_array, to_rgb_tensor
+
+RNG = np.random.default_rng(0)
+HWC = RNG.integers(0, 256, (12, 10, 3), dtype=np.uint8)
+
+
+def inputs() -> list:
+    return [
+        HWC,
+        Image.fromarray(HWC),
+        torch.from_numpy(HWC).permute(2, 0, 1).contiguous(),
+        Image.fromarray(HWC[:, :, 0]),  # grey PIL
+        HWC[:, :, 0],  # grey ndarray
+    ]
+
+
+@pytest.mark.parametrize("backend", ["albumentations", "torchvision"])
+@pytest.mark.parametrize("index", range(5))
+def test_empty_pipeline_converts_every_input_to_chw_uint8(backend: str, index: int) -> None:
+    image = inputs()[index]
+    out = Pipeline([], backend=backend)(image)
+    assert out.dtype == torch.uint8 and tuple(out.shape) == (3, 12, 10)
+    expected = (
+        HWC
+        if isinstance(image, torch.Tensor)
+        else np.array(Image.fromarray(np.asarray(image)).convert("RGB"))
+    )
+    assert torch.equal(out.permute(1, 2, 0), torch.from_numpy(np.ascontiguousarray(expected)))
+
+
+def test_both_backends_flip_identically() -> None:
+    alb = Pipeline([A.HorizontalFlip(p=1.0)], backend="albumentations")(HWC)
+    tv = Pipeline([v2.RandomHorizontalFlip(p=1.0)], backend="torchvision")(HWC)
+    assert torch.equal(alb, tv)
+    assert torch.equal(alb, torch.from_numpy(HWC[:, ::-1].copy()).permute(2, 0, 1))
+
+
+@pytest.mark.parametrize("backend", ["albumentations", "torchvision"])
+def test_mapping_specs_are_instantiated(backend: str) -> None:
+    target = (
+        "albumentations.RandomCrop" if backend == "albumentations" else "torchvision.transforms.v2.RandomCrop"
+    )
+    args = {"height": 8, "width": 6} if backend == "albumentations" else {"size": [8, 6]}
+    out = Pipeline([{"_target_": target, **args}], backend=backend)(HWC)
+    assert tuple(out.shape) == (3, 8, 6)
+
+
+def test_albumentations_reseed_reproduces_and_seeds_differ() -> None:
+    pipe = Pipeline([A.RandomResizedCrop(size=(8, 8))], backend="albumentations")
+
+    def draw(seed: int) -> list[torch.Tensor]:
+        pipe.reseed(seed)
+        return [pipe(HWC) for _ in range(4)]
+
+    first, again, other = draw(1), draw(1), draw(2)
+    assert all(torch.equal(a, b) for a, b in zip(first, again, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
+
+
+def test_unknown_backend() -> None:
+    with pytest.raises(ValueError, match=r"backend must be one of .* got 'kornia'"):
+        Pipeline([], backend="kornia")  # type: ignore[arg-type]
+
+
+def test_transforms_must_be_a_list() -> None:
+    with pytest.raises(TypeError, match="transforms must be a list of transforms, got HorizontalFlip"):
+        Pipeline(A.HorizontalFlip(), backend="albumentations")  # type: ignore[arg-type]
+
+
+def test_unknown_target() -> None:
+    with pytest.raises(
+        ValueError, match=r"train transform 0: unknown transform target 'albumentations.NoSuchFlip'"
+    ):
+        Pipeline([{"_target_": "albumentations.NoSuchFlip"}], backend="albumentations", name="train")
+
+
+def test_unknown_argument_is_an_error_not_a_warning() -> None:
+    with pytest.raises(
+        ValueError, match=r"unknown argument\(s\) \['prob'\] for albumentations.HorizontalFlip"
+    ):
+        Pipeline([{"_target_": "albumentations.HorizontalFlip", "prob": 0.5}], backend="albumentations")
+
+
+def test_spec_without_target() -> None:
+    with pytest.raises(ValueError, match="expected a mapping with a '_target_' class path"):
+        check_target_args({"p": 0.5}, "train transform 0")
+
+
+def test_wrong_argument_type_names_the_argument() -> None:
+    with pytest.raises(Exception, match="p"):
+        Pipeline([{"_target_": "albumentations.HorizontalFlip", "p": "often"}], backend="albumentations")
+
+
+@pytest.mark.parametrize(
+    ("backend", "transform", "message"),
+    [
+        (
+            "albumentations",
+            v2.RandomHorizontalFlip(),
+            "backend 'albumentations' expects albumentations transforms",
+        ),
+        ("torchvision", A.HorizontalFlip(), "backend 'torchvision' expects torchvision.transforms.v2"),
+        (
+            "torchvision",
+            T1.RandomHorizontalFlip(),
+            "got torchvision.transforms.transforms.RandomHorizontalFlip",
+        ),
+        ("torchvision", lambda x: x, "backend 'torchvision' expects"),
+    ],
+)
+def test_transform_of_the_wrong_backend(backend: str, transform: object, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        Pipeline([transform], backend=backend)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("backend", "transform"),
+    [
+        ("albumentations", A.Normalize()),
+        ("torchvision", v2.ToDtype(torch.float32, scale=True)),
+    ],
+)
+def test_float_output_is_refused(backend: str, transform: object) -> None:
+    pipe = Pipeline([transform], backend=backend, name="train pipeline")
+    with pytest.raises(TypeError, match="train pipeline must output a CHW uint8 tensor, got .*float"):
+        pipe(HWC)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        (HWC.astype(np.float32), "image ndarray must be uint8 HWC"),
+        (torch.zeros(3, 4, 4), "image tensor must be uint8 CHW"),
+        (torch.zeros(4, 4, 4, dtype=torch.uint8), r"got torch.uint8 of shape \(4, 4, 4\)"),
+        ("path.jpg", "image must be a PIL image, an HWC uint8 ndarray or a CHW uint8 tensor, got str"),
+    ],
+)
+def test_bad_images(image: object, message: str) -> None:
+    with pytest.raises(TypeError, match=message):
+        to_rgb_tensor(image)
+
+
+def test_rgb_conversions_share_memory_where_possible() -> None:
+    assert to_rgb_array(HWC) is HWC
+    assert to_rgb_tensor(HWC).data_ptr() == torch.from_numpy(HWC).data_ptr()
+    grey = to_rgb_tensor(torch.zeros(1, 4, 4, dtype=torch.uint8))
+    assert grey.shape == (3, 4, 4) and grey.stride(0) == 0  # expanded, not copied
