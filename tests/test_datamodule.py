@@ -8,9 +8,10 @@ import albumentations as A
 import pytest
 import torch
 from conftest import RepeatedImageFactory
-from lightning.pytorch import LightningModule, Trainer
+from helpers import Recorder, tiny_trainer
+from lightning.pytorch import Trainer
 from lightning.pytorch.trainer.states import RunningStage
-from torch import Tensor, nn
+from torch import Tensor
 from torchvision.transforms import v2
 
 from lightning_aug import AugDataModule, BatchTransform, ImageClassifier, LoaderSettings
@@ -59,34 +60,6 @@ class RecordingDataModule(AugDataModule):
         return batch
 
 
-class Recorder(LightningModule):
-    """A linear model that records the batches reaching each step."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.head = nn.Linear(3, 4)
-        self.seen: dict[str, list[Tensor]] = {"train": [], "val": [], "test": []}
-        self.ordered: list[tuple[str, Tensor]] = []  # every batch, in the order the steps saw them
-
-    def _record(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
-        images, targets = batch
-        self.seen[stage].append(images.detach().clone())
-        self.ordered.append((stage, self.seen[stage][-1]))
-        return nn.functional.cross_entropy(self.head(images.mean(dim=(2, 3))), targets)
-
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self._record(batch, "train")
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._record(batch, "val")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._record(batch, "test")
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.SGD(self.parameters(), lr=0.01)
-
-
 class StageProbe(BatchTransform):
     """A training-only batch transform that records the stage of each call and marks the batch."""
 
@@ -96,19 +69,6 @@ class StageProbe(BatchTransform):
     def transform_batch(self, images: Tensor, targets: Tensor, trainer: Trainer) -> tuple[Tensor, Tensor]:
         self.calls.append((trainer.state.stage, trainer.training))
         return images + 1000.0, targets
-
-
-def tiny_trainer(**kwargs: Any) -> Trainer:
-    options = {
-        "accelerator": "cpu",
-        "devices": 1,
-        "logger": False,
-        "enable_checkpointing": False,
-        "enable_progress_bar": False,
-        "enable_model_summary": False,
-        **kwargs,
-    }
-    return Trainer(**options)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -1,0 +1,1 @@
+"""Benchmarks runnable as modules (``python -m lightning_aug.bench.mixup``)."""

@@ -1,0 +1,412 @@
+"""MixupCallback: batched mixup/cutmix on the device, as a Lightning callback."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import MutableMapping, MutableSequence, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+from typing_extensions import override
+
+from lightning_aug.batch import BatchTransform
+from lightning_aug.loader import derive_seed
+from lightning_aug.mixing.functional import (
+    default_chunk,
+    mix_targets,
+    mix_with_reversed_,
+    pair_weights,
+    smooth_one_hot,
+)
+from lightning_aug.mixing.sampling import MixParams, Mode, sample_mix_params
+
+if TYPE_CHECKING:
+    from lightning.pytorch import LightningModule, Trainer
+
+__all__ = ["MixupCallback"]
+
+_MIXUP_STREAM = 100  # stream id mixed into the run seed (see AugDataModule's streams)
+
+
+def _check_prob(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)
+
+
+def _check_alpha(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"{name} must be a float >= 0 (0 disables it), got {value!r}")
+    return float(value)
+
+
+class MixupCallback(BatchTransform):
+    """Mixup and CutMix for whole training batches on the device, vectorised, with soft targets.
+
+    Parameters are named as in timm's ``Mixup``. With :class:`~lightning_aug.AugDataModule` it runs
+    in the device stage after normalisation, for training batches only. With any other DataModule or
+    plain dataloaders it replaces the images and targets of list or dict batches in
+    ``on_train_batch_start`` (the images must already be float); other batch types raise at the
+    first batch. It is never silently inactive.
+
+    Semantics:
+
+    - Sample ``i`` is mixed with sample ``B - 1 - i`` (the batch reversed, as timm; the loader has
+      shuffled it). With an odd batch size the middle sample is paired with itself (unchanged).
+    - ``lambda ~ Beta(alpha, alpha)``: mixup blends ``lam * x + (1 - lam) * x_partner``; cutmix
+      pastes the partner's box, boxes as in the CutMix paper (side ``sqrt(1 - lam)``, uniform centre,
+      clipped), with ``lam`` corrected to the clipped box area when ``correct_lam``.
+      ``cutmix_minmax`` draws the box sides uniformly in that fraction of the image instead.
+    - ``mode="batch"``: one lambda and one mixup/cutmix choice per batch; ``"pair"``: one per pair
+      ``(i, B-1-i)``; ``"elem"``: one per sample. Each draw is applied with probability ``prob``;
+      with both alphas positive, cutmix is chosen with probability ``switch_prob``.
+    - Targets become smoothed one-hot rows (off = s / C, on = 1 - s + off) mixed with the same lambda,
+      ``lam * y + (1 - lam) * y_partner``; each row sums to 1. A batch in which nothing is mixed
+      (``prob`` missed, ``off_epoch`` reached) keeps its class-index targets when
+      ``label_smoothing=0``, and gets smoothed one-hot targets otherwise.
+    - From epoch ``off_epoch`` on (timm's ``mixup_off_epoch``) batches are no longer mixed.
+
+    Speed: no Python loop over samples and no host-device sync per sample. The parameters are drawn
+    on the CPU from the callback's own ``torch.Generator`` (seeded from the run seed and the global
+    rank, so DDP ranks differ) and sent to the device in one small copy; the images are mixed in
+    place, pairs at a time in chunks of ``chunk_fraction`` of the batch, so the extra memory is two
+    such chunks (about ``2 * chunk_fraction`` of the batch), never a full batch copy.
+
+    Args:
+        mixup_alpha: Beta alpha of mixup; 0 disables mixup.
+        cutmix_alpha: Beta alpha of cutmix; 0 disables cutmix (unless ``cutmix_minmax``).
+        cutmix_minmax: ``(min, max)`` box side as fractions of the image, ``0 <= min < max <= 1``;
+            enables cutmix and sets its lambda from the box.
+        prob: probability that a draw (batch, pair or sample) is mixed.
+        switch_prob: probability of cutmix rather than mixup when both are enabled.
+        mode: ``"batch"``, ``"pair"`` or ``"elem"``.
+        correct_lam: correct the cutmix lambda to the clipped box area.
+        label_smoothing: smoothing ``s`` in [0, 1) of the one-hot targets.
+        num_classes: classes of the targets; ``None``: ``trainer.datamodule.num_classes``.
+        off_epoch: first epoch without mixing; ``None``: mix in every epoch.
+        image_key, target_key: keys of dict batches (list/tuple batches are ``(images, targets, ...)``).
+        seed: seed of the parameter stream; ``None``: the AugDataModule's run seed, else Lightning's
+            global seed, else a fresh logged one. The global rank is always mixed in.
+        log_lambda: log the batch's mean lambda as ``mixup/lam``.
+        chunk_fraction: pairs per in-place step, as a fraction of the batch, in (0, 0.5].
+
+    Raises:
+        ValueError: any argument outside its range, or nothing to mix (both alphas 0, no minmax).
+
+    Example::
+
+        >>> import torch
+        >>> mix = MixupCallback(mixup_alpha=0.4, label_smoothing=0.0, num_classes=3, seed=0)
+        >>> images, targets = mix.transform_batch(torch.rand(4, 3, 8, 8), torch.tensor([0, 1, 2, 0]), None)
+        >>> targets.shape, torch.allclose(targets.sum(1), torch.ones(4))
+        (torch.Size([4, 3]), True)
+    """
+
+    def __init__(
+        self,
+        mixup_alpha: float = 1.0,
+        cutmix_alpha: float = 0.0,
+        cutmix_minmax: Sequence[float] | None = None,
+        prob: float = 1.0,
+        switch_prob: float = 0.5,
+        mode: Mode = "batch",
+        correct_lam: bool = True,
+        label_smoothing: float = 0.1,
+        num_classes: int | None = None,
+        off_epoch: int | None = None,
+        image_key: str = "image",
+        target_key: str = "label",
+        seed: int | None = None,
+        log_lambda: bool = False,
+        chunk_fraction: float = 0.05,
+    ) -> None:
+        self.mixup_alpha = _check_alpha("mixup_alpha", mixup_alpha)
+        self.cutmix_alpha = _check_alpha("cutmix_alpha", cutmix_alpha)
+        if cutmix_minmax is not None:
+            ok = isinstance(cutmix_minmax, Sequence) and not isinstance(cutmix_minmax, str)
+            ok = ok and len(cutmix_minmax) == 2 and all(isinstance(v, (int, float)) for v in cutmix_minmax)
+            if not ok or not 0.0 <= cutmix_minmax[0] < cutmix_minmax[1] <= 1.0:
+                need = "None or (min, max) with 0 <= min < max <= 1"
+                raise ValueError(f"cutmix_minmax must be {need}, got {cutmix_minmax!r}")
+            cutmix_minmax = (float(cutmix_minmax[0]), float(cutmix_minmax[1]))
+        self.cutmix_minmax: tuple[float, float] | None = cutmix_minmax
+        if self.mixup_alpha == 0 and self.cutmix_alpha == 0 and cutmix_minmax is None:
+            raise ValueError(
+                "mixup_alpha and cutmix_alpha are both 0 and cutmix_minmax is None: nothing to mix; "
+                "remove the callback or set an alpha > 0"
+            )
+        self.prob = _check_prob("prob", prob)
+        self.switch_prob = _check_prob("switch_prob", switch_prob)
+        if mode not in ("batch", "pair", "elem"):
+            raise ValueError(f"mode must be 'batch', 'pair' or 'elem', got {mode!r}")
+        self.mode: Mode = mode
+        if not isinstance(correct_lam, bool):
+            raise TypeError(f"correct_lam must be a bool, got {correct_lam!r}")
+        self.correct_lam = correct_lam
+        if (
+            isinstance(label_smoothing, bool)
+            or not isinstance(label_smoothing, (int, float))
+            or not 0.0 <= label_smoothing < 1.0
+        ):
+            raise ValueError(f"label_smoothing must be a float in [0, 1), got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+        if num_classes is not None and (
+            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
+        ):
+            raise ValueError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
+        self.num_classes = num_classes
+        if off_epoch is not None and (
+            isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0
+        ):
+            raise ValueError(f"off_epoch must be an int >= 0 or None, got {off_epoch!r}")
+        self.off_epoch = off_epoch
+        for name, key in (("image_key", image_key), ("target_key", target_key)):
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"{name} must be a non-empty string, got {key!r}")
+        if image_key == target_key:
+            raise ValueError(f"image_key and target_key must differ, both are {image_key!r}")
+        self.image_key, self.target_key = image_key, target_key
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
+            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
+        self.seed = seed
+        if not isinstance(log_lambda, bool):
+            raise TypeError(f"log_lambda must be a bool, got {log_lambda!r}")
+        self.log_lambda = log_lambda
+        if (
+            isinstance(chunk_fraction, bool)
+            or not isinstance(chunk_fraction, (int, float))
+            or not 0 < chunk_fraction <= 0.5
+        ):
+            raise ValueError(f"chunk_fraction must be a float in (0, 0.5], got {chunk_fraction!r}")
+        self.chunk_fraction = float(chunk_fraction)
+        self.generator: torch.Generator | None = None
+        self._pending_state: Tensor | None = None
+        self.last_params: MixParams | None = None
+
+    # ---------------------------------------------------------------- state and seeding
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            mode=self.mode, mixup_alpha=self.mixup_alpha, cutmix_alpha=self.cutmix_alpha, prob=self.prob
+        )
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        return {"generator": self._generator(None).get_state()}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "generator" not in state_dict:
+            raise KeyError(f"MixupCallback state has no 'generator' entry (keys: {sorted(state_dict)})")
+        state = state_dict["generator"]
+        if self.generator is None:
+            self._pending_state = state
+        else:
+            self.generator.set_state(state)
+
+    def _run_seed(self, trainer: Trainer | None) -> int:
+        if self.seed is not None:
+            return self.seed
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        if datamodule is not None and hasattr(datamodule, "run_seed"):
+            return int(datamodule.run_seed)
+        if "PL_GLOBAL_SEED" in os.environ:
+            return int(os.environ["PL_GLOBAL_SEED"])
+        seed = int(np.random.SeedSequence().generate_state(1)[0])
+        rank_zero_info(f"MixupCallback: no seed given, drew seed={seed}")
+        return seed
+
+    def _generator(self, trainer: Trainer | None) -> torch.Generator:
+        if self.generator is None:
+            rank = trainer.global_rank if trainer is not None else 0
+            self.generator = torch.Generator().manual_seed(
+                derive_seed(self._run_seed(trainer), rank, _MIXUP_STREAM)
+            )
+            if self._pending_state is not None:
+                self.generator.set_state(self._pending_state)
+                self._pending_state = None
+        return self.generator
+
+    @override
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage != "fit":
+            return
+        if self.num_classes is None:
+            found = getattr(getattr(trainer, "datamodule", None), "num_classes", None)
+            if found is None:
+                raise ValueError(
+                    "MixupCallback: num_classes is None and the trainer's datamodule has no num_classes; "
+                    "pass num_classes=..."
+                )
+            self.num_classes = int(found)
+        self._generator(trainer)
+
+    # ---------------------------------------------------------------- the transform
+    def _check_batch(self, images: Tensor, targets: Tensor) -> int:
+        if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
+            got = (
+                f"{images.dtype} of shape {tuple(images.shape)}"
+                if isinstance(images, Tensor)
+                else type(images).__name__
+            )
+            raise TypeError(
+                f"MixupCallback mixes float image batches of shape (batch, channels, height, width), "
+                f"got {got}; with your own DataModule, convert and normalise before training_step "
+                "(AugDataModule does)"
+            )
+        batch = images.shape[0]
+        if batch < 2:
+            raise ValueError(
+                f"MixupCallback needs at least 2 samples per batch to mix, got a batch of {batch}; "
+                "use batch_size >= 2 and drop_last=True"
+            )
+        num_classes = self.num_classes
+        if num_classes is None:
+            raise ValueError(
+                "MixupCallback: num_classes is unknown; pass num_classes=... or use AugDataModule"
+            )
+        if isinstance(targets, Tensor) and targets.shape == (batch,) and not targets.is_floating_point():
+            if targets.device.type == "cpu":
+                low, high = int(targets.min()), int(targets.max())
+                if low < 0 or high >= num_classes:
+                    bad = high if high >= num_classes else low
+                    raise ValueError(f"labels must be in [0, num_classes={num_classes}), got a label {bad}")
+            else:  # checked on the device, without a host sync
+                torch._assert_async(((targets >= 0) & (targets < num_classes)).all())
+            return batch
+        if (
+            isinstance(targets, Tensor)
+            and targets.shape == (batch, num_classes)
+            and targets.is_floating_point()
+        ):
+            return batch
+        got = (
+            f"{targets.dtype} of shape {tuple(targets.shape)}"
+            if isinstance(targets, Tensor)
+            else type(targets).__name__
+        )
+        raise ValueError(
+            f"labels must be int64 class indices of shape ({batch},) or soft targets of shape "
+            f"({batch}, {num_classes}), got {got}"
+        )
+
+    def active(self, trainer: Trainer | None) -> bool:
+        """Whether batches of the current epoch are mixed (``off_epoch`` not reached)."""
+        epoch = trainer.current_epoch if trainer is not None else 0
+        return self.off_epoch is None or epoch < self.off_epoch
+
+    @override
+    def transform_batch(
+        self, images: Tensor, targets: Tensor, trainer: Trainer | None
+    ) -> tuple[Tensor, Tensor]:
+        """Mix ``images`` in place and return them with soft targets (see the class docstring)."""
+        batch = self._check_batch(images, targets)
+        if not self.active(trainer):
+            self.last_params = None
+            return images, self._unmixed_targets(targets)
+        height, width = images.shape[-2:]
+        params = sample_mix_params(
+            batch,
+            height,
+            width,
+            mode=self.mode,
+            mixup_alpha=self.mixup_alpha,
+            cutmix_alpha=self.cutmix_alpha,
+            cutmix_minmax=self.cutmix_minmax,
+            prob=self.prob,
+            switch_prob=self.switch_prob,
+            correct_lam=self.correct_lam,
+            generator=self._generator(trainer),
+        )
+        self.last_params = params
+        if not params.any_applied:
+            return images, self._unmixed_targets(targets)
+        lam = params.lam.to(images.device, torch.float32, non_blocking=True)
+        self._mix_images(images, params, lam)
+        return images, mix_targets(self._soft(targets), lam)
+
+    def _soft(self, targets: Tensor) -> Tensor:
+        if targets.ndim == 2:
+            return targets
+        return smooth_one_hot(targets, int(self.num_classes or 0), self.label_smoothing)
+
+    def _unmixed_targets(self, targets: Tensor) -> Tensor:
+        return targets if self.label_smoothing == 0 else self._soft(targets)
+
+    def _mix_images(self, images: Tensor, params: MixParams, lam: Tensor) -> None:
+        chunk = default_chunk(images.shape[0], self.chunk_fraction)
+        height, width = images.shape[-2:]
+        if params.per_batch:
+            if bool(params.use_cutmix[0]):  # swap the one box between partners
+                y0, y1, x0, x1 = params.boxes[0].tolist()
+                mix_with_reversed_(images[:, :, y0:y1, x0:x1], 1.0, chunk)
+            else:
+                mix_with_reversed_(images, 1.0 - float(params.lam[0]), chunk)
+            return
+        any_cutmix = bool(params.use_cutmix.any())
+        use_cutmix = params.use_cutmix.to(images.device, non_blocking=True) if any_cutmix else None
+        boxes = params.boxes.to(images.device, non_blocking=True) if any_cutmix else None
+
+        def weight(start: int, stop: int) -> Tensor:
+            return pair_weights(
+                lam[start:stop],
+                None if use_cutmix is None else use_cutmix[start:stop],
+                None if boxes is None else boxes[start:stop],
+                height,
+                width,
+                images.dtype,
+            )
+
+        mix_with_reversed_(images, weight, chunk)
+
+    # ---------------------------------------------------------------- Lightning glue
+    @override
+    def on_train_batch_start(
+        self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        from lightning_aug.datamodule import AugDataModule
+
+        if isinstance(getattr(trainer, "datamodule", None), AugDataModule):
+            return  # already mixed in AugDataModule.on_after_batch_transfer
+        if isinstance(batch, MutableMapping):
+            missing = [k for k in (self.image_key, self.target_key) if k not in batch]
+            if missing:
+                raise KeyError(
+                    f"MixupCallback: dict batch has no key(s) {missing} (keys: {sorted(batch)}); "
+                    "set image_key/target_key"
+                )
+            batch[self.image_key], batch[self.target_key] = self.transform_batch(
+                batch[self.image_key], batch[self.target_key], trainer
+            )
+        elif isinstance(batch, MutableSequence) and len(batch) >= 2:
+            batch[0], batch[1] = self.transform_batch(batch[0], batch[1], trainer)
+        else:
+            kind = "tuple" if isinstance(batch, tuple) else type(batch).__name__
+            raise TypeError(
+                f"MixupCallback cannot change a {kind} batch in place: return lists [images, targets] or "
+                f"dicts with keys {self.image_key!r}/{self.target_key!r} from your DataLoader, "
+                "or use AugDataModule"
+            )
+
+    @override
+    def on_train_batch_end(
+        self, trainer: Trainer, pl_module: LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if self.log_lambda and self.last_params is not None:
+            pl_module.log("mixup/lam", float(self.last_params.lam.mean()), on_step=True, on_epoch=False)
+
+    def __repr__(self) -> str:
+        fields = (
+            "mixup_alpha",
+            "cutmix_alpha",
+            "cutmix_minmax",
+            "prob",
+            "switch_prob",
+            "mode",
+            "label_smoothing",
+        )
+        return f"MixupCallback({', '.join(f'{f}={getattr(self, f)!r}' for f in fields)})"
