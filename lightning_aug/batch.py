@@ -34,13 +34,14 @@ class BatchTransform(Callback):
         -12.0
     """
 
-    def transform_batch(self, images: Tensor, targets: Tensor, trainer: Trainer) -> tuple[Tensor, Tensor]:
+    def transform_batch(self, images: Tensor, targets: Tensor, trainer: Trainer | None) -> tuple[Tensor, Tensor]:
         """Return the transformed ``(images, targets)`` of one training batch.
 
         Args:
             images: normalised float images ``(N, C, H, W)`` on the training device.
             targets: int64 class indices ``(N,)``, or soft targets ``(N, num_classes)`` when an
                 earlier transform produced them.
-            trainer: the running trainer (its ``current_epoch``, ``global_rank``, ``datamodule``).
+            trainer: the running trainer (its ``current_epoch``, ``global_rank``, ``datamodule``), or
+                ``None`` outside training (the preview and bench apps): behave as in epoch 0 on rank 0.
         """
         raise NotImplementedError(f"{type(self).__name__} must implement transform_batch")

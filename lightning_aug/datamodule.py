@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -19,6 +19,9 @@ from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDatase
 from lightning_aug.loader import LoaderSettings, derive_seed
 from lightning_aug.ops import IMAGENET_MEAN, IMAGENET_STD, normalization_affine, normalize_uint8
 from lightning_aug.pipeline import Backend, Pipeline
+
+if TYPE_CHECKING:
+    from lightning.pytorch import Trainer
 
 __all__ = ["AugDataModule"]
 
@@ -62,8 +65,10 @@ class AugDataModule(LightningDataModule):
             ``_target_``). Empty: tensor conversion only.
         eval_transforms: per-sample transforms of validation, test and predict.
         backend: ``"torchvision"`` (``torchvision.transforms.v2``) or ``"albumentations"`` (2.x).
-        mean: per-channel mean on the 0-1 scale (1 or 3 values).
-        std: per-channel standard deviation on the 0-1 scale (1 or 3 positive values).
+        mean: per-channel mean on the 0-1 scale (1 or 3 values); ``None``: the dataset factory's
+            ``mean`` attribute if it has one (CIFAR does), else ImageNet's.
+        std: per-channel standard deviation on the 0-1 scale (1 or 3 positive values); ``None``: as
+            ``mean``.
         loader: DataLoader worker settings; ``None``: ``LoaderSettings()``.
         num_classes: number of classes; ``None``: the dataset factory's ``num_classes`` or the train
             dataset's ``classes``.
@@ -92,8 +97,8 @@ class AugDataModule(LightningDataModule):
         train_transforms: Sequence[Any] = (),
         eval_transforms: Sequence[Any] = (),
         backend: Backend = "torchvision",
-        mean: Sequence[float] = IMAGENET_MEAN,
-        std: Sequence[float] = IMAGENET_STD,
+        mean: Sequence[float] | None = None,
+        std: Sequence[float] | None = None,
         loader: LoaderSettings | None = None,
         num_classes: int | None = None,
         seed: int | None = None,
@@ -106,6 +111,10 @@ class AugDataModule(LightningDataModule):
         self.dataset = dataset
         self.train_pipeline = Pipeline(train_transforms, backend, name="train pipeline")
         self.eval_pipeline = Pipeline(eval_transforms, backend, name="eval pipeline")
+        if mean is None:
+            mean = getattr(dataset, "mean", IMAGENET_MEAN)
+        if std is None:
+            std = getattr(dataset, "std", IMAGENET_STD)
         self.mean = _check_stats("mean", mean, positive=False)
         self.std = _check_stats("std", std, positive=True)
         if len(self.mean) != len(self.std):
@@ -254,15 +263,27 @@ class AugDataModule(LightningDataModule):
             affine = self._affine[images.device] = normalization_affine(self.mean, self.std, images.device)
         return normalize_uint8(images, *affine)
 
-    @override
-    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
+    def device_stage(
+        self, batch: Any, transforms: Sequence[BatchTransform] = (), trainer: Trainer | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """The work after the transfer: normalise, then apply ``transforms`` in order.
+
+        :meth:`on_after_batch_transfer` calls it with the trainer's ``BatchTransform`` callbacks
+        during training and none otherwise; the preview and bench apps call it directly, so they
+        show and time exactly what training does.
+        """
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             got = type(batch).__name__
             raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
         images, targets = self.normalize(batch[0]), batch[1]
-        trainer = self.trainer
-        if trainer is not None and trainer.training:
-            for callback in trainer.callbacks:  # type: ignore[attr-defined]
-                if isinstance(callback, BatchTransform):
-                    images, targets = callback.transform_batch(images, targets, trainer)
+        for transform in transforms:
+            images, targets = transform.transform_batch(images, targets, trainer)
         return images, targets
+
+    @override
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        trainer = self.trainer
+        if trainer is None or not trainer.training:
+            return self.device_stage(batch)
+        transforms = [c for c in trainer.callbacks if isinstance(c, BatchTransform)]  # type: ignore[attr-defined]
+        return self.device_stage(batch, transforms, trainer)

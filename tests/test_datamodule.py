@@ -252,6 +252,17 @@ def test_constructor_errors(repeated: RepeatedImageFactory, kwargs: dict, error:
         AugDataModule(**args)
 
 
+def test_mean_and_std_default_to_the_factory_then_imagenet(
+    repeated: RepeatedImageFactory, tmp_path: Any
+) -> None:
+    from lightning_aug.datasets import CIFAR10
+
+    cifar = AugDataModule(CIFAR10(tmp_path))
+    assert (cifar.mean, cifar.std) == (CIFAR10.mean, CIFAR10.std)
+    assert AugDataModule(repeated).mean == IMAGENET_MEAN
+    assert AugDataModule(CIFAR10(tmp_path), mean=[0.5], std=[0.25]).std == (0.25,)
+
+
 def test_seed_zero_is_respected(repeated: RepeatedImageFactory) -> None:
     assert AugDataModule(repeated, seed=0).run_seed == 0
 

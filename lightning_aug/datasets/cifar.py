@@ -47,6 +47,8 @@ class CIFAR10:
 
     tv_class: ClassVar[type[torchvision.datasets.CIFAR10]] = torchvision.datasets.CIFAR10
     num_classes: int = 10
+    mean: tuple[float, float, float] = (0.4914, 0.4822, 0.4465)  # of the training images, 0-1 scale
+    std: tuple[float, float, float] = (0.2470, 0.2435, 0.2616)
 
     def __init__(
         self,
@@ -99,3 +101,5 @@ class CIFAR100(CIFAR10):
 
     tv_class: ClassVar[type[torchvision.datasets.CIFAR10]] = torchvision.datasets.CIFAR100
     num_classes: int = 100
+    mean: tuple[float, float, float] = (0.5071, 0.4865, 0.4409)
+    std: tuple[float, float, float] = (0.2673, 0.2564, 0.2762)
