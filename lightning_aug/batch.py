@@ -34,7 +34,9 @@ class BatchTransform(Callback):
         -12.0
     """
 
-    def transform_batch(self, images: Tensor, targets: Tensor, trainer: Trainer | None) -> tuple[Tensor, Tensor]:
+    def transform_batch(
+        self, images: Tensor, targets: Tensor, trainer: Trainer | None
+    ) -> tuple[Tensor, Tensor]:
         """Return the transformed ``(images, targets)`` of one training batch.
 
         Args:

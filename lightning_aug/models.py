@@ -36,9 +36,14 @@ def small_cnn(num_classes: int, width: int = 32) -> nn.Sequential:
     return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels, num_classes))
 
 
-def resnet18(num_classes: int, cifar_stem: bool) -> nn.Module:
-    """torchvision's ResNet-18 (random init); ``cifar_stem``: 3x3 stride-1 stem, no max-pool (32x32 input)."""
-    net = torchvision.models.resnet18(num_classes=num_classes)
+def resnet18(num_classes: int, cifar_stem: bool, pretrained: bool = False) -> nn.Module:
+    """torchvision's ResNet-18; ``pretrained``: ImageNet weights (downloaded once into the torch hub
+    cache), with a new classification head; ``cifar_stem``: 3x3 stride-1 stem, no max-pool (32x32)."""
+    if pretrained:
+        net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+        net.fc = nn.Linear(net.fc.in_features, num_classes)
+    else:
+        net = torchvision.models.resnet18(num_classes=num_classes)
     if cifar_stem:
         net.conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False)
         net.maxpool = nn.Identity()
@@ -56,7 +61,8 @@ class ImageClassifier(LightningModule):
         num_classes: number of classes (at least 2).
         arch: ``"small_cnn"`` or ``"resnet18"``.
         width: channels of the first small-CNN stage.
-        cifar_stem: ResNet-18 stem for small (32x32) images.
+        cifar_stem: ResNet-18 stem for small (32x32) images (a new, randomly initialised stem).
+        pretrained: start ResNet-18 from torchvision's ImageNet weights (fine-tuning); the head is new.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         scheduler: ``"onecycle"`` (over the trainer's estimated steps) or ``"none"``.
@@ -71,6 +77,7 @@ class ImageClassifier(LightningModule):
         arch: Arch = "small_cnn",
         width: int = 32,
         cifar_stem: bool = False,
+        pretrained: bool = False,
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
         scheduler: Literal["onecycle", "none"] = "onecycle",
@@ -86,11 +93,19 @@ class ImageClassifier(LightningModule):
             raise ValueError(f"lr must be a positive float, got {lr!r}")
         if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
             raise ValueError(f"weight_decay must be a float >= 0, got {weight_decay!r}")
+        if not isinstance(pretrained, bool) or (pretrained and arch != "resnet18"):
+            raise ValueError(
+                f"pretrained must be a bool and needs arch='resnet18', got {pretrained!r} for {arch!r}"
+            )
         if scheduler not in ("onecycle", "none"):
             raise ValueError(f"scheduler must be 'onecycle' or 'none', got {scheduler!r}")
         self.save_hyperparameters()
         self.lr, self.weight_decay, self.scheduler = float(lr), float(weight_decay), scheduler
-        self.net = small_cnn(num_classes, width) if arch == "small_cnn" else resnet18(num_classes, cifar_stem)
+        self.net = (
+            small_cnn(num_classes, width)
+            if arch == "small_cnn"
+            else resnet18(num_classes, cifar_stem, pretrained)
+        )
         self.accuracy = nn.ModuleDict(
             {
                 f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro")

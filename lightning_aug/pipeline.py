@@ -8,6 +8,8 @@ contract: a CHW uint8 tensor. No float work happens here; normalisation runs bat
 from __future__ import annotations
 
 import inspect
+import types
+import typing
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, get_args
 
@@ -85,11 +87,70 @@ def check_target_args(spec: Mapping[str, Any], where: str) -> None:
     except Exception as err:  # hydra raises ImportError or others depending on the path
         raise ValueError(f"{where}: unknown transform target {target!r} ({err})") from None
     params = inspect.signature(obj).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(k for k in spec if not k.startswith("_") and k not in params)
-    if unknown:
-        raise ValueError(f"{where}: unknown argument(s) {unknown} for {target}; accepted: {sorted(params)}")
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(k for k in spec if not k.startswith("_") and k not in params)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown argument(s) {unknown} for {target}; accepted: {sorted(params)}"
+            )
+    hints = _type_hints(obj)
+    for key, value in spec.items():
+        if key in hints and not _matches(value, hints[key]):
+            got = f"{value!r} ({type(value).__name__})"
+            raise ValueError(f"{where}.{key}: {target} expects {_describe(hints[key])}, got {got}")
+
+
+_SCALARS = (int, float, bool, str, type(None))
+
+
+def _type_hints(obj: Any) -> dict[str, Any]:
+    """The parameter annotations of a class or function, resolved; empty when they cannot be."""
+    try:
+        return typing.get_type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+    except Exception:  # unresolvable forward references: no type check, the constructor still validates
+        return {}
+
+
+def _options(hint: Any) -> list[Any] | None:
+    """The simple alternatives of ``hint`` (scalars and Literals), or ``None`` if it has others."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options: list[Any] = []
+        for arg in typing.get_args(hint):
+            part = _options(arg)
+            if part is None:
+                return None
+            options += part
+        return options
+    if origin is Literal or hint in _SCALARS:
+        return [hint]
+    return None
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a config value fits a simple annotation; annotations with other types always match."""
+    options = _options(hint)
+    if options is None or value is None or isinstance(value, (Mapping, list)):
+        return True  # None is left to the constructor: the apps fill some (num_classes) themselves
+    number = not isinstance(value, bool) and isinstance(value, (int, float))
+    for option in options:
+        literal = typing.get_origin(option) is Literal
+        if (
+            (literal and value in typing.get_args(option))
+            or (option is float and number)
+            or (option is int and number and isinstance(value, int))
+            or (not literal and option in (bool, str) and type(value) is option)
+        ):
+            return True
+    return False
+
+
+def _describe(hint: Any) -> str:
+    names = [
+        repr(list(typing.get_args(o))) if typing.get_origin(o) is Literal else getattr(o, "__name__", str(o))
+        for o in _options(hint) or [hint]
+    ]
+    return " or ".join(names)
 
 
 def _build(transform: Any, where: str) -> Any:

@@ -34,6 +34,10 @@ def test_resnet18_standard_stem_downsamples() -> None:
         ({"width": 0}, "width must be an int >= 1, got 0"),
         ({"lr": 0}, "lr must be a positive float, got 0"),
         ({"weight_decay": -1.0}, r"weight_decay must be a float >= 0, got -1.0"),
+        (
+            {"pretrained": True},
+            "pretrained must be a bool and needs arch='resnet18', got True for 'small_cnn'",
+        ),
         ({"scheduler": "cosine"}, "scheduler must be 'onecycle' or 'none', got 'cosine'"),
     ],
 )

@@ -1,0 +1,1 @@
+"""Hydra apps on the ``conf/`` tree (shipped as ``lightning_aug.conf``): train, preview."""

@@ -1,0 +1,87 @@
+"""What the Hydra apps share: strict config checks and building the objects from one config."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from lightning.pytorch import Callback
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from lightning_aug.datamodule import AugDataModule
+from lightning_aug.pipeline import check_target_args
+
+__all__ = [
+    "CONFIG_PATH",
+    "build_callbacks",
+    "build_datamodule",
+    "build_model",
+    "check_config",
+    "config_errors",
+]
+
+CONFIG_PATH = "pkg://lightning_aug.conf"
+
+
+def _walk(node: Any, path: str) -> None:
+    if isinstance(node, Mapping):
+        if "_target_" in node:
+            check_target_args(node, path or "<root>")
+        for key, value in node.items():
+            _walk(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _walk(value, f"{path}[{i}]")
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Fail before building anything: missing values (``???``), unknown ``_target_`` classes and
+    arguments that a target does not take (albumentations would only warn), named by config path.
+
+    Raises:
+        omegaconf.MissingMandatoryValue: a ``???`` value was not given.
+        ValueError: an unknown target or argument.
+    """
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    _walk(container, "")
+    for name, spec in (container.get("callbacks") or {}).items():  # type: ignore[union-attr]
+        if not (isinstance(spec, Mapping) and "_target_" in spec):
+            raise ValueError(f"callbacks.{name} has no _target_: every callback entry must name its class")
+
+
+def build_datamodule(cfg: DictConfig) -> AugDataModule:
+    datamodule = instantiate(cfg.datamodule, _convert_="all")
+    if not isinstance(datamodule, AugDataModule):
+        raise TypeError(f"datamodule must build an AugDataModule, got {type(datamodule).__name__}")
+    return datamodule
+
+
+def build_callbacks(cfg: DictConfig) -> list[Callback]:
+    """The callbacks of ``cfg.callbacks`` (a dict keyed by name), in the order of their keys."""
+    return [instantiate(spec, _convert_="all") for spec in (cfg.get("callbacks") or {}).values()]
+
+
+def build_model(cfg: DictConfig, datamodule: AugDataModule) -> Any:
+    """The LightningModule; ``num_classes: null`` is taken from the DataModule."""
+    overrides = {"num_classes": datamodule.num_classes} if cfg.model.get("num_classes") is None else {}
+    return instantiate(cfg.model, _convert_="all", **overrides)
+
+
+@contextmanager
+def config_errors(app: str) -> Iterator[None]:
+    """Turn a bad configuration found while building (a missing value, an unknown target or
+    argument, a value our constructors reject) into one clear line on stderr and exit status 2,
+    instead of a traceback. Errors during training are not caught."""
+    try:
+        yield
+    except (InstantiationException, OmegaConfBaseException, ValueError, TypeError, FileNotFoundError) as err:
+        message = str(err).strip()
+        if isinstance(err, InstantiationException) and err.__cause__ is not None:
+            message = f"{message.splitlines()[0]} {err.__cause__}"
+        print(f"{app}: config error: {message}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,84 @@
+"""``lightning-aug-train``: fit, validate and test a model from the config tree.
+
+Usage::
+
+    lightning-aug-train                                   # the default recipe on the built-in dataset
+    lightning-aug-train augment=cifar_alb mixup=cutmix loader.num_workers=8
+    lightning-aug-train data=imagefolder data.root=/path/to/images
+    lightning-aug-train -m mixup=none,mixup,cutmix        # a sweep
+    python -m lightning_aug.cli.train --cfg job           # print the composed config
+
+The run folder (Hydra's output dir) receives the CSV logs, ``checkpoints/`` and ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from lightning.pytorch import seed_everything
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+from lightning_aug.cli.common import (
+    CONFIG_PATH,
+    build_callbacks,
+    build_datamodule,
+    build_model,
+    check_config,
+    config_errors,
+)
+
+__all__ = ["main", "train"]
+
+log = logging.getLogger(__name__)
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job: fit, then test on the best checkpoint where the data has a test split.
+
+    Returns:
+        The final logged metrics (validation accuracy under ``val/acc``), also written as a flat
+        JSON object to ``<run folder>/metrics.json``.
+    """
+    with config_errors("lightning-aug-train"):
+        check_config(cfg)
+        seed_everything(cfg.seed, workers=False)
+        datamodule = build_datamodule(cfg)
+        model = build_model(cfg, datamodule)
+        callbacks = build_callbacks(cfg)
+        logger = instantiate(cfg.logger) if cfg.get("logger") else False
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    trainer.fit(model, datamodule, ckpt_path=cfg.get("ckpt_path"))
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if cfg.get("test") and datamodule.dataset("test") is not None:
+        checkpoint = trainer.checkpoint_callback
+        best = "best" if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path else None
+        for results in trainer.test(model, datamodule, ckpt_path=best, verbose=False):
+            metrics.update({k: float(v) for k, v in results.items()})
+    _report(metrics, Path(cfg.paths.output_dir))
+    return metrics
+
+
+@rank_zero_only
+def _report(metrics: dict[str, float], output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    path = output_dir / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    width = max(map(len, metrics), default=0)
+    print("\n".join(f"{k:<{width}}  {v:.4f}" for k, v in sorted(metrics.items())))
+    print(f"metrics: {path}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns ``val/acc`` (for sweepers that optimise it)."""
+    return train(cfg).get("val/acc")
+
+
+if __name__ == "__main__":
+    main()
