@@ -1,12 +1,30 @@
-"""lightning_aug: fast, reproducible, Hydra-configurable image augmentation for PyTorch Lightning."""
+"""lightning_aug: fast, reproducible, Hydra-configurable image augmentation for PyTorch Lightning.
 
-from lightning_aug.batch import BatchTransform
-from lightning_aug.datamodule import AugDataModule
-from lightning_aug.loader import LoaderSettings
-from lightning_aug.mixing import MixupCallback
-from lightning_aug.models import ImageClassifier
-from lightning_aug.pipeline import Pipeline
+The public names are imported on first use (PEP 562), so ``import lightning_aug`` and the Hydra
+apps' config handling do not pay for importing torch and Lightning until something needs them.
+"""
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from lightning_aug.batch import BatchTransform
+    from lightning_aug.datamodule import AugDataModule
+    from lightning_aug.loader import LoaderSettings
+    from lightning_aug.mixing import MixupCallback
+    from lightning_aug.models import ImageClassifier
+    from lightning_aug.pipeline import Pipeline
+
+_EXPORTS = {
+    "AugDataModule": "lightning_aug.datamodule",
+    "BatchTransform": "lightning_aug.batch",
+    "ImageClassifier": "lightning_aug.models",
+    "LoaderSettings": "lightning_aug.loader",
+    "MixupCallback": "lightning_aug.mixing",
+    "Pipeline": "lightning_aug.pipeline",
+}
 __all__ = [
     "AugDataModule",
     "BatchTransform",
@@ -16,3 +34,15 @@ __all__ = [
     "Pipeline",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'lightning_aug' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -14,6 +14,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
+from lightning_aug._checks import check_int
 from lightning_aug.batch import BatchTransform
 from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
 from lightning_aug.loader import LoaderSettings, derive_seed
@@ -124,14 +125,8 @@ class AugDataModule(LightningDataModule):
         if not isinstance(loader, LoaderSettings):
             raise TypeError(f"loader must be a LoaderSettings, got {type(loader).__name__}")
         self.loader = loader
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-        ):
-            raise ValueError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
-        self._num_classes = num_classes
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
-        self.seed = seed
+        self._num_classes = check_int("num_classes", num_classes, 2, optional=True)
+        self.seed = check_int("seed", seed, 0, optional=True)
         self.datasets: dict[Split, TransformedDataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
@@ -233,6 +228,12 @@ class AugDataModule(LightningDataModule):
                 pin = torch.cuda.is_available()
         else:
             pin = bool(self.loader.pin_memory)
+        if train and self.loader.drop_last and len(dataset) < self.loader.batch_size:  # type: ignore[arg-type]
+            raise ValueError(
+                f"the train split has {len(dataset)} samples, fewer than "  # type: ignore[arg-type]
+                f"batch_size={self.loader.batch_size} with drop_last=True: there would be no training batch; "
+                "lower batch_size or set drop_last=False"
+            )
         num_workers = self.loader.resolve_num_workers(trainer.num_devices if trainer is not None else 1)
         kwargs = self.loader.dataloader_kwargs(
             train=train, num_workers=num_workers, pin_memory=pin, rank=self._rank

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from lightning_aug._checks import check_bool, check_int
+
 __all__ = ["LoaderSettings", "available_cpus", "collate_uint8", "derive_seed", "seed_worker"]
 
 
@@ -91,16 +93,6 @@ def collate_uint8(samples: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor
 _START_METHODS = tuple(multiprocessing.get_all_start_methods())
 
 
-def _check_bool(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be a bool, got {value!r} ({type(value).__name__})")
-
-
-def _check_positive_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-
-
 @dataclass(frozen=True)
 class LoaderSettings:
     """DataLoader settings of an :class:`~lightning_aug.AugDataModule`, validated on construction.
@@ -144,19 +136,19 @@ class LoaderSettings:
     multiprocessing_context: Literal["fork", "spawn", "forkserver"] | None = None
 
     def __post_init__(self) -> None:
-        _check_positive_int("batch_size", self.batch_size, 1)
+        check_int("batch_size", self.batch_size, 1)
         if self.eval_batch_size is not None:
-            _check_positive_int("eval_batch_size", self.eval_batch_size, 1)
+            check_int("eval_batch_size", self.eval_batch_size, 1)
         if self.num_workers != "auto":
             if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int):
                 raise ValueError(f"num_workers must be an int >= 0 or 'auto', got {self.num_workers!r}")
-            _check_positive_int("num_workers", self.num_workers, 0)
+            check_int("num_workers", self.num_workers, 0)
         if self.pin_memory != "auto" and not isinstance(self.pin_memory, bool):
             raise ValueError(f"pin_memory must be a bool or 'auto', got {self.pin_memory!r}")
-        _check_bool("persistent_workers", self.persistent_workers)
-        _check_bool("drop_last", self.drop_last)
+        check_bool("persistent_workers", self.persistent_workers)
+        check_bool("drop_last", self.drop_last)
         if self.prefetch_factor is not None:
-            _check_positive_int("prefetch_factor", self.prefetch_factor, 1)
+            check_int("prefetch_factor", self.prefetch_factor, 1)
         if self.multiprocessing_context is not None and self.multiprocessing_context not in _START_METHODS:
             raise ValueError(
                 f"multiprocessing_context must be one of {_START_METHODS} or None, "

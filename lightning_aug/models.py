@@ -16,6 +16,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
+from lightning_aug._checks import check_int
+
 __all__ = ["ImageClassifier", "small_cnn"]
 
 Arch = Literal["small_cnn", "resnet18"]
@@ -83,12 +85,10 @@ class ImageClassifier(LightningModule):
         scheduler: Literal["onecycle", "none"] = "onecycle",
     ) -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        check_int("num_classes", num_classes, 2)
         if arch not in ("small_cnn", "resnet18"):
             raise ValueError(f"arch must be 'small_cnn' or 'resnet18', got {arch!r}")
-        if isinstance(width, bool) or not isinstance(width, int) or width < 1:
-            raise ValueError(f"width must be an int >= 1, got {width!r}")
+        check_int("width", width, 1)
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be a positive float, got {lr!r}")
         if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):

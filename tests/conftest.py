@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import pickle
+import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torchvision
 from torch.utils.data import Dataset
 
 from lightning_aug.datasets import SyntheticShapes
@@ -77,3 +81,36 @@ def write_image_folder(root: Path, classes: dict[str, int], size: int = 20) -> N
             Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
                 root / name / f"{i}.png"
             )
+
+
+def fake_cifar(
+    root: Path, tv_class: type, monkeypatch: pytest.MonkeyPatch, n_train: int = 20, n_test: int = 10
+) -> Path:
+    """Write tiny CIFAR files in torchvision's layout, point the class's checksums at them and return a
+    ``.tar.gz`` of them (for the download path)."""
+    rng = np.random.default_rng(0)
+    label_key = "labels" if tv_class is torchvision.datasets.CIFAR10 else "fine_labels"
+    folder = root / tv_class.base_folder
+    folder.mkdir(parents=True)
+    n_classes = 10 if tv_class is torchvision.datasets.CIFAR10 else 100
+
+    def write(name: str, n: int) -> list[str]:
+        entry = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, n_classes, n).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(entry))
+        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
+
+    train_names = [e[0] for e in tv_class.train_list]
+    per = n_train // len(train_names)
+    monkeypatch.setattr(tv_class, "train_list", [write(name, per) for name in train_names])
+    monkeypatch.setattr(tv_class, "test_list", [write(tv_class.test_list[0][0], n_test)])
+    meta = dict(tv_class.meta)
+    (folder / meta["filename"]).write_bytes(pickle.dumps({meta["key"]: [f"c{i}" for i in range(n_classes)]}))
+    meta["md5"] = hashlib.md5((folder / meta["filename"]).read_bytes()).hexdigest()
+    monkeypatch.setattr(tv_class, "meta", meta)
+    archive = root / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=tv_class.base_folder)
+    return archive

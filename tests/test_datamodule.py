@@ -295,6 +295,20 @@ def test_missing_test_split_is_named(tmp_path: Any) -> None:
         dm.test_dataloader()
 
 
+def test_train_split_smaller_than_a_batch(repeated: RepeatedImageFactory) -> None:
+    dm = AugDataModule(repeated, loader=LoaderSettings(batch_size=32, num_workers=0), seed=0)
+    dm.setup("fit")
+    with pytest.raises(
+        ValueError, match="the train split has 16 samples, fewer than batch_size=32 with drop_last"
+    ):
+        dm.train_dataloader()
+    small = AugDataModule(
+        repeated, loader=LoaderSettings(batch_size=32, num_workers=0, drop_last=False), seed=0
+    )
+    small.setup("fit")
+    assert len(small.train_dataloader()) == 1
+
+
 def test_loader_before_setup() -> None:
     with pytest.raises(RuntimeError, match="the 'train' split is not set up: call setup\\(\\) first"):
         AugDataModule(RepeatedImageFactory()).train_dataloader()

@@ -3,15 +3,13 @@ from __future__ import annotations
 import functools
 import hashlib
 import http.server
-import pickle
-import tarfile
 import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torchvision
-from conftest import write_image_folder
+from conftest import fake_cifar, write_image_folder
 from PIL import Image
 
 from lightning_aug.datasets import CIFAR10, CIFAR100, ImageFolder, ImageFolderDataset, SyntheticShapes
@@ -140,44 +138,11 @@ def test_image_folder_bad_val_split(tmp_path: Path, val_split: object) -> None:
 
 
 # ---------------------------------------------------------------- CIFAR (local fakes, never the network)
-def _fake_cifar(
-    root: Path, tv_class: type, monkeypatch: pytest.MonkeyPatch, n_train: int = 20, n_test: int = 10
-) -> Path:
-    """Write tiny CIFAR files in torchvision's layout, point the class's checksums at them and return a
-    ``.tar.gz`` of them (for the download path)."""
-    rng = np.random.default_rng(0)
-    label_key = "labels" if tv_class is torchvision.datasets.CIFAR10 else "fine_labels"
-    folder = root / tv_class.base_folder
-    folder.mkdir(parents=True)
-    n_classes = 10 if tv_class is torchvision.datasets.CIFAR10 else 100
-
-    def write(name: str, n: int) -> list[str]:
-        entry = {
-            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-            label_key: rng.integers(0, n_classes, n).tolist(),
-        }
-        (folder / name).write_bytes(pickle.dumps(entry))
-        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
-
-    train_names = [e[0] for e in tv_class.train_list]
-    per = n_train // len(train_names)
-    monkeypatch.setattr(tv_class, "train_list", [write(name, per) for name in train_names])
-    monkeypatch.setattr(tv_class, "test_list", [write(tv_class.test_list[0][0], n_test)])
-    meta = dict(tv_class.meta)
-    (folder / meta["filename"]).write_bytes(pickle.dumps({meta["key"]: [f"c{i}" for i in range(n_classes)]}))
-    meta["md5"] = hashlib.md5((folder / meta["filename"]).read_bytes()).hexdigest()
-    monkeypatch.setattr(tv_class, "meta", meta)
-    archive = root / "archive.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(folder, arcname=tv_class.base_folder)
-    return archive
-
-
 @pytest.mark.parametrize("factory", [CIFAR10, CIFAR100])
 def test_cifar_splits_from_local_files(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, factory: type[CIFAR10]
 ) -> None:
-    _fake_cifar(tmp_path, factory.tv_class, monkeypatch)
+    fake_cifar(tmp_path, factory.tv_class, monkeypatch)
     data = factory(tmp_path)
     data.prepare()
     train, val, test = data("train"), data("val"), data("test")
@@ -191,7 +156,7 @@ def test_cifar_splits_from_local_files(
 
 def test_cifar_downloads_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tv = torchvision.datasets.CIFAR10
-    archive = _fake_cifar(tmp_path / "mirror", tv, monkeypatch)
+    archive = fake_cifar(tmp_path / "mirror", tv, monkeypatch)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")  # the loopback server, whatever proxy a machine sets
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(archive.parent))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)

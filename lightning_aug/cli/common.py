@@ -16,16 +16,7 @@ from omegaconf.errors import OmegaConfBaseException
 from lightning_aug.datamodule import AugDataModule
 from lightning_aug.pipeline import check_target_args
 
-__all__ = [
-    "CONFIG_PATH",
-    "build_callbacks",
-    "build_datamodule",
-    "build_model",
-    "check_config",
-    "config_errors",
-]
-
-CONFIG_PATH = "pkg://lightning_aug.conf"
+__all__ = ["build_callbacks", "build_datamodule", "build_model", "check_config", "config_errors"]
 
 
 def _walk(node: Any, path: str) -> None:

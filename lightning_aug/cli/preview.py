@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import hydra
-import torch
-from lightning.pytorch import seed_everything
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw
-from torch import Tensor
 
-from lightning_aug.batch import BatchTransform
-from lightning_aug.cli.common import (
-    CONFIG_PATH,
-    build_callbacks,
-    build_datamodule,
-    check_config,
-    config_errors,
-)
-from lightning_aug.mixing.callback import MixupCallback
+from lightning_aug.cli import CONFIG_PATH
+
+if TYPE_CHECKING:
+    from torch import Tensor
 
 __all__ = ["label_text", "main", "preview", "render_grid"]
 
@@ -51,6 +44,8 @@ def label_text(target: Tensor, names: list[str] | None) -> str:
 
 def render_grid(images: Tensor, labels: list[str], cols: int, scale: int = 1) -> Image.Image:
     """Tiles of 0-1 float images ``(N, 3, H, W)`` in ``cols`` columns, each with its label below."""
+    import torch
+
     n, _, h, w = images.shape
     tile_w, tile_h, text_h = w * scale, h * scale, 14
     rows = (n + cols - 1) // cols
@@ -67,6 +62,13 @@ def render_grid(images: Tensor, labels: list[str], cols: int, scale: int = 1) ->
 
 def preview(cfg: DictConfig) -> Path:
     """Write the preview PNG into the run folder and return its path."""
+    import torch
+    from lightning.pytorch import seed_everything
+
+    from lightning_aug.batch import BatchTransform
+    from lightning_aug.cli.common import build_callbacks, build_datamodule, check_config, config_errors
+    from lightning_aug.mixing.callback import MixupCallback
+
     with config_errors("lightning-aug-preview"):
         check_config(cfg)
         seed_everything(cfg.seed, workers=False)

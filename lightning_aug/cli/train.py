@@ -18,20 +18,9 @@ import logging
 from pathlib import Path
 
 import hydra
-from hydra.utils import instantiate
-from lightning.pytorch import seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from lightning_aug.cli.common import (
-    CONFIG_PATH,
-    build_callbacks,
-    build_datamodule,
-    build_model,
-    check_config,
-    config_errors,
-)
+from lightning_aug.cli import CONFIG_PATH
 
 __all__ = ["main", "train"]
 
@@ -45,6 +34,18 @@ def train(cfg: DictConfig) -> dict[str, float]:
         The final logged metrics (validation accuracy under ``val/acc``), also written as a flat
         JSON object to ``<run folder>/metrics.json``.
     """
+    from hydra.utils import instantiate
+    from lightning.pytorch import seed_everything
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from lightning_aug.cli.common import (
+        build_callbacks,
+        build_datamodule,
+        build_model,
+        check_config,
+        config_errors,
+    )
+
     with config_errors("lightning-aug-train"):
         check_config(cfg)
         seed_everything(cfg.seed, workers=False)
@@ -60,11 +61,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         best = "best" if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path else None
         for results in trainer.test(model, datamodule, ckpt_path=best, verbose=False):
             metrics.update({k: float(v) for k, v in results.items()})
-    _report(metrics, Path(cfg.paths.output_dir))
+    if trainer.is_global_zero:
+        _report(metrics, Path(cfg.paths.output_dir))
     return metrics
 
 
-@rank_zero_only
 def _report(metrics: dict[str, float], output_dir: Path) -> None:
     output_dir.mkdir(parents=True, exist_ok=True)
     path = output_dir / "metrics.json"

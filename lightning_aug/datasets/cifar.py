@@ -10,6 +10,7 @@ import numpy as np
 import torchvision
 from torch.utils.data import Dataset
 
+from lightning_aug._checks import check_bool
 from lightning_aug.datasets.base import Split
 
 __all__ = ["CIFAR10", "CIFAR100", "ArrayDataset"]
@@ -57,8 +58,7 @@ class CIFAR10:
         val_split: float | None = None,
         seed: int = 0,
     ) -> None:
-        if not isinstance(download, bool):
-            raise TypeError(f"download must be a bool, got {download!r}")
+        check_bool("download", download)
         if val_split is not None and not (isinstance(val_split, (int, float)) and 0.0 < val_split < 1.0):
             raise ValueError(f"val_split must be a float in (0, 1) or None, got {val_split!r}")
         self.root = Path(root).expanduser()

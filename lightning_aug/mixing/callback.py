@@ -12,6 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
+from lightning_aug._checks import check_bool, check_int, check_prob
 from lightning_aug.batch import BatchTransform
 from lightning_aug.loader import derive_seed
 from lightning_aug.mixing.functional import (
@@ -29,12 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["MixupCallback"]
 
 _MIXUP_STREAM = 100  # stream id mixed into the run seed (see AugDataModule's streams)
-
-
-def _check_prob(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-    return float(value)
 
 
 def _check_alpha(name: str, value: Any) -> float:
@@ -138,14 +133,12 @@ class MixupCallback(BatchTransform):
                 "mixup_alpha and cutmix_alpha are both 0 and cutmix_minmax is None: nothing to mix; "
                 "remove the callback or set an alpha > 0"
             )
-        self.prob = _check_prob("prob", prob)
-        self.switch_prob = _check_prob("switch_prob", switch_prob)
+        self.prob = check_prob("prob", prob)
+        self.switch_prob = check_prob("switch_prob", switch_prob)
         if mode not in ("batch", "pair", "elem"):
             raise ValueError(f"mode must be 'batch', 'pair' or 'elem', got {mode!r}")
         self.mode: Mode = mode
-        if not isinstance(correct_lam, bool):
-            raise TypeError(f"correct_lam must be a bool, got {correct_lam!r}")
-        self.correct_lam = correct_lam
+        self.correct_lam = check_bool("correct_lam", correct_lam)
         if (
             isinstance(label_smoothing, bool)
             or not isinstance(label_smoothing, (int, float))
@@ -153,28 +146,16 @@ class MixupCallback(BatchTransform):
         ):
             raise ValueError(f"label_smoothing must be a float in [0, 1), got {label_smoothing!r}")
         self.label_smoothing = float(label_smoothing)
-        if num_classes is not None and (
-            isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2
-        ):
-            raise ValueError(f"num_classes must be an int >= 2 or None, got {num_classes!r}")
-        self.num_classes = num_classes
-        if off_epoch is not None and (
-            isinstance(off_epoch, bool) or not isinstance(off_epoch, int) or off_epoch < 0
-        ):
-            raise ValueError(f"off_epoch must be an int >= 0 or None, got {off_epoch!r}")
-        self.off_epoch = off_epoch
+        self.num_classes = check_int("num_classes", num_classes, 2, optional=True)
+        self.off_epoch = check_int("off_epoch", off_epoch, 0, optional=True)
         for name, key in (("image_key", image_key), ("target_key", target_key)):
             if not isinstance(key, str) or not key:
                 raise ValueError(f"{name} must be a non-empty string, got {key!r}")
         if image_key == target_key:
             raise ValueError(f"image_key and target_key must differ, both are {image_key!r}")
         self.image_key, self.target_key = image_key, target_key
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int) or seed < 0):
-            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
-        self.seed = seed
-        if not isinstance(log_lambda, bool):
-            raise TypeError(f"log_lambda must be a bool, got {log_lambda!r}")
-        self.log_lambda = log_lambda
+        self.seed = check_int("seed", seed, 0, optional=True)
+        self.log_lambda = check_bool("log_lambda", log_lambda)
         if (
             isinstance(chunk_fraction, bool)
             or not isinstance(chunk_fraction, (int, float))

@@ -1,0 +1,34 @@
+"""Argument checks shared by the constructors: one wording for every error of the same kind."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["check_bool", "check_int", "check_prob"]
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """Raises:
+    TypeError: ``value`` is not a bool (``1`` and ``"yes"`` are not)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, got {value!r}")
+    return value
+
+
+def check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> int | None:
+    """Raises:
+    ValueError: ``value`` is not an int ``>= minimum`` (bools are not ints here), or ``None`` when
+    not ``optional``."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}{' or None' if optional else ''}, got {value!r}")
+    return value
+
+
+def check_prob(name: str, value: Any) -> float:
+    """Raises:
+    ValueError: ``value`` is not a number in [0, 1]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+    return float(value)

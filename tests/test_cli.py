@@ -1,0 +1,320 @@
+"""The config tree and the Hydra apps: every option of every group, every experiment, the console
+scripts as subprocesses (overrides, multirun, preview) and the errors of bad overrides."""
+
+from __future__ import annotations
+
+import importlib.resources
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from conftest import fake_cifar, write_image_folder
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from lightning.pytorch import Callback, Trainer
+from omegaconf import DictConfig
+from PIL import Image
+
+from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
+from lightning_aug.cli.common import build_callbacks, build_datamodule, build_model, check_config
+from lightning_aug.cli.train import train
+
+CONF = importlib.resources.files("lightning_aug.conf")
+GROUPS = {
+    group.name: sorted(p.name.removesuffix(".yaml") for p in group.iterdir() if p.name.endswith(".yaml"))
+    for group in CONF.iterdir()
+    if group.is_dir() and not group.name.startswith("__")
+}
+BIN = Path(sys.executable).parent
+CUDA = torch.cuda.is_available()
+# small and fast: the built-in set at 10 images a class, no worker processes
+SMALL = [
+    "data.train_per_class=8",
+    "data.val_per_class=4",
+    "data.test_per_class=4",
+    "loader.num_workers=0",
+    "loader.persistent_workers=false",
+    "loader.batch_size=16",
+]
+
+
+@pytest.fixture()
+def data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+    """Local stand-ins for everything that would be downloaded: CIFAR-10/100 files, an image folder
+    and torchvision's ResNet-18 ImageNet weights (a random state dict in the hub cache)."""
+    roots = {
+        "cifar10": tmp_path / "cifar10",
+        "cifar100": tmp_path / "cifar100",
+        "imagefolder": tmp_path / "images",
+    }
+    fake_cifar(roots["cifar10"], torchvision.datasets.CIFAR10, monkeypatch, n_train=40, n_test=20)
+    fake_cifar(roots["cifar100"], torchvision.datasets.CIFAR100, monkeypatch, n_train=40, n_test=20)
+    for split, count in (("train", 6), ("val", 2)):
+        write_image_folder(roots["imagefolder"] / split, {"cat": count, "dog": count}, size=40)
+    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
+    torch.save(torchvision.models.resnet18().state_dict(), hub / url.rsplit("/", 1)[1])
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    return roots
+
+
+def compose_train(overrides: list[str], tmp_path: Path, config: str = "train") -> DictConfig:
+    with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+        return compose(config, overrides=[f"paths.output_dir={tmp_path / 'run'}", *overrides])
+
+
+def data_overrides(cfg_data: str, roots: dict[str, Path]) -> list[str]:
+    return [f"data.root={roots[cfg_data]}"] if cfg_data in roots else []
+
+
+def test_the_groups_of_the_issue_are_there() -> None:
+    expected = {
+        "data": {"synthetic", "imagefolder", "cifar10", "cifar100"},
+        "augment": {
+            "cifar_tv",
+            "cifar_alb",
+            "imagenet_tv",
+            "imagenet_alb",
+            "none",
+            "randaugment",
+            "trivialaugment",
+        },
+        "loader": {"default", "auto"},
+        "mixup": {"none", "mixup", "cutmix", "mixup_cutmix"},
+        "model": {"small_cnn", "resnet18"},
+        "trainer": {"cpu", "gpu", "ddp"},
+        "experiment": {"quick", "cifar10_resnet18", "imagefolder_finetune"},
+        "debug": {"fdr", "overfit"},
+    }
+    for group, options in expected.items():
+        assert options <= set(GROUPS[group]), group
+    assert {"callbacks", "logger"} <= set(GROUPS)
+
+
+CASES = [(g, o) for g, options in sorted(GROUPS.items()) if g not in ("experiment", "debug") for o in options]
+
+
+@pytest.mark.parametrize(("group", "option"), CASES, ids=[f"{g}={o}" for g, o in CASES])
+def test_every_option_composes_and_instantiates(
+    group: str, option: str, tmp_path: Path, data_dirs: dict[str, Path]
+) -> None:
+    overrides = [f"{group}={option}"]
+    if group == "data":
+        overrides += data_overrides(option, data_dirs)
+    if group == "trainer" and option == "gpu" and not CUDA:
+        overrides += [
+            "trainer.accelerator=cpu",
+            "trainer.precision=32-true",
+        ]  # the rest of the file still counts
+    cfg = compose_train(overrides, tmp_path)
+    check_config(cfg)
+    if group == "data":
+        factory = instantiate(cfg.data)
+        factory.prepare() if hasattr(factory, "prepare") else None
+        assert len(factory("train")) > 0
+    elif group == "augment":
+        dm = build_datamodule(cfg)
+        assert dm.train_pipeline.backend == cfg.augment.backend
+    elif group == "loader":
+        assert isinstance(instantiate(cfg.loader), LoaderSettings)
+    elif group == "mixup":
+        callbacks = build_callbacks(cfg)
+        assert sum(isinstance(c, MixupCallback) for c in callbacks) == (option != "none")
+    elif group == "model":
+        model = build_model(cfg, build_datamodule(cfg))
+        assert model.hparams.num_classes == 10 and model.hparams.arch == option
+    elif group == "trainer":
+        assert isinstance(instantiate(cfg.trainer, logger=False), Trainer)
+    elif group in ("callbacks", "logger"):
+        node = cfg[group]
+        built = (
+            [instantiate(v) for v in node.values()]
+            if group == "callbacks"
+            else [instantiate(node)]
+            if node
+            else []
+        )
+        assert all(isinstance(c, Callback) for c in built) if group == "callbacks" else True
+        assert len(built) == len(node) if group == "callbacks" else len(built) == (option != "none")
+    else:
+        pytest.fail(f"no check for group {group}")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not CUDA, reason="needs CUDA")
+def test_gpu_trainer_as_shipped(tmp_path: Path) -> None:
+    assert isinstance(instantiate(compose_train(["trainer=gpu"], tmp_path).trainer, logger=False), Trainer)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("experiment", GROUPS["experiment"])
+def test_every_experiment_runs_fast_dev_run(
+    experiment: str, tmp_path: Path, data_dirs: dict[str, Path]
+) -> None:
+    cfg = compose_train([f"experiment={experiment}"], tmp_path)
+    overrides = [
+        f"experiment={experiment}",
+        "++trainer.fast_dev_run=true",
+        "loader.batch_size=8",
+    ]
+    data_name = {"CIFAR10": "cifar10", "ImageFolder": "imagefolder"}.get(cfg.data._target_.rsplit(".", 1)[1])
+    if data_name:
+        overrides.append(f"data.root={data_dirs[data_name]}")
+    if cfg.trainer.accelerator == "gpu" and not CUDA:
+        overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true"]
+    if cfg.loader.num_workers == "auto":
+        overrides.append("loader.num_workers=0")  # fast_dev_run: one batch; no worker start-up
+        overrides.append("loader.persistent_workers=false")
+        overrides.append("loader.prefetch_factor=null")
+    metrics = train(compose_train(overrides, tmp_path))
+    assert 0.0 <= metrics["val/acc"] <= 1.0
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text()) == pytest.approx(metrics)
+
+
+def test_debug_options_compose(tmp_path: Path) -> None:
+    assert compose_train(["debug=fdr"], tmp_path).trainer.fast_dev_run is True
+    assert compose_train(["debug=overfit"], tmp_path).trainer.overfit_batches == 1
+
+
+def test_seed_zero_reaches_every_consumer(tmp_path: Path) -> None:
+    cfg = compose_train(["seed=0", "mixup=cutmix"], tmp_path)
+    dm = build_datamodule(cfg)
+    mixup = next(c for c in build_callbacks(cfg) if isinstance(c, MixupCallback))
+    assert dm.seed == 0 and dm.run_seed == 0 and mixup.seed == 0 and cfg.data.seed == 0
+
+
+def test_augment_presets_follow_the_dataset_size(tmp_path: Path, data_dirs: dict[str, Path]) -> None:
+    synthetic = compose_train(["augment=cifar_alb"], tmp_path)
+    cifar = compose_train(
+        ["augment=cifar_alb", "data=cifar10", f"data.root={data_dirs['cifar10']}"], tmp_path
+    )
+    assert synthetic.augment.crop_size == 64 and cifar.augment.crop_size == 32
+
+
+def run_app(app: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [str(BIN / app), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env, check=False
+    )
+
+
+@pytest.mark.slow
+def test_train_console_script_writes_metrics(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_app(
+        "lightning-aug-train",
+        *SMALL,
+        "trainer.max_epochs=2",
+        "augment=cifar_alb",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert {"val/acc", "val/loss", "test/acc", "train/loss_epoch"} <= set(metrics)
+    assert all(isinstance(v, float) for v in metrics.values())
+    assert "val/acc" in result.stdout and str(run / "metrics.json") in result.stdout
+    assert (run / "checkpoints" / "last.ckpt").is_file()
+    assert (run / "csv" / "metrics.csv").is_file()
+    assert (run / ".hydra" / "config.yaml").is_file()
+
+
+@pytest.mark.slow
+def test_multirun_two_jobs(tmp_path: Path) -> None:
+    sweep = tmp_path / "sweep"
+    result = run_app(
+        "lightning-aug-train",
+        "-m",
+        "mixup=none,cutmix",
+        *SMALL,
+        "debug=fdr",
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for job in ("0", "1"):
+        assert "val/acc" in json.loads((sweep / job / "metrics.json").read_text())
+    overrides = [(sweep / job / ".hydra" / "overrides.yaml").read_text() for job in ("0", "1")]
+    assert "mixup=none" in overrides[0] and "mixup=cutmix" in overrides[1]
+
+
+def test_preview_writes_a_grid(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_app(
+        "lightning-aug-preview",
+        *SMALL,
+        "mixup=mixup_cutmix",
+        "preview.rows=2",
+        "preview.cols=3",
+        "preview.scale=1",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    path = run / "preview.png"
+    assert f"preview: {path}" in result.stdout
+    image = np.asarray(Image.open(path).convert("RGB"))
+    # 3 columns of 64 px tiles with 4 px gaps; 2 rows of tile + label strip
+    assert image.shape == (4 + 2 * (64 + 14 + 6), 4 + 3 * (64 + 4), 3)
+    tile = image[4 : 4 + 64, 4 : 4 + 64]
+    assert tile.std() > 10 and len(np.unique(tile.reshape(-1, 3), axis=0)) > 50  # not blank
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("augment=nope", "Could not find 'augment/nope'"),
+        ("loader.batchsize=3", "Key 'batchsize' is not in struct"),
+        ("loader.batch_size=abc", "loader.batch_size: lightning_aug.LoaderSettings expects int, got 'abc'"),
+        ("loader.batch_size=0", "batch_size must be an int >= 1, got 0"),
+        ("mixup=cutmix callbacks.mixup.prob=2", "prob must be a probability in [0, 1], got 2"),
+        (
+            "trainer.max_epochs=abc",
+            "trainer.max_epochs: lightning.pytorch.Trainer expects int or NoneType, got 'abc'",
+        ),
+        ("+model.widht=3", r"model: unknown argument(s) ['widht'] for lightning_aug.ImageClassifier"),
+        ("data=imagefolder", "Missing mandatory value: root"),
+    ],
+)
+def test_bad_overrides_fail_clearly(override: str, message: str, tmp_path: Path) -> None:
+    result = run_app(
+        "lightning-aug-train", *override.split(), f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    assert result.returncode != 0
+    assert message in result.stderr
+    assert "site-packages/lightning" not in result.stderr  # no traceback from inside a library
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path: Path) -> None:
+    result = run_app("lightning-aug-train", "--cfg", "job", "mixup=cutmix", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "_target_: lightning_aug.MixupCallback" in result.stdout and "cutmix_alpha: 1.0" in result.stdout
+
+
+def test_user_config_dir_adds_experiments(tmp_path: Path) -> None:
+    (tmp_path / "my" / "experiment").mkdir(parents=True)
+    (tmp_path / "my" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\ndefaults:\n  - override /augment: cifar_alb\nloader:\n  batch_size: 7\n"
+    )
+    result = run_app(
+        "lightning-aug-train",
+        "--config-dir",
+        str(tmp_path / "my"),
+        "experiment=mine",
+        "--cfg",
+        "job",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "batch_size: 7" in result.stdout and "albumentations.Pad" in result.stdout
+
+
+def test_datamodule_built_from_config_is_an_augdatamodule(tmp_path: Path) -> None:
+    assert isinstance(build_datamodule(compose_train([], tmp_path)), AugDataModule)

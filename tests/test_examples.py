@@ -1,0 +1,66 @@
+"""Every example runs as written (in a subprocess, from its documented directory)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+BIN = Path(sys.executable).parent
+
+
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, **env}, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+@pytest.mark.slow
+def test_plain_python_example() -> None:
+    result = run([sys.executable, str(EXAMPLES / "plain_python.py")], cwd=EXAMPLES)
+    assert "test/acc" in result.stdout
+
+
+@pytest.mark.slow
+def test_hydra_recipe_with_own_experiment(tmp_path: Path) -> None:
+    run(
+        [
+            str(BIN / "lightning-aug-train"),
+            "--config-dir",
+            "examples/hydra_recipe",
+            "experiment=my_recipe",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=EXAMPLES.parent,
+    )
+    config = (tmp_path / ".hydra" / "config.yaml").read_text()
+    assert "albumentations.Pad" in config and "MixupCallback" in config
+    assert json.loads((tmp_path / "metrics.json").read_text())["val/acc"] >= 0
+
+
+@pytest.mark.slow
+def test_custom_dataset_through_target(tmp_path: Path) -> None:
+    folder = EXAMPLES / "custom_dataset"
+    run(
+        [
+            str(BIN / "lightning-aug-train"),
+            "--config-dir",
+            ".",
+            "data=my_data",
+            "augment=cifar_tv",
+            "model.num_classes=2",
+            "trainer.max_epochs=2",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        cwd=folder,
+        PYTHONPATH=str(folder),
+    )
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["val/acc"] > 0.75  # two easy classes: horizontal vs vertical gradients
