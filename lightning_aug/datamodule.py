@@ -14,9 +14,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
-from lightning_aug._checks import check_int
+from lightning_aug._checks import check_bool, check_int
 from lightning_aug.batch import BatchTransform
+from lightning_aug.batch_ops import BatchOp, apply_ops, check_ops, sample_ops
 from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
+from lightning_aug.datasets.memory import InMemoryDataset
 from lightning_aug.loader import LoaderSettings, derive_seed
 from lightning_aug.ops import IMAGENET_MEAN, IMAGENET_STD, normalization_affine, normalize_uint8
 from lightning_aug.pipeline import Backend, Pipeline
@@ -27,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["AugDataModule"]
 
 # stream ids mixed into the run seed, so each consumer of randomness draws its own stream
-_TRAIN_PIPELINE, _EVAL_PIPELINE, _TRAIN_LOADER, _EVAL_LOADER = range(4)
+_TRAIN_PIPELINE, _EVAL_PIPELINE, _TRAIN_LOADER, _EVAL_LOADER, _BATCH_OPS = range(5)
 
 
 def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
@@ -73,6 +75,12 @@ class AugDataModule(LightningDataModule):
         loader: DataLoader worker settings; ``None``: ``LoaderSettings()``.
         num_classes: number of classes; ``None``: the dataset factory's ``num_classes`` or the train
             dataset's ``classes``.
+        batch_transforms: device-batched augmentation (:mod:`lightning_aug.batch_ops`) run on each
+            whole training batch on the device, between the float conversion and the normalisation;
+            the workers then only decode.
+        in_memory: hold every split as one uint8 tensor and serve whole batches by index
+            (:class:`~lightning_aug.datasets.InMemoryDataset`): for small datasets (CIFAR-scale), with
+            empty per-sample pipelines (augment with ``batch_transforms``).
         seed: run seed; ``None``: Lightning's global seed (``seed_everything``), else a fresh seed that
             is logged.
 
@@ -103,6 +111,8 @@ class AugDataModule(LightningDataModule):
         loader: LoaderSettings | None = None,
         num_classes: int | None = None,
         seed: int | None = None,
+        batch_transforms: Sequence[BatchOp] = (),
+        in_memory: bool = False,
     ) -> None:
         super().__init__()
         if not callable(dataset):
@@ -127,10 +137,18 @@ class AugDataModule(LightningDataModule):
         self.loader = loader
         self._num_classes = check_int("num_classes", num_classes, 2, optional=True)
         self.seed = check_int("seed", seed, 0, optional=True)
-        self.datasets: dict[Split, TransformedDataset | None] = {}
+        self.batch_transforms = check_ops(batch_transforms)
+        self.in_memory = check_bool("in_memory", in_memory)
+        if in_memory and (self.train_pipeline.transforms or self.eval_pipeline.transforms):
+            raise ValueError(
+                "in_memory=True serves whole batches without per-sample transforms, but train_transforms or "
+                "eval_transforms are set; move the augmentation to batch_transforms"
+            )
+        self._batch_generator: torch.Generator | None = None
+        self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
-        self._affine: dict[torch.device, tuple[Tensor, Tensor]] = {}
+        self._affine: dict[tuple[torch.device, float], tuple[Tensor, Tensor]] = {}
 
     # ---------------------------------------------------------------- properties
     @property
@@ -141,7 +159,7 @@ class AugDataModule(LightningDataModule):
         found = getattr(self.dataset, "num_classes", None)
         train = self.datasets.get("train")
         if found is None and train is not None:
-            classes = getattr(train.dataset, "classes", None)
+            classes = getattr(train, "classes", None)
             found = len(classes) if classes is not None else None
         if found is None:
             raise ValueError(
@@ -201,6 +219,9 @@ class AugDataModule(LightningDataModule):
                     "expected a map-style dataset (with __getitem__ and __len__)"
                 )
             train = split == "train"
+            if self.in_memory:
+                self.datasets[split] = InMemoryDataset.from_dataset(data)
+                continue
             pipeline = self.train_pipeline if train else self.eval_pipeline
             stream = _TRAIN_PIPELINE if train else _EVAL_PIPELINE
             self.datasets[split] = TransformedDataset(
@@ -257,26 +278,66 @@ class AugDataModule(LightningDataModule):
         return self._loader("test", train=False)
 
     # ---------------------------------------------------------------- device stage
+    def _affine_on(self, device: torch.device, max_value: float) -> tuple[Tensor, Tensor]:
+        key = (device, max_value)
+        affine = self._affine.get(key)
+        if affine is None:
+            affine = self._affine[key] = normalization_affine(
+                self.mean, self.std, device, max_value=max_value
+            )
+        return affine
+
     def normalize(self, images: Tensor) -> Tensor:
         """uint8 ``(N, C, H, W)`` batch to normalised float32 on the batch's device."""
-        affine = self._affine.get(images.device)
-        if affine is None:
-            affine = self._affine[images.device] = normalization_affine(self.mean, self.std, images.device)
-        return normalize_uint8(images, *affine)
+        return normalize_uint8(images, *self._affine_on(images.device, 255.0))
+
+    def batch_generator(self) -> torch.Generator:
+        """The CPU generator of the ``batch_transforms`` parameters (run seed and global rank)."""
+        if self._batch_generator is None:
+            seed = derive_seed(self.run_seed, self._rank, _BATCH_OPS)
+            self._batch_generator = torch.Generator().manual_seed(seed)
+        return self._batch_generator
+
+    def augment_batch(self, images: Tensor) -> Tensor:
+        """The ``batch_transforms`` on a uint8 batch: float in [0, 1], augmented, then normalised."""
+        x = images.to(torch.float32).div_(255.0)
+        n, _, height, width = x.shape
+        params = sample_ops(self.batch_transforms, n, height, width, self.batch_generator())
+        x = apply_ops(x, self.batch_transforms, params)
+        scale, shift = self._affine_on(x.device, 1.0)
+        return x.mul_(scale).sub_(shift)
+
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The ``batch_transforms`` generator state, so that a resumed run continues its stream."""
+        return {"batch_generator": self.batch_generator().get_state()} if self.batch_transforms else {}
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "batch_generator" in state_dict:
+            self.batch_generator().set_state(state_dict["batch_generator"])
 
     def device_stage(
-        self, batch: Any, transforms: Sequence[BatchTransform] = (), trainer: Trainer | None = None
+        self,
+        batch: Any,
+        transforms: Sequence[BatchTransform] = (),
+        trainer: Trainer | None = None,
+        train: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        """The work after the transfer: normalise, then apply ``transforms`` in order.
+        """The work after the transfer: for training batches (``train``) the ``batch_transforms`` and
+        normalisation, then ``transforms`` in order; otherwise normalisation only.
 
         :meth:`on_after_batch_transfer` calls it with the trainer's ``BatchTransform`` callbacks
-        during training and none otherwise; the preview and bench apps call it directly, so they
-        show and time exactly what training does.
+        during training; the preview and bench apps call it directly, so they show and time exactly
+        what training does.
         """
         if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
             got = type(batch).__name__
             raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
-        images, targets = self.normalize(batch[0]), batch[1]
+        if train and self.batch_transforms:
+            images, targets = self.augment_batch(batch[0]), batch[1]
+        else:
+            images, targets = self.normalize(batch[0]), batch[1]
         for transform in transforms:
             images, targets = transform.transform_batch(images, targets, trainer)
         return images, targets
@@ -287,4 +348,4 @@ class AugDataModule(LightningDataModule):
         if trainer is None or not trainer.training:
             return self.device_stage(batch)
         transforms = [c for c in trainer.callbacks if isinstance(c, BatchTransform)]  # type: ignore[attr-defined]
-        return self.device_stage(batch, transforms, trainer)
+        return self.device_stage(batch, transforms, trainer, train=True)

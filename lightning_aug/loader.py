@@ -79,6 +79,10 @@ def collate_uint8(samples: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor
     Raises:
         ValueError: if the images differ in shape (the pipeline needs a crop or resize).
     """
+    from lightning_aug.datasets.memory import PreCollated
+
+    if isinstance(samples, PreCollated):  # a whole batch from InMemoryDataset.__getitems__
+        return samples[0], samples[1]
     images = [s[0] for s in samples]
     first = images[0].shape
     for image in images:

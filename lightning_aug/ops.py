@@ -18,11 +18,12 @@ def normalization_affine(
     std: Sequence[float],
     device: torch.device | str = "cpu",
     dtype: torch.dtype = torch.float32,
+    max_value: float = 255.0,
 ) -> tuple[Tensor, Tensor]:
-    """``(scale, shift)`` of shape ``(C, 1, 1)`` with ``(x / 255 - mean) / std == x * scale - shift``."""
+    """``(scale, shift)``, shape ``(C, 1, 1)``: ``(x / max_value - mean) / std == x * scale - shift``."""
     m = torch.as_tensor(mean, dtype=torch.float64).view(-1, 1, 1)
     s = torch.as_tensor(std, dtype=torch.float64).view(-1, 1, 1)
-    return (1.0 / (255.0 * s)).to(device, dtype), (m / s).to(device, dtype)
+    return (1.0 / (max_value * s)).to(device, dtype), (m / s).to(device, dtype)
 
 
 def normalize_uint8(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:

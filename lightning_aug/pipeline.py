@@ -153,7 +153,8 @@ def _describe(hint: Any) -> str:
     return " or ".join(names)
 
 
-def _build(transform: Any, where: str) -> Any:
+def build_transform(transform: Any, where: str) -> Any:
+    """``transform`` itself, or the object a ``{"_target_": ...}`` mapping describes (checked first)."""
     if isinstance(transform, Mapping):
         from hydra.utils import instantiate
 
@@ -220,7 +221,7 @@ class Pipeline:
         built = []
         for i, transform in enumerate(transforms):
             where = f"{name} transform {i}"
-            transform = _build(transform, where)
+            transform = build_transform(transform, where)
             _check_backend(transform, backend, where)
             built.append(transform)
         self.transforms = built

@@ -15,7 +15,7 @@ from torchvision.transforms import v2
 
 from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
 from lightning_aug.datasets import SyntheticShapes
-from lightning_aug.mixing.functional import mix_with_reversed_, rand_bbox, smooth_one_hot
+from lightning_aug.mixing.functional import chunk_buffers, mix_with_reversed_, rand_bbox, smooth_one_hot
 
 C = 10
 CONFIGS = {
@@ -166,21 +166,36 @@ def test_state_dict_continues_the_identical_stream() -> None:
     assert all(torch.equal(p, q) for p, q in zip(expected, draws(resumed, 3), strict=True))
 
 
-def test_kernel_never_copies_more_than_two_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The in-place kernel's only copies are the two reversed chunk sides (tracked through flip)."""
-    sizes: list[int] = []
-    real_flip = torch.Tensor.flip
-
-    def flip(self: Tensor, *dims: Any) -> Tensor:
-        sizes.append(self.shape[0])
-        return real_flip(self, *dims)
-
-    monkeypatch.setattr(torch.Tensor, "flip", flip)
+def test_kernel_copies_only_into_the_chunk_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-place kernel's only copies go into the two given chunk buffers: no batch-sized copy."""
     x = torch.rand(64, 3, 8, 8)
-    expected = torch.lerp(x, real_flip(x, (0,)), 0.3)
-    mix_with_reversed_(x, 0.3, chunk=4)
+    expected = torch.lerp(x, x.flip(0), 0.3)
+    buffers = chunk_buffers(x, 4)
+    owners = {b.untyped_storage().data_ptr() for b in buffers}
+    copies: list[tuple[int, int]] = []
+    real = torch.index_select
+
+    def index_select(source: Tensor, dim: int, index: Tensor, *, out: Tensor) -> Tensor:
+        copies.append((out.shape[0], out.untyped_storage().data_ptr()))
+        return real(source, dim, index, out=out)
+
+    monkeypatch.setattr(torch, "index_select", index_select)
+    monkeypatch.setattr(torch.Tensor, "flip", lambda *a, **k: pytest.fail("no flip copies"))
+    mix_with_reversed_(x, 0.3, chunk=4, buffers=buffers)
     torch.testing.assert_close(x, expected)
-    assert sizes and max(sizes) == 4 and len(sizes) == 2 * 64 // 2 // 4
+    assert len(copies) == 2 * 64 // 2 // 4
+    assert all(size <= 4 and ptr in owners for size, ptr in copies)
+
+
+@pytest.mark.parametrize("size", [2, 7, 10])
+@pytest.mark.parametrize("chunk", [1, 3, 100])
+def test_kernel_matches_the_definition_for_any_chunk(size: int, chunk: int) -> None:
+    x = torch.rand(size, 2, 3, 3)
+    w = torch.rand(size, 1, 3, 3)
+    expected = torch.lerp(x, x.flip(0), w)
+    if size % 2:
+        expected[size // 2] = x[size // 2]
+    torch.testing.assert_close(mix_with_reversed_(x, lambda a, b: w[a:b], chunk), expected)
 
 
 def test_rand_bbox_follows_the_cutmix_paper() -> None:

@@ -82,13 +82,13 @@ def preview(cfg: DictConfig) -> Path:
     count = cfg.preview.rows * cfg.preview.cols
     images, targets = next(iter(datamodule.train_dataloader()))
     batch = (images[:count], targets[:count]) if len(images) >= 2 * count else (images, targets)
-    images, targets = datamodule.device_stage(batch, transforms)
+    images, targets = datamodule.device_stage(batch, transforms, train=True)
     images, targets = images[:count], targets[:count]
     mean = torch.tensor(datamodule.mean).view(1, -1, 1, 1)
     std = torch.tensor(datamodule.std).view(1, -1, 1, 1)
     shown = images.cpu() * std + mean
     train_set = datamodule.datasets.get("train")
-    names = getattr(train_set.dataset, "classes", None) if train_set is not None else None
+    names = getattr(train_set, "classes", None)
     labels = [label_text(t, names) for t in targets.cpu()]
     sheet = render_grid(shown, labels, cols=cfg.preview.cols, scale=cfg.preview.scale)
     path = Path(cfg.paths.output_dir) / cfg.preview.file

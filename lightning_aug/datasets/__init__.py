@@ -3,6 +3,7 @@
 from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
 from lightning_aug.datasets.cifar import CIFAR10, CIFAR100, ArrayDataset
 from lightning_aug.datasets.folder import ImageFolder, ImageFolderDataset, load_rgb
+from lightning_aug.datasets.memory import InMemoryDataset
 from lightning_aug.datasets.synthetic import SyntheticShapes
 
 __all__ = [
@@ -12,6 +13,7 @@ __all__ = [
     "DatasetFactory",
     "ImageFolder",
     "ImageFolderDataset",
+    "InMemoryDataset",
     "Split",
     "SyntheticShapes",
     "TransformedDataset",

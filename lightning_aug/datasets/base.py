@@ -53,6 +53,11 @@ class TransformedDataset(Dataset):
         else:
             self._main_rng_state = None
 
+    @property
+    def classes(self) -> list[str] | None:
+        """The class names of the wrapped dataset, where it has them."""
+        return getattr(self.dataset, "classes", None)
+
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 

@@ -16,6 +16,7 @@ from lightning_aug._checks import check_bool, check_int, check_prob
 from lightning_aug.batch import BatchTransform
 from lightning_aug.loader import derive_seed
 from lightning_aug.mixing.functional import (
+    chunk_buffers,
     default_chunk,
     mix_targets,
     mix_with_reversed_,
@@ -166,6 +167,8 @@ class MixupCallback(BatchTransform):
         self.generator: torch.Generator | None = None
         self._pending_state: Tensor | None = None
         self.last_params: MixParams | None = None
+        self._buffer_key: tuple[Any, ...] | None = None
+        self._chunk_buffers: tuple[Tensor, Tensor] | None = None
 
     # ---------------------------------------------------------------- state and seeding
     @property
@@ -318,15 +321,25 @@ class MixupCallback(BatchTransform):
     def _unmixed_targets(self, targets: Tensor) -> Tensor:
         return targets if self.label_smoothing == 0 else self._soft(targets)
 
+    def _buffers(self, images: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+        """The two chunk buffers of :func:`mix_with_reversed_`, kept between batches of one shape."""
+        key = (tuple(images.shape[1:]), images.dtype, images.device, chunk)
+        buffers = self._chunk_buffers
+        if buffers is None or self._buffer_key != key:
+            buffers = self._chunk_buffers = chunk_buffers(images, chunk)
+            self._buffer_key = key
+        return buffers
+
     def _mix_images(self, images: Tensor, params: MixParams, lam: Tensor) -> None:
-        chunk = default_chunk(images.shape[0], self.chunk_fraction)
+        sample_bytes = images[0].numel() * images.element_size()
+        chunk = default_chunk(images.shape[0], sample_bytes, images.device, self.chunk_fraction)
         height, width = images.shape[-2:]
         if params.per_batch:
-            if bool(params.use_cutmix[0]):  # swap the one box between partners
+            if bool(params.use_cutmix[0]):  # swap the one box between partners (box-sized buffers)
                 y0, y1, x0, x1 = params.boxes[0].tolist()
                 mix_with_reversed_(images[:, :, y0:y1, x0:x1], 1.0, chunk)
             else:
-                mix_with_reversed_(images, 1.0 - float(params.lam[0]), chunk)
+                mix_with_reversed_(images, 1.0 - float(params.lam[0]), chunk, self._buffers(images, chunk))
             return
         any_cutmix = bool(params.use_cutmix.any())
         use_cutmix = params.use_cutmix.to(images.device, non_blocking=True) if any_cutmix else None
@@ -342,7 +355,7 @@ class MixupCallback(BatchTransform):
                 images.dtype,
             )
 
-        mix_with_reversed_(images, weight, chunk)
+        mix_with_reversed_(images, weight, chunk, self._buffers(images, chunk))
 
     # ---------------------------------------------------------------- Lightning glue
     @override

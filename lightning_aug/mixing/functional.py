@@ -19,6 +19,8 @@ from torch import Tensor
 __all__ = [
     "box_lam",
     "box_mask",
+    "chunk_buffers",
+    "default_chunk",
     "mix_targets",
     "mix_with_reversed_",
     "pair_weights",
@@ -97,13 +99,19 @@ def box_lam(boxes: Tensor, height: int, width: int) -> Tensor:
     return 1.0 - area.double() / (height * width)
 
 
+def _box_axes(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+    """Row ``(N, H)`` and column ``(N, W)`` indicators of the boxes: the mask is their outer product."""
+    ys = torch.arange(height, device=boxes.device)
+    xs = torch.arange(width, device=boxes.device)
+    rows = (ys >= boxes[:, 0:1]) & (ys < boxes[:, 1:2])
+    cols = (xs >= boxes[:, 2:3]) & (xs < boxes[:, 3:4])
+    return rows.to(dtype), cols.to(dtype)
+
+
 def box_mask(boxes: Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
     """``(N, 1, H, W)`` masks, 1 inside each box, on the boxes' device."""
-    ys = torch.arange(height, device=boxes.device).view(1, height, 1)
-    xs = torch.arange(width, device=boxes.device).view(1, 1, width)
-    b = boxes.view(-1, 4, 1, 1)
-    inside = (ys >= b[:, 0]) & (ys < b[:, 1]) & (xs >= b[:, 2]) & (xs < b[:, 3])
-    return inside.unsqueeze(1).to(dtype)
+    rows, cols = _box_axes(boxes, height, width, dtype)
+    return rows[:, None, :, None] * cols[:, None, None, :]
 
 
 def pair_weights(
@@ -112,29 +120,40 @@ def pair_weights(
     """Per-sample weights of the partner image for :func:`mix_with_reversed_`.
 
     ``1 - lam`` as ``(N, 1, 1, 1)`` where no sample uses cutmix; otherwise ``(N, 1, H, W)``: the box
-    mask for cutmix samples, ``1 - lam`` elsewhere. All inputs are on the images' device.
+    mask for cutmix samples, ``1 - lam`` elsewhere, built in one pass as the outer product of a row
+    and a column vector per sample (rows of ones and a column of ``1 - lam`` for mixup samples). All
+    inputs are on the images' device.
     """
-    mix = (1.0 - lam).to(dtype).view(-1, 1, 1, 1)
+    mix = (1.0 - lam).to(dtype).view(-1, 1)
     if use_cutmix is None or boxes is None:
-        return mix
-    return torch.where(use_cutmix.view(-1, 1, 1, 1), box_mask(boxes, height, width, dtype), mix)
+        return mix.view(-1, 1, 1, 1)
+    rows, cols = _box_axes(boxes, height, width, dtype)
+    cut = use_cutmix.view(-1, 1)
+    rows = torch.where(cut, rows, torch.ones((), dtype=dtype, device=rows.device))
+    cols = torch.where(cut, cols, mix)
+    return rows[:, None, :, None] * cols[:, None, None, :]
 
 
 WeightFn = Callable[[int, int], "Tensor | float"]
 
 
-def mix_with_reversed_(images: Tensor, weight: WeightFn | float, chunk: int) -> Tensor:
+def mix_with_reversed_(
+    images: Tensor, weight: WeightFn | float, chunk: int, buffers: tuple[Tensor, Tensor] | None = None
+) -> Tensor:
     """In place: ``images[i] = lerp(images[i], images[B-1-i], w_i)`` for every ``i``, pairs in chunks.
 
-    ``w_i = 1 - lam_i`` gives mixup, a 0/1 box mask gives cutmix, 1 swaps. Each chunk of ``chunk``
-    pairs ``(i, B-1-i)`` reads both sides once and writes both in place; the only extra memory is two
-    copies of ``chunk`` samples (the reversed sides), never a batch-sized buffer.
+    ``w_i = 1 - lam_i`` gives mixup, a 0/1 box mask gives cutmix, 1 swaps. Each step takes ``chunk``
+    pairs ``(i, B-1-i)``: both sides are copied, reversed, into two chunk-sized buffers (small enough
+    to stay in cache), then each side is blended in place with the other's copy. The extra memory is
+    the two buffers, never a batch-sized copy; pass ``buffers`` (from :func:`chunk_buffers`) to reuse
+    them between calls and allocate nothing.
 
     Args:
         images: ``(B, ...)`` floating tensor, modified in place (a strided view works, e.g. a box).
         weight: a float for all samples, or ``weight(start, stop)`` giving the weights of samples
             ``start:stop`` broadcastable to ``images[start:stop]``.
         chunk: pairs per step (>= 1).
+        buffers: two contiguous tensors of at least ``chunk`` samples of ``images``' sample shape.
 
     Returns:
         ``images``.
@@ -147,18 +166,39 @@ def mix_with_reversed_(images: Tensor, weight: WeightFn | float, chunk: int) -> 
     """
     n = images.shape[0]
     half = n // 2
-    chunk = max(1, min(chunk, half)) if half else 1
+    if half == 0:
+        return images
+    chunk = max(1, min(chunk, half))
+    if buffers is None:
+        buffers = chunk_buffers(images, chunk)
+    reverse = torch.arange(chunk - 1, -1, -1, device=images.device)
     for a in range(0, half, chunk):
         b = min(a + chunk, half)
-        low, high = images[a:b], images[n - b : n - a]  # high[k] pairs with low[b - a - 1 - k]
+        c = b - a
+        low, high = images[a:b], images[n - b : n - a]  # high[k] pairs with low[c - 1 - k]
+        rev = reverse[chunk - c :] if c < chunk else reverse  # c-1, ..., 0
+        old_low = torch.index_select(low, 0, rev, out=buffers[0][:c])  # low, reversed: aligned with high
+        old_high = torch.index_select(high, 0, rev, out=buffers[1][:c])  # high, reversed: aligned with low
         w_low = weight(a, b) if callable(weight) else weight
         w_high = weight(n - b, n - a) if callable(weight) else weight
-        old_low = low.flip(0)  # a copy: the low side before it changes, aligned with `high`
-        low.lerp_(high.flip(0), w_low)
+        low.lerp_(old_high, w_low)
         high.lerp_(old_low, w_high)
     return images
 
 
-def default_chunk(batch_size: int, fraction: float = 0.05) -> int:
-    """Pairs per chunk so that the two chunk copies hold at most ``2 * fraction`` of the batch."""
-    return max(1, math.floor(batch_size * fraction))
+def chunk_buffers(images: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """Two contiguous buffers of ``chunk`` samples like ``images[0]``, for :func:`mix_with_reversed_`."""
+    shape = (max(1, chunk), *images.shape[1:])
+    return (
+        torch.empty(shape, dtype=images.dtype, device=images.device),
+        torch.empty(shape, dtype=images.dtype, device=images.device),
+    )
+
+
+def default_chunk(batch_size: int, sample_bytes: int, device: torch.device, fraction: float = 0.05) -> int:
+    """Pairs per chunk: at most ``fraction`` of the batch (the two buffers hold ``2 * fraction``);
+    on the CPU also at most about 1 MiB per buffer, so that the copies stay in cache."""
+    pairs = max(1, math.floor(batch_size * fraction))
+    if device.type == "cpu":
+        pairs = min(pairs, max(1, (1 << 20) // max(1, sample_bytes)))
+    return pairs

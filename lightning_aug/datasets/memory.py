@@ -1,0 +1,85 @@
+"""Small datasets held as one uint8 tensor, served a whole batch per index list (no per-sample Python)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lightning_aug.pipeline import to_rgb_tensor
+
+__all__ = ["InMemoryDataset", "PreCollated"]
+
+
+class PreCollated(tuple):
+    """A ``(images, labels)`` batch that :func:`~lightning_aug.loader.collate_uint8` passes through."""
+
+
+class InMemoryDataset(Dataset):
+    """All images of a split as one ``(N, C, H, W)`` uint8 tensor and ``(N,)`` int64 labels.
+
+    ``DataLoader`` calls :meth:`__getitems__` with a whole batch of indices (from any sampler, so
+    shuffling, ``DistributedSampler`` sharding and epochs work as usual) and receives the batch as
+    two tensor index operations. For CIFAR-scale data (50,000 x 3 x 32 x 32 = 150 MiB) together with
+    device-batched augmentation, this removes the per-sample work from the loader entirely.
+
+    Example::
+
+        >>> data = InMemoryDataset(torch.zeros(4, 3, 2, 2, dtype=torch.uint8), torch.arange(4))
+        >>> images, labels = data.__getitems__([3, 1])
+        >>> tuple(images.shape), labels.tolist()
+        ((2, 3, 2, 2), [3, 1])
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, classes: Sequence[str] | None = None) -> None:
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise TypeError(
+                f"images must be uint8 (N, C, H, W), got {images.dtype} of shape {tuple(images.shape)}"
+            )
+        if labels.shape != (images.shape[0],):
+            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        self.images = images
+        self.labels = labels.to(torch.int64)
+        self.classes = list(classes) if classes is not None else None
+
+    @classmethod
+    def from_dataset(cls, dataset: Any) -> InMemoryDataset:
+        """Materialise a map-style dataset of ``(image, label)`` (any image type the pipelines take).
+
+        An NHWC uint8 ``images`` array with ``labels`` (as :class:`~lightning_aug.datasets.ArrayDataset`
+        has) is taken in one copy; otherwise every sample is converted once.
+
+        Raises:
+            ValueError: the images differ in size.
+        """
+        classes = getattr(dataset, "classes", None)
+        images = getattr(dataset, "images", None)
+        if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
+            tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+            return cls(tensor, torch.as_tensor(np.asarray(dataset.labels)), classes)
+        samples = [dataset[i] for i in range(len(dataset))]
+        shapes = {tuple(to_rgb_tensor(s[0]).shape) for s in samples[:1]}
+        tensors = []
+        for image, _ in samples:
+            tensor = to_rgb_tensor(image)
+            if tuple(tensor.shape) not in shapes:
+                raise ValueError(
+                    f"in_memory needs images of one size, got {sorted(shapes)[0]} and {tuple(tensor.shape)}"
+                )
+            tensors.append(tensor)
+        labels = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.int64)
+        return cls(torch.stack(tensors), labels, classes)
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        return self.images[index], int(self.labels[index])
+
+    def __getitems__(self, indices: Sequence[int]) -> PreCollated:
+        index = torch.as_tensor(indices, dtype=torch.int64)
+        return PreCollated((self.images.index_select(0, index), self.labels.index_select(0, index)))

@@ -1,0 +1,205 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import torch
+from conftest import RepeatedImageFactory
+from helpers import Recorder, tiny_trainer
+from torch import Tensor
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
+
+from lightning_aug import AugDataModule, LoaderSettings
+from lightning_aug.batch_ops import (
+    BatchOp,
+    ColorJitter,
+    HorizontalFlip,
+    RandomCrop,
+    RandomErasing,
+    apply_ops,
+    sample_ops,
+)
+from lightning_aug.datasets import InMemoryDataset, SyntheticShapes
+
+
+def reference(op: BatchOp, image: Tensor, p: dict[str, Tensor]) -> Tensor:
+    """The per-sample torchvision equivalent of ``op`` with the sample's parameters ``p``."""
+    if isinstance(op, RandomCrop):
+        h, w = op._out(image.shape[1], image.shape[2])
+        padded = TF.pad(image, [op.padding], fill=op.fill)
+        return TF.crop(padded, int(p["top"]), int(p["left"]), h, w)
+    if isinstance(op, HorizontalFlip):
+        return TF.horizontal_flip(image) if bool(p["flip"]) else image
+    if isinstance(op, ColorJitter):
+        out = image
+        if "brightness" in p:
+            out = TF.adjust_brightness(out, float(p["brightness"]))
+        if "contrast" in p:
+            out = TF.adjust_contrast(out, float(p["contrast"]))
+        if "saturation" in p:
+            out = TF.adjust_saturation(out, float(p["saturation"]))
+        return out
+    if isinstance(op, RandomErasing):
+        y0, y1, x0, x1 = (int(v) for v in p["boxes"])
+        return TF.erase(image, y0, x0, y1 - y0, x1 - x0, torch.tensor(op.value)) if y1 > y0 else image
+    raise AssertionError(op)
+
+
+OPS = {
+    "crop": RandomCrop(padding=4),
+    "crop_smaller": RandomCrop(padding=2, size=20, fill=0.5),
+    "flip": HorizontalFlip(p=0.5),
+    "jitter": ColorJitter(brightness=0.4, contrast=0.4, saturation=0.4),
+    "brightness_only": ColorJitter(brightness=0.3),
+    "erasing": RandomErasing(p=0.7, value=0.25),
+}
+
+
+@pytest.mark.parametrize("name", sorted(OPS))
+def test_batched_op_equals_per_sample_reference(name: str) -> None:
+    op = OPS[name]
+    images = torch.rand(12, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    params = op.sample(12, 24, 24, torch.Generator().manual_seed(1))
+    batched = op.apply(images.clone(), params)
+    for i in range(12):
+        expected = reference(op, images[i], {k: v[i] for k, v in params.items()})
+        torch.testing.assert_close(batched[i], expected, atol=1e-5, rtol=1e-5)
+    if name != "brightness_only":  # it augments: not every sample unchanged
+        assert not torch.equal(batched, images) or batched.shape != images.shape
+
+
+def test_parameters_vary_per_sample() -> None:
+    g = torch.Generator().manual_seed(0)
+    crop = RandomCrop(padding=4).sample(64, 32, 32, g)
+    assert crop["top"].unique().numel() > 5 and crop["left"].min() >= 0 and crop["left"].max() <= 8
+    flips = HorizontalFlip(p=0.5).sample(64, 32, 32, g)["flip"]
+    assert 10 < int(flips.sum()) < 54
+    boxes = RandomErasing(p=1.0).sample(64, 32, 32, g)["boxes"]
+    assert ((boxes[:, 1] - boxes[:, 0]) > 0).all() and (boxes[:, 1] <= 32).all() and (boxes[:, 3] <= 32).all()
+
+
+def test_sequence_of_ops_equals_the_per_sample_chain() -> None:
+    ops = [RandomCrop(padding=3, size=16), HorizontalFlip(), ColorJitter(0.2, 0.2, 0.2), RandomErasing(p=1.0)]
+    images = torch.rand(6, 3, 20, 20)
+    params = sample_ops(ops, 6, 20, 20, torch.Generator().manual_seed(3))
+    batched = apply_ops(images, ops, params)
+    assert batched.shape == (6, 3, 16, 16)
+    for i in range(6):
+        expected = images[i]
+        for op, p in zip(ops, params, strict=True):
+            expected = reference(op, expected, {k: v[i] for k, v in p.items()})
+        torch.testing.assert_close(batched[i], expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: RandomCrop(padding=-1), "padding must be an int >= 0, got -1"),
+        (lambda: RandomCrop(size=0), "size must be an int >= 1 or None, got 0"),
+        (lambda: RandomCrop(fill=2.0), r"fill must be a probability in \[0, 1\], got 2.0"),
+        (lambda: HorizontalFlip(p=1.5), r"p must be a probability in \[0, 1\], got 1.5"),
+        (lambda: ColorJitter(brightness=-0.1), r"brightness must be a probability in \[0, 1\], got -0.1"),
+        (lambda: RandomErasing(scale=(0.5, 0.1)), r"scale must be \(min, max\) with 0 < min <= max <= 1"),
+        (lambda: RandomErasing(ratio=(0, 1)), r"ratio must be \(min, max\) with 0 < min <= max"),
+        (
+            lambda: RandomCrop(size=50).sample(1, 32, 32, torch.Generator()),
+            "size=50 is larger than the padded",
+        ),
+    ],
+)
+def test_bad_arguments(make: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_datamodule_applies_batch_ops_to_training_batches_only(repeated: RepeatedImageFactory) -> None:
+    ops = [RandomCrop(padding=4), HorizontalFlip()]
+    dm = AugDataModule(
+        repeated, batch_transforms=ops, loader=LoaderSettings(batch_size=8, num_workers=0), seed=0
+    )
+    model = Recorder(num_classes=2)
+    tiny_trainer(max_steps=2, limit_val_batches=1).fit(model, dm)
+    raw = torch.from_numpy(repeated("train").image).permute(2, 0, 1)
+    plain = dm.normalize(raw.unsqueeze(0))[0]
+    for images in model.seen["val"]:
+        assert all(torch.equal(img, plain) for img in images)  # never augmented
+    trained = torch.cat(model.seen["train"])
+    assert sum(not torch.allclose(img, plain) for img in trained) >= 12  # augmented per sample
+
+
+def test_datamodule_device_stage_equals_reference_then_normalise(repeated: RepeatedImageFactory) -> None:
+    ops = [RandomCrop(padding=4), HorizontalFlip(), ColorJitter(0.3, 0.3, 0.3), RandomErasing()]
+    dm = AugDataModule(repeated, batch_transforms=ops, seed=3)
+    raw = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
+    state = dm.batch_generator().get_state()
+    images, _ = dm.device_stage((raw, torch.zeros(5, dtype=torch.int64)), train=True)
+    params = sample_ops(ops, 5, 16, 16, torch.Generator().set_state(state))
+    mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
+    for i in range(5):
+        expected = raw[i].float() / 255
+        for op, p in zip(ops, params, strict=True):
+            expected = reference(op, expected, {k: v[i] for k, v in p.items()})
+        torch.testing.assert_close(images[i], (expected - mean) / std, atol=1e-4, rtol=1e-4)
+
+
+def test_batch_generator_state_resumes(repeated: RepeatedImageFactory) -> None:
+    dm = AugDataModule(repeated, batch_transforms=[HorizontalFlip()], seed=0)
+    raw = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    dm.augment_batch(raw)
+    state = dm.state_dict()
+    expected = [dm.augment_batch(raw) for _ in range(3)]
+    other = AugDataModule(repeated, batch_transforms=[HorizontalFlip()], seed=99)
+    other.load_state_dict(state)
+    assert all(torch.equal(a, other.augment_batch(raw)) for a in expected)
+
+
+def test_batch_transforms_must_be_ops(repeated: RepeatedImageFactory) -> None:
+    with pytest.raises(
+        TypeError, match=r"batch_transforms\[0\] must be a lightning_aug.batch_ops.BatchOp, got str"
+    ):
+        AugDataModule(repeated, batch_transforms=["flip"])  # type: ignore[list-item]
+
+
+# ---------------------------------------------------------------- in memory
+@pytest.mark.parametrize("batch_size", [4, 7])
+def test_in_memory_serves_the_same_samples_as_the_normal_loader(
+    small_shapes: SyntheticShapes, batch_size: int
+) -> None:
+    def batches(in_memory: bool) -> list[tuple[Tensor, Tensor]]:
+        dm = AugDataModule(
+            small_shapes,
+            loader=LoaderSettings(batch_size=batch_size, num_workers=0),
+            seed=0,
+            in_memory=in_memory,
+        )
+        dm.setup("fit")
+        return list(dm.train_dataloader()) + list(dm.val_dataloader())
+
+    normal, memory = batches(False), batches(True)
+    assert len(normal) == len(memory) > 2
+    for (a, la), (b, lb) in zip(normal, memory, strict=True):
+        assert torch.equal(a, b) and torch.equal(la, lb)
+
+
+def test_in_memory_is_one_tensor_indexed_per_batch(small_shapes: SyntheticShapes) -> None:
+    dm = AugDataModule(
+        small_shapes, seed=0, in_memory=True, loader=LoaderSettings(batch_size=8, num_workers=0)
+    )
+    dm.setup("fit")
+    train = dm.datasets["train"]
+    assert isinstance(train, InMemoryDataset) and train.images.shape == (64, 3, 64, 64)
+    assert dm.num_classes == 4 and train.classes == small_shapes("train").classes
+
+
+def test_in_memory_refuses_per_sample_transforms(repeated: RepeatedImageFactory) -> None:
+    with pytest.raises(ValueError, match="in_memory=True serves whole batches without per-sample transforms"):
+        AugDataModule(repeated, train_transforms=[v2.RandomHorizontalFlip()], in_memory=True)
+
+
+def test_in_memory_needs_one_image_size() -> None:
+    samples = [(torch.zeros(3, 4, 4, dtype=torch.uint8), 0), (torch.zeros(3, 5, 4, dtype=torch.uint8), 1)]
+    with pytest.raises(
+        ValueError, match=r"in_memory needs images of one size, got \(3, 4, 4\) and \(3, 5, 4\)"
+    ):
+        InMemoryDataset.from_dataset(samples)
