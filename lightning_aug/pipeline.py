@@ -242,17 +242,21 @@ class Pipeline:
 
     def __call__(self, image: Any) -> Tensor:
         if self.backend == "albumentations":
-            out = self._compose(image=np.ascontiguousarray(to_rgb_array(image)))["image"]
-            if isinstance(out, np.ndarray) and out.dtype == np.uint8:
-                out = to_rgb_tensor(out)
-        else:
-            if not isinstance(image, Image.Image):
-                image = to_rgb_tensor(image)
-            elif image.mode != "RGB":
-                image = image.convert("RGB")
-            out = self._compose(image) if self._compose is not None else image
-            if isinstance(out, Image.Image):
-                out = to_rgb_tensor(out)
+            return self.to_output(self._compose(image=np.ascontiguousarray(to_rgb_array(image)))["image"])
+        if not isinstance(image, Image.Image):
+            image = to_rgb_tensor(image)
+        elif image.mode != "RGB":
+            image = image.convert("RGB")
+        return self.to_output(self._compose(image) if self._compose is not None else image)
+
+    def to_output(self, out: Any) -> Tensor:
+        """The last transform's output as the contract's CHW uint8 tensor.
+
+        Raises:
+            TypeError: the output is not uint8 (a float conversion or normalisation in the pipeline).
+        """
+        if isinstance(out, Image.Image) or (isinstance(out, np.ndarray) and out.dtype == np.uint8):
+            out = to_rgb_tensor(out)
         if not (isinstance(out, Tensor) and out.dtype == torch.uint8 and out.ndim == 3):
             got = f"{out.dtype} of shape {tuple(out.shape)}" if hasattr(out, "dtype") else type(out).__name__
             raise TypeError(

@@ -188,3 +188,20 @@ def test_cifar_bad_arguments(tmp_path: Path) -> None:
         CIFAR10(tmp_path, val_split=2)
     with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test', got 'dev'"):
         CIFAR10(tmp_path)("dev")  # type: ignore[arg-type]
+
+
+def test_cv2_decoder_matches_pil(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "train", {"a": 2, "b": 1})
+    write_image_folder(tmp_path / "val", {"a": 1, "b": 1})
+    pil, cv = ImageFolder(tmp_path)("train"), ImageFolder(tmp_path, decoder="cv2")("train")
+    for i in range(len(pil)):
+        (a, la), (b, lb) = pil[i], cv[i]
+        assert isinstance(b, np.ndarray) and b.dtype == np.uint8 and b.shape == (20, 20, 3)
+        assert la == lb and np.array_equal(np.asarray(a), b)  # PNG: lossless, identical pixels
+
+
+def test_unknown_decoder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"decoder must be one of \['cv2', 'pil'\], got 'turbo'"):
+        ImageFolder(tmp_path, decoder="turbo")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match=r"decoder must be one of \['cv2', 'pil'\], got 'turbo'"):
+        SyntheticShapes(decoder="turbo")  # type: ignore[arg-type]

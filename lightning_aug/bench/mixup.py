@@ -121,8 +121,20 @@ def bench_mixup(
     labels = torch.randint(0, num_classes, (batch,), device=dev)
     nbytes = x.numel() * x.element_size()
 
+    kept: dict[str, MixupCallback] = {}
+
     def callback(mode: str, **kw: Any) -> Callable[[], Any]:
         cb = MixupCallback(mode=mode, num_classes=num_classes, seed=0, **kw)  # type: ignore[arg-type]
+        kept[
+            f"ours {mode} "
+            + (
+                "mixup+cutmix"
+                if kw.get("mixup_alpha") and kw.get("cutmix_alpha")
+                else "cutmix"
+                if kw.get("cutmix_alpha")
+                else "mixup"
+            )
+        ] = cb
         return lambda: cb.transform_batch(x, labels, None)
 
     from torchvision.transforms import v2
@@ -150,6 +162,8 @@ def bench_mixup(
     rows = []
     for name, fn in cases.items():
         extra = _extra_memory(fn, dev)
+        if extra is not None and name in kept:  # the chunk buffers it keeps between batches count too
+            extra += sum(b.numel() * b.element_size() for b in kept[name]._chunk_buffers or ())
         rows.append(
             {
                 "case": name,

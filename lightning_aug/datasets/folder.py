@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -16,10 +17,32 @@ from lightning_aug.datasets.base import Split
 __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
 
 
+Decoder = Literal["pil", "cv2"]
+
+
 def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
     """Decode an image file into an RGB PIL image (grey, palette, RGBA and CMYK are converted)."""
     with Image.open(path) as img:
         return img.convert("RGB")
+
+
+def load_rgb_cv2(path: str | os.PathLike[str]) -> np.ndarray:
+    """Decode an image file with OpenCV straight into an RGB HWC uint8 array (faster than PIL for
+    JPEG; the albumentations backend takes the array as it is).
+
+    Raises:
+        ValueError: OpenCV cannot decode the file.
+    """
+    import cv2
+
+    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
+    image = cv2.imread(os.fspath(path), flag if flag is not None else cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"cannot decode image file {os.fspath(path)!r}")
+    return image if flag is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+_DECODERS = {"pil": load_rgb, "cv2": load_rgb_cv2}
 
 
 def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
@@ -52,6 +75,8 @@ class ImageFolderDataset(Dataset):
         root: the folder holding one subfolder per class.
         classes: expected class names (e.g. from the train folder, so val labels match); ``None``: found.
         indices: keep only these sample positions (a split of the folder).
+        decoder: ``"pil"`` (PIL RGB images) or ``"cv2"`` (OpenCV, RGB HWC uint8 arrays; faster JPEG
+            decoding, and no conversion for the albumentations backend).
 
     Raises:
         FileNotFoundError: a missing folder, no class subfolders, or no images.
@@ -63,7 +88,12 @@ class ImageFolderDataset(Dataset):
         root: str | os.PathLike[str],
         classes: Sequence[str] | None = None,
         indices: Sequence[int] | None = None,
+        decoder: Decoder = "pil",
     ) -> None:
+        if decoder not in _DECODERS:
+            raise ValueError(f"decoder must be one of {sorted(_DECODERS)}, got {decoder!r}")
+        self.decoder = decoder
+        self._decode = _DECODERS[decoder]
         self.root = Path(root)
         self.classes, samples = _scan(self.root, classes)
         self.samples = samples if indices is None else [samples[i] for i in indices]
@@ -72,9 +102,9 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Image.Image, int]:
+    def __getitem__(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
-        return load_rgb(path), label
+        return self._decode(path), label
 
 
 class ImageFolder:
@@ -86,6 +116,7 @@ class ImageFolder:
         val_split: fraction of each class held out for validation when ``root`` is one folder of
             classes (``root/<class>/*``); ``None``: ``root/train`` and ``root/val`` must exist.
         seed: seed of the ``val_split`` draw (the same seed gives the same split on every rank).
+        decoder: ``"pil"`` or ``"cv2"``, see :class:`ImageFolderDataset`.
 
     Raises:
         ValueError: ``val_split`` outside (0, 1).
@@ -93,7 +124,16 @@ class ImageFolder:
             (raised when the splits are built).
     """
 
-    def __init__(self, root: str | os.PathLike[str], val_split: float | None = None, seed: int = 0) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        val_split: float | None = None,
+        seed: int = 0,
+        decoder: Decoder = "pil",
+    ) -> None:
+        if decoder not in _DECODERS:
+            raise ValueError(f"decoder must be one of {sorted(_DECODERS)}, got {decoder!r}")
+        self.decoder = decoder
         if val_split is not None and not (isinstance(val_split, (int, float)) and 0.0 < val_split < 1.0):
             raise ValueError(f"val_split must be a float in (0, 1) or None, got {val_split!r}")
         self.root = Path(root).expanduser()
@@ -139,9 +179,11 @@ class ImageFolder:
             folder = self.root / split
             if split == "test" and not folder.exists():
                 return None
-            return ImageFolderDataset(folder, classes=classes)
+            return ImageFolderDataset(folder, classes=classes, decoder=self.decoder)
         if split == "test":
             return None
         full = ImageFolderDataset(self.root, classes=classes)
         train, val = self._split_indices(full.targets, self.val_split)
-        return ImageFolderDataset(self.root, classes=classes, indices=train if split == "train" else val)
+        return ImageFolderDataset(
+            self.root, classes=classes, indices=train if split == "train" else val, decoder=self.decoder
+        )

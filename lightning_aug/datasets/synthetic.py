@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from PIL import Image
@@ -126,6 +127,7 @@ class SyntheticShapes:
         train_per_class, val_per_class, test_per_class: images per class in each split
             (``test_per_class=0``: no test split).
         seed: the seed the images are drawn from.
+        decoder: ``"pil"`` or ``"cv2"``, see :class:`~lightning_aug.datasets.ImageFolderDataset`.
 
     Example::
 
@@ -147,7 +149,11 @@ class SyntheticShapes:
         val_per_class: int = 50,
         test_per_class: int = 50,
         seed: int = 0,
+        decoder: Literal["pil", "cv2"] = "pil",
     ) -> None:
+        if decoder not in ("pil", "cv2"):
+            raise ValueError(f"decoder must be one of ['cv2', 'pil'], got {decoder!r}")
+        self.decoder = decoder
         checks = {
             "num_classes": (num_classes, 2, len(CLASS_NAMES)),
             "image_size": (image_size, 16, 4096),
@@ -211,4 +217,4 @@ class SyntheticShapes:
                 f"synthetic dataset not generated at {str(self.path)!r}: call prepare() first "
                 "(AugDataModule.prepare_data does)"
             )
-        return ImageFolderDataset(self.path / split, classes=self.class_folders)
+        return ImageFolderDataset(self.path / split, classes=self.class_folders, decoder=self.decoder)

@@ -195,10 +195,12 @@ def chunk_buffers(images: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
     )
 
 
-def default_chunk(batch_size: int, sample_bytes: int, device: torch.device, fraction: float = 0.05) -> int:
+def default_chunk(
+    batch_size: int, sample_bytes: int, device: torch.device, fraction: float = 0.05, cpu_bytes: int = 1 << 20
+) -> int:
     """Pairs per chunk: at most ``fraction`` of the batch (the two buffers hold ``2 * fraction``);
-    on the CPU also at most about 1 MiB per buffer, so that the copies stay in cache."""
+    on the CPU also at most ``cpu_bytes`` per buffer, so that the copies stay in cache."""
     pairs = max(1, math.floor(batch_size * fraction))
     if device.type == "cpu":
-        pairs = min(pairs, max(1, (1 << 20) // max(1, sample_bytes)))
+        pairs = min(pairs, max(1, cpu_bytes // max(1, sample_bytes)))
     return pairs

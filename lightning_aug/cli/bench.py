@@ -1,0 +1,363 @@
+"""``lightning-aug-bench``: how fast the configured data path is, side by side with the classic one.
+
+For the configured data and pipeline (the same config tree and overrides as ``lightning-aug-train``)
+it measures in one run, on the same files:
+
+- ``decode``: decoding only (the dataset factory's samples): the limit of any pipeline;
+- ``pipeline``: the configured per-sample pipeline (decode included) in one process (per worker);
+- ``baseline``: the classic torchvision v1 PIL ``Compose`` (PIL decode, same crop/flip, ``ToTensor``
+  + ``Normalize`` float work in the worker) in one process;
+- ``loader`` / ``baseline loader``: both through a DataLoader with the configured workers;
+- the cost of each transform of the configured pipeline;
+- the device stage (float conversion, batch transforms, normalisation, mixup) and the mixup kernel
+  in ms per batch against ``x.clone()`` of the same batch;
+- a ``num_workers`` sweep with the recommended setting;
+- optionally (``bench.fit_epochs > 0``) ``trainer.fit`` wall time with the configured pipeline
+  against the baseline pipeline, same model and loader settings (validation off for both).
+
+It prints a table and writes ``bench.json`` and a bar chart ``bench.png`` into the run folder::
+
+    lightning-aug-bench                                             # built-in dataset, defaults
+    lightning-aug-bench experiment=bench_imagenet                    # ImageNet-size JPEGs
+    lightning-aug-bench experiment=bench_cifar bench.fit_epochs=2    # CIFAR-size, device-batched
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_aug.cli import CONFIG_PATH
+
+__all__ = ["bench", "main"]
+
+
+def _rate(fn: Callable[[], int], repeats: int = 1) -> float:
+    """Items per second of ``fn`` (which returns how many items it processed); median of repeats."""
+    rates = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        count = fn()
+        rates.append(count / max(time.perf_counter() - start, 1e-9))
+    return statistics.median(rates)
+
+
+def _ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
+    fn()
+    sync()
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def baseline_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """The classic torchvision v1 training ``Compose`` doing what the configured preset does:
+    ImageNet-style presets (with ``resize_size``): RandomResizedCrop + flip; others: RandomCrop with
+    padding + flip (``augment=none``: no augmentation); then ``ToTensor`` + ``Normalize`` (float)."""
+    import torchvision.transforms as T
+
+    augment = cfg.augment
+    ops: list[Any] = []
+    if "resize_size" in augment:
+        ops += [T.RandomResizedCrop(augment.crop_size), T.RandomHorizontalFlip()]
+    elif "crop_size" in augment or augment.get("batch_transforms"):
+        size = augment.get("crop_size") or cfg.data.get("image_size") or 32
+        ops += [T.RandomCrop(size, padding=augment.get("padding", 4)), T.RandomHorizontalFlip()]
+    return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
+
+
+class _BaselineDataset:
+    """PIL-decoded samples of the same files (or arrays) through the v1 ``Compose``."""
+
+    def __init__(self, raw: Any, transform: Any) -> None:
+        self.raw, self.transform = raw, transform
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        import numpy as np
+        from PIL import Image
+
+        from lightning_aug.datasets.folder import load_rgb
+
+        samples = getattr(self.raw, "samples", None)
+        if samples is not None:  # an image folder: decode the file with PIL, as torchvision's ImageFolder
+            path, label = samples[index]
+            return self.transform(load_rgb(path)), label
+        image, label = self.raw[index]
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        return self.transform(image), label
+
+
+def _per_transform(dm: Any, raw: Any, count: int) -> dict[str, float]:
+    """ms per image of each transform of the configured train pipeline, on decoded images."""
+    import numpy as np
+
+    from lightning_aug.pipeline import to_rgb_array, to_rgb_tensor
+
+    pipeline = dm.train_pipeline
+    images = [raw[i][0] for i in range(count)]
+    costs: dict[str, float] = {}
+    current: list[Any]
+    if pipeline.backend == "albumentations":
+        current = [np.ascontiguousarray(to_rgb_array(im)) for im in images]
+        calls = [(type(t).__name__, lambda x, t=t: t(image=x)["image"]) for t in pipeline.transforms]
+    else:
+        current = [to_rgb_tensor(im) if isinstance(im, np.ndarray) else im for im in images]
+        calls = [(type(t).__name__, t) for t in pipeline.transforms]
+    for name, call in calls:
+        start = time.perf_counter()
+        current = [call(x) for x in current]
+        costs[name] = (time.perf_counter() - start) * 1e3 / count
+    start = time.perf_counter()
+    for x in current:
+        pipeline.to_output(x)
+    costs["to CHW uint8 tensor"] = (time.perf_counter() - start) * 1e3 / count
+    return costs
+
+
+def _loader_rate(loader: Any, images: int) -> float:
+    """img/s of a DataLoader after its first batch (worker start-up excluded)."""
+    iterator = iter(loader)
+    next(iterator)
+    seen, start = 0, time.perf_counter()
+    for batch in iterator:
+        seen += len(batch[0])
+        if seen >= images:
+            break
+    return seen / max(time.perf_counter() - start, 1e-9)
+
+
+def bench(cfg: DictConfig) -> dict[str, Any]:
+    """Run every measurement and return the results (also written to ``bench.json``)."""
+    import dataclasses
+
+    import torch
+    from lightning.pytorch import seed_everything
+    from torch.utils.data import DataLoader
+
+    from lightning_aug.batch import BatchTransform
+    from lightning_aug.bench.mixup import bench_mixup
+    from lightning_aug.cli.common import build_callbacks, build_datamodule, check_config, config_errors
+    from lightning_aug.mixing.callback import MixupCallback
+
+    with config_errors("lightning-aug-bench"):
+        check_config(cfg)
+        seed_everything(cfg.seed, workers=False)
+        dm = build_datamodule(cfg)
+        transforms = [c for c in build_callbacks(cfg) if isinstance(c, BatchTransform)]
+    for t in transforms:
+        if isinstance(t, MixupCallback) and t.num_classes is None:
+            t.num_classes = dm.num_classes
+    settings = cfg.bench
+    dm.prepare_data()
+    dm.setup("fit")
+    raw: Any = dm.dataset("train")
+    train: Any = dm.datasets["train"]
+    count = min(int(settings.images), len(raw))
+    repeats = int(settings.repeats)
+    baseline = _BaselineDataset(raw, baseline_transform(cfg, dm.mean, dm.std))
+    loader = dm.loader
+    results: dict[str, Any] = {"config": {"data": cfg.data._target_, "augment": dict(cfg.augment)}}
+
+    rates = {
+        "decode only": _rate(lambda: sum(raw[i] is not None for i in range(count)), repeats),
+        "baseline (v1 PIL Compose, float)": _rate(
+            lambda: sum(baseline[i] is not None for i in range(count)), repeats
+        ),
+    }
+    if hasattr(train, "__getitems__"):
+        bs = loader.batch_size
+        rates["pipeline (configured)"] = _rate(
+            lambda: sum(
+                len(train.__getitems__(list(range(a, min(a + bs, count))))[0]) for a in range(0, count, bs)
+            ),
+            repeats,
+        )
+    else:
+        rates["pipeline (configured)"] = _rate(
+            lambda: sum(train[i] is not None for i in range(count)), repeats
+        )
+    results["per_worker_img_s"] = rates
+
+    workers = loader.resolve_num_workers(1)
+    kwargs = {"batch_size": loader.batch_size, "num_workers": workers, "shuffle": True}
+    results["loader_img_s"] = {
+        f"pipeline, {workers} workers": _loader_rate(dm.train_dataloader(), count),
+        f"baseline, {workers} workers": _loader_rate(DataLoader(baseline, **kwargs), count),  # type: ignore[arg-type]
+    }
+    if not dm.in_memory:
+        results["per_transform_ms"] = _per_transform(dm, raw, min(count, 64))
+
+    sweep = {}
+    for n in settings.workers_sweep:
+        dm.loader = dataclasses.replace(
+            loader, num_workers=int(n), persistent_workers=False, prefetch_factor=None
+        )
+        sweep[int(n)] = _loader_rate(dm.train_dataloader(), count)
+    dm.loader = loader
+    best = max(sweep.values())
+    results["workers_sweep_img_s"] = sweep
+    results["recommended_num_workers"] = min(n for n, r in sweep.items() if r >= 0.95 * best)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and settings.device == "auto" else "cpu")
+    if settings.device not in ("auto", "cpu"):
+        device = torch.device(settings.device)
+
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    uint8_batch, labels = next(iter(dm.train_dataloader()))
+    uint8_batch, labels = uint8_batch.to(device), labels.to(device)
+    out, _ = dm.device_stage((uint8_batch, labels), transforms, train=True)
+    stage_ms = _ms(lambda: dm.device_stage((uint8_batch, labels), transforms, train=True), repeats, sync)
+    clone_ms = _ms(lambda: out.clone(), repeats, sync)
+    results["device_stage"] = {
+        "batch": list(out.shape),
+        "device": str(device),
+        "ms": round(stage_ms, 3),
+        "clone_ms": round(clone_ms, 3),
+        "x_clone": round(stage_ms / clone_ms, 3),
+    }
+    shape = list(settings.mixup_shape)
+    results["mixup_kernel"] = {
+        "shape": shape,
+        "rows": bench_mixup(shape[0], shape[-1], str(device), repeats=repeats),
+    }
+    if int(settings.fit_epochs) > 0:
+        results["fit"] = _fit(cfg, dm, baseline, int(settings.fit_epochs))
+    _write(results, Path(cfg.paths.output_dir))
+    return results
+
+
+def _fit(cfg: DictConfig, dm: Any, baseline: Any, epochs: int) -> dict[str, float]:
+    """Wall time of ``trainer.fit`` with the configured DataModule and with the baseline pipeline."""
+    import torch
+    from hydra.utils import instantiate
+    from lightning.pytorch import LightningDataModule, Trainer, seed_everything
+    from torch.utils.data import DataLoader
+
+    from lightning_aug.cli.common import build_callbacks, build_model
+
+    workers = dm.loader.resolve_num_workers(1)
+
+    class Baseline(LightningDataModule):
+        def train_dataloader(self) -> DataLoader:
+            return DataLoader(
+                baseline,
+                batch_size=dm.loader.batch_size,
+                shuffle=True,
+                num_workers=workers,
+                drop_last=True,
+                persistent_workers=workers > 0,
+            )
+
+    walls = {}
+    for name, datamodule in (("configured", dm), ("baseline", Baseline())):
+        seed_everything(cfg.seed, workers=False)
+        model = build_model(cfg, dm)
+        callbacks = [c for c in build_callbacks(cfg) if "ModelCheckpoint" not in type(c).__name__]
+        trainer: Trainer = instantiate(
+            cfg.trainer,
+            max_epochs=epochs,
+            limit_val_batches=0,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=callbacks,
+        )
+        start = time.perf_counter()
+        trainer.fit(model, datamodule)
+        walls[name] = time.perf_counter() - start
+        del model, trainer
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    return {
+        "configured_s": round(walls["configured"], 2),
+        "baseline_s": round(walls["baseline"], 2),
+        "speedup": round(walls["baseline"] / walls["configured"], 3),
+    }
+
+
+def _table(results: dict[str, Any]) -> str:
+    lines = ["per worker (one process)                  img/s   x baseline"]
+    rates = results["per_worker_img_s"]
+    base = rates["baseline (v1 PIL Compose, float)"]
+    lines += [f"  {k:<38} {v:>8.0f} {v / base:>8.2f}" for k, v in rates.items()]
+    lines.append(f"  pipeline / decode only: {rates['pipeline (configured)'] / rates['decode only']:.2f}")
+    lines.append("DataLoader (configured workers)            img/s")
+    lines += [f"  {k:<38} {v:>8.0f}" for k, v in results["loader_img_s"].items()]
+    if "per_transform_ms" in results:
+        lines.append("per-transform cost                         ms/img")
+        lines += [f"  {k:<38} {v:>8.3f}" for k, v in results["per_transform_ms"].items()]
+    lines.append("num_workers sweep                          img/s")
+    lines += [f"  {k:<38} {v:>8.0f}" for k, v in results["workers_sweep_img_s"].items()]
+    lines.append(f"  recommended num_workers: {results['recommended_num_workers']}")
+    stage = results["device_stage"]
+    lines.append(
+        f"device stage {stage['batch']} on {stage['device']}: {stage['ms']:.2f} ms/batch, "
+        f"x.clone() {stage['clone_ms']:.2f} ms ({stage['x_clone']:.2f}x)"
+    )
+    mix = results["mixup_kernel"]
+    lines.append(f"mixup kernel {mix['shape']}            ms/batch  x clone  extra mem")
+    for row in mix["rows"]:
+        extra = "n/a" if row["extra_memory"] is None else f"{row['extra_memory']:.2f}"
+        lines.append(f"  {row['case']:<38} {row['ms']:>8.2f} {row['x_clone']:>8.2f} {extra:>9}")
+    if "fit" in results:
+        fit = results["fit"]
+        lines.append(
+            f"trainer.fit: configured {fit['configured_s']:.1f} s, baseline {fit['baseline_s']:.1f} s, "
+            f"speed-up {fit['speedup']:.2f}x"
+        )
+    return "\n".join(lines)
+
+
+def _chart(results: dict[str, Any], path: Path) -> None:
+    """A horizontal bar chart of the img/s measurements (PIL, no plotting dependency)."""
+    from PIL import Image, ImageDraw
+
+    bars = {**results["per_worker_img_s"], **results["loader_img_s"]}
+    width, row = 720, 26
+    image = Image.new("RGB", (width, row * len(bars) + 40), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 8), "img/s (higher is better)", fill="black")
+    top = max(bars.values())
+    for i, (name, value) in enumerate(bars.items()):
+        y = 32 + i * row
+        length = int((width - 330) * value / top)
+        colour = (70, 110, 190) if "baseline" not in name else (190, 110, 70)
+        draw.text((10, y + 4), name[:42], fill="black")
+        draw.rectangle((300, y + 2, 300 + length, y + row - 6), fill=colour)
+        draw.text((305 + length, y + 4), f"{value:.0f}", fill="black")
+    image.save(path)
+
+
+def _write(results: dict[str, Any], output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    _chart(results, output_dir / "bench.png")
+    print(_table(results))
+    print(f"bench: {output_dir / 'bench.json'} {output_dir / 'bench.png'}")
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
+def main(cfg: DictConfig) -> None:
+    bench(cfg)
+
+
+if __name__ == "__main__":
+    main()
