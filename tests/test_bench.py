@@ -1,0 +1,90 @@
+"""lightning-aug-bench: the structure of what it reports, on a tiny set (no timing is asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_module
+from PIL import Image
+
+from lightning_aug.cli.bench import baseline_transform, bench
+
+TINY = [
+    "data.train_per_class=6",
+    "data.val_per_class=2",
+    "data.test_per_class=0",
+    "bench.images=24",
+    "bench.repeats=1",
+    "bench.workers_sweep=[0,1]",
+    "bench.mixup_shape=[4,3,16,16]",
+    "loader.batch_size=8",
+    "loader.num_workers=0",
+    "loader.persistent_workers=false",
+]
+
+
+def compose_bench(tmp_path: Path, *overrides: str):  # type: ignore[no-untyped-def]
+    with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+        return compose("bench", overrides=[f"paths.output_dir={tmp_path}", *TINY, *overrides])
+
+
+@pytest.mark.parametrize("experiment", ["bench_imagenet", "bench_cifar"])
+def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> None:
+    overrides = (
+        [f"experiment={experiment}", "data.image_size=64"]
+        if experiment == "bench_imagenet"
+        else [f"experiment={experiment}"]
+    )
+    results = bench(compose_bench(tmp_path, *overrides, "bench.fit_epochs=1"))
+    rates = results["per_worker_img_s"]
+    assert set(rates) == {"decode only", "baseline (v1 PIL Compose, float)", "pipeline (configured)"}
+    assert all(v > 0 for v in rates.values())
+    assert len(results["loader_img_s"]) == 2 and all(v > 0 for v in results["loader_img_s"].values())
+    assert set(results["workers_sweep_img_s"]) == {0, 1}
+    assert results["recommended_num_workers"] in (0, 1)
+    assert results["device_stage"]["ms"] > 0 and results["device_stage"]["clone_ms"] > 0
+    assert results["mixup_kernel"]["rows"][0]["case"] == "x.clone()"
+    assert set(results["fit"]) == {"configured_s", "baseline_s", "speedup"}
+    if experiment == "bench_imagenet":
+        assert {"RandomResizedCrop", "HorizontalFlip"} <= set(results["per_transform_ms"])
+    else:
+        assert "per_transform_ms" not in results  # in memory: no per-sample pipeline
+    saved = json.loads((tmp_path / "bench.json").read_text())
+    assert saved["recommended_num_workers"] == results["recommended_num_workers"]
+    chart = np.asarray(Image.open(tmp_path / "bench.png").convert("L"))
+    assert chart.shape[1] == 720 and chart.std() > 5  # bars drawn
+
+
+def test_baseline_mirrors_the_preset(tmp_path: Path) -> None:
+    imagenet = baseline_transform(compose_bench(tmp_path, "augment=imagenet_tv"), [0.5] * 3, [0.2] * 3)
+    cifar = baseline_transform(compose_bench(tmp_path, "augment=cifar_device"), [0.5] * 3, [0.2] * 3)
+    none = baseline_transform(compose_bench(tmp_path, "augment=none"), [0.5] * 3, [0.2] * 3)
+    names = [[type(t).__name__ for t in c.transforms] for c in (imagenet, cifar, none)]
+    assert names == [
+        ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"],
+        ["RandomCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"],
+        ["ToTensor", "Normalize"],
+    ]
+    assert cifar.transforms[0].size == (64, 64) and cifar.transforms[0].padding == 4
+
+
+@pytest.mark.slow
+def test_bench_console_script(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "lightning-aug-bench"), *TINY, f"hydra.run.dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for heading in ("per worker (one process)", "num_workers sweep", "device stage", "mixup kernel"):
+        assert heading in result.stdout
+    assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.png").is_file()
