@@ -88,10 +88,10 @@ class RandomCrop(BatchOp):
         out_h, out_w = self._out(height, width)
         p = self.padding
         padded = F.pad(images, (p, p, p, p), value=self.fill) if p else images
-        rows = params["top"].view(n, 1) + torch.arange(out_h, device=images.device)
-        cols = params["left"].view(n, 1) + torch.arange(out_w, device=images.device)
-        out = padded.gather(2, rows.view(n, 1, out_h, 1).expand(n, c, out_h, padded.shape[3]))
-        return out.gather(3, cols.view(n, 1, 1, out_w).expand(n, c, out_h, out_w))
+        rows = params["top"].view(n, 1, 1) + torch.arange(out_h, device=images.device).view(1, out_h, 1)
+        cols = params["left"].view(n, 1, 1) + torch.arange(out_w, device=images.device).view(1, 1, out_w)
+        flat = (rows * padded.shape[3] + cols).view(n, 1, out_h * out_w).expand(n, c, out_h * out_w)
+        return padded.flatten(2).gather(2, flat).view(n, c, out_h, out_w)  # one gather per batch
 
 
 class HorizontalFlip(BatchOp):
@@ -104,7 +104,10 @@ class HorizontalFlip(BatchOp):
         return {"flip": torch.rand(n, generator=generator) < self.p}
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
-        return torch.where(params["flip"].view(-1, 1, 1, 1), images.flip(-1), images)
+        n, c, height, width = images.shape
+        columns = torch.arange(width, device=images.device)
+        index = torch.where(params["flip"].view(n, 1), width - 1 - columns, columns)  # reversed where flipped
+        return images.gather(3, index.view(n, 1, 1, width).expand(n, c, height, width))
 
 
 class ColorJitter(BatchOp):

@@ -27,13 +27,14 @@ def normalization_affine(
 
 
 def normalize_uint8(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-    """uint8 ``(N, C, H, W)`` images to normalised float: ``images * scale - shift`` in one new buffer.
+    """uint8 ``(N, C, H, W)`` images to normalised float ``images * scale - shift`` in one pass.
 
     Example::
 
         >>> scale, shift = normalization_affine([0.5], [0.5])
-        >>> normalize_uint8(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), scale, shift)
-        tensor([[[[-1.,  1.]]]])
+        >>> out = normalize_uint8(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), scale, shift)
+        >>> out.dtype, [round(v, 5) for v in out.flatten().tolist()]
+        (torch.float32, [-1.0, 1.0])
     """
     if images.dtype != torch.uint8 or images.ndim != 4:
         raise TypeError(
@@ -41,5 +42,4 @@ def normalize_uint8(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
         )
     if scale.shape[0] not in (1, images.shape[1]):
         raise ValueError(f"mean/std have {scale.shape[0]} channels, the images {images.shape[1]}")
-    out = images.to(scale.dtype)
-    return out.mul_(scale).sub_(shift)
+    return torch.addcmul(-shift, images, scale)  # one pass: uint8 in, float out
