@@ -300,12 +300,12 @@ class AugDataModule(LightningDataModule):
 
     def augment_batch(self, images: Tensor) -> Tensor:
         """The ``batch_transforms`` on a uint8 batch: float in [0, 1], augmented, then normalised."""
-        x = images * (1.0 / 255.0)  # one pass: uint8 in, float32 out
+        x = images.to(torch.float32).mul_(1.0 / 255.0)
         n, _, height, width = x.shape
         params = sample_ops(self.batch_transforms, n, height, width, self.batch_generator())
         x = apply_ops(x, self.batch_transforms, params)
         scale, shift = self._affine_on(x.device, 1.0)
-        return torch.addcmul(-shift, x, scale, out=x) if x.is_contiguous() else x * scale - shift
+        return x.mul_(scale).sub_(shift)
 
     @override
     def state_dict(self) -> dict[str, Any]:
