@@ -205,3 +205,51 @@ def test_unknown_decoder(tmp_path: Path) -> None:
         ImageFolder(tmp_path, decoder="turbo")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"decoder must be one of \['cv2', 'pil'\], got 'turbo'"):
         SyntheticShapes(decoder="turbo")  # type: ignore[arg-type]
+
+
+def _modes(folder: Path) -> dict[str, np.ndarray]:
+    """One image file per mode found in real folders, and the RGB each should decode to."""
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+    grey = rgb[:, :, 0]
+    expected = {}
+    Image.fromarray(grey).save(folder / "grey.png")
+    expected["grey.png"] = np.repeat(grey[:, :, None], 3, axis=2)
+    Image.fromarray(np.dstack([rgb, np.full((12, 16), 7, np.uint8)])).save(folder / "rgba.png")
+    expected["rgba.png"] = rgb  # alpha dropped
+    Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE).save(folder / "palette.png")
+    expected["palette.png"] = np.asarray(Image.open(folder / "palette.png").convert("RGB"))
+    deep = (grey.astype(np.uint16) * 257).astype(np.uint16)  # 16-bit: full range, 8-bit value * 257
+    Image.fromarray(deep).save(folder / "deep16.png")
+    expected["deep16.png"] = np.repeat(grey[:, :, None], 3, axis=2)
+    return expected
+
+
+@pytest.mark.parametrize("decoder", ["pil", "cv2"])
+def test_image_modes_decode_to_rgb(tmp_path: Path, decoder: str) -> None:
+    from lightning_aug.datasets.folder import load_rgb, load_rgb_cv2
+
+    expected = _modes(tmp_path)
+    load = load_rgb if decoder == "pil" else load_rgb_cv2
+    for name, want in expected.items():
+        got = np.asarray(load(tmp_path / name))
+        assert got.shape == (12, 16, 3) and got.dtype == np.uint8, name
+        assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, name
+
+
+@pytest.mark.parametrize("decoder", ["pil", "cv2"])
+def test_cmyk_jpeg_and_exif_orientation(tmp_path: Path, decoder: str) -> None:
+    from lightning_aug.datasets.folder import load_rgb, load_rgb_cv2
+
+    load = load_rgb if decoder == "pil" else load_rgb_cv2
+    Image.new("CMYK", (16, 12), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")  # pure red in CMYK
+    red = np.asarray(load(tmp_path / "cmyk.jpg"))
+    assert red.shape == (12, 16, 3) and red[..., 0].mean() > 200 and red[..., 1:].mean() < 60
+    upright = Image.new("RGB", (16, 12), "white")
+    upright.paste((255, 0, 0), (0, 0, 4, 12))  # a red band on the left
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: the stored pixels must be rotated 90 degrees clockwise to view
+    upright.rotate(90, expand=True).save(tmp_path / "rotated.jpg", exif=exif, quality=95)
+    shown = np.asarray(load(tmp_path / "rotated.jpg"))
+    assert shown.shape == (12, 16, 3)  # turned back upright
+    assert shown[:, :4, 0].mean() > 200 and shown[:, :4, 1].mean() < 80  # the band is on the left again

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
@@ -20,9 +20,21 @@ __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
 Decoder = Literal["pil", "cv2"]
 
 
+_HIGH_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0, "I": 257.0, "F": 257.0}
+
+
 def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Decode an image file into an RGB PIL image (grey, palette, RGBA and CMYK are converted)."""
+    """Decode an image file into an RGB PIL image, as it is meant to be seen.
+
+    - EXIF orientation is applied (a photo taken upright comes out upright), as OpenCV does.
+    - Grey, grey+alpha, palette, CMYK and RGBA are converted to RGB; alpha is dropped (not composited).
+    - 16-bit images (PNG ``I;16``/``I``) are scaled to 8 bits (``value / 257``), not clipped.
+    """
     with Image.open(path) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in _HIGH_DEPTH:
+            scaled = np.asarray(img, dtype=np.float64) / _HIGH_DEPTH[img.mode]
+            return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).convert("RGB")
         return img.convert("RGB")
 
 
