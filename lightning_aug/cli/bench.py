@@ -146,25 +146,13 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     import dataclasses
 
     import torch
-    from lightning.pytorch import seed_everything
     from torch.utils.data import DataLoader
 
-    from lightning_aug.batch import BatchTransform
     from lightning_aug.bench.mixup import bench_mixup
-    from lightning_aug.cli.common import build_callbacks, build_datamodule, check_config, config_errors
-    from lightning_aug.mixing.callback import MixupCallback
+    from lightning_aug.cli.common import build_batch_path
 
-    with config_errors("lightning-aug-bench"):
-        check_config(cfg)
-        seed_everything(cfg.seed, workers=False)
-        dm = build_datamodule(cfg)
-        transforms = [c for c in build_callbacks(cfg) if isinstance(c, BatchTransform)]
-    for t in transforms:
-        if isinstance(t, MixupCallback) and t.num_classes is None:
-            t.num_classes = dm.num_classes
+    dm, transforms = build_batch_path(cfg, "lightning-aug-bench")
     settings = cfg.bench
-    dm.prepare_data()
-    dm.setup("fit")
     raw: Any = dm.dataset("train")
     train: Any = dm.datasets["train"]
     count = min(int(settings.images), len(raw))
@@ -292,7 +280,8 @@ def _fit(cfg: DictConfig, dm: Any, baseline: Any, epochs: int) -> dict[str, floa
         trainer.fit(model, datamodule)
         walls[name] = time.perf_counter() - start
         del model, trainer
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
     return {
         "configured_s": round(walls["configured"], 2),
         "baseline_s": round(walls["baseline"], 2),

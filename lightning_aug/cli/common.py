@@ -16,7 +16,14 @@ from omegaconf.errors import OmegaConfBaseException
 from lightning_aug.datamodule import AugDataModule
 from lightning_aug.pipeline import check_target_args
 
-__all__ = ["build_callbacks", "build_datamodule", "build_model", "check_config", "config_errors"]
+__all__ = [
+    "build_batch_path",
+    "build_callbacks",
+    "build_datamodule",
+    "build_model",
+    "check_config",
+    "config_errors",
+]
 
 
 def _walk(node: Any, path: str) -> None:
@@ -76,3 +83,24 @@ def config_errors(app: str) -> Iterator[None]:
             message = f"{message.splitlines()[0]} {err.__cause__}"
         print(f"{app}: config error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def build_batch_path(cfg: DictConfig, app: str) -> tuple[AugDataModule, list[Any]]:
+    """The DataModule, prepared and set up for fitting, and the ``BatchTransform`` callbacks of the
+    config, exactly as training would use them: what the preview and bench apps show and time."""
+    from lightning.pytorch import seed_everything
+
+    from lightning_aug.batch import BatchTransform
+    from lightning_aug.mixing.callback import MixupCallback
+
+    with config_errors(app):
+        check_config(cfg)
+        seed_everything(cfg.seed, workers=False)
+        datamodule = build_datamodule(cfg)
+        transforms = [c for c in build_callbacks(cfg) if isinstance(c, BatchTransform)]
+    for transform in transforms:
+        if isinstance(transform, MixupCallback) and transform.num_classes is None:
+            transform.num_classes = datamodule.num_classes
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    return datamodule, transforms

@@ -63,22 +63,10 @@ def render_grid(images: Tensor, labels: list[str], cols: int, scale: int = 1) ->
 def preview(cfg: DictConfig) -> Path:
     """Write the preview PNG into the run folder and return its path."""
     import torch
-    from lightning.pytorch import seed_everything
 
-    from lightning_aug.batch import BatchTransform
-    from lightning_aug.cli.common import build_callbacks, build_datamodule, check_config, config_errors
-    from lightning_aug.mixing.callback import MixupCallback
+    from lightning_aug.cli.common import build_batch_path
 
-    with config_errors("lightning-aug-preview"):
-        check_config(cfg)
-        seed_everything(cfg.seed, workers=False)
-        datamodule = build_datamodule(cfg)
-        transforms = [c for c in build_callbacks(cfg) if isinstance(c, BatchTransform)]
-    for transform in transforms:
-        if isinstance(transform, MixupCallback) and transform.num_classes is None:
-            transform.num_classes = datamodule.num_classes
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule, transforms = build_batch_path(cfg, "lightning-aug-preview")
     count = cfg.preview.rows * cfg.preview.cols
     images, targets = next(iter(datamodule.train_dataloader()))
     batch = (images[:count], targets[:count]) if len(images) >= 2 * count else (images, targets)
