@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,9 @@ class AugDataModule(LightningDataModule):
                 "eval_transforms are set; move the augmentation to batch_transforms"
             )
         self._batch_generator: torch.Generator | None = None
+        self.skipped_files: dict[int, list[str]] = {}  # epoch -> unreadable files skipped (on_bad_image)
+        self._skip_epoch: int | None = None
+        self._reported: set[int] = set()
         self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
@@ -331,9 +335,11 @@ class AugDataModule(LightningDataModule):
         during training; the preview and bench apps call it directly, so they show and time exactly
         what training does.
         """
-        if not (isinstance(batch, (tuple, list)) and len(batch) == 2):
+        if not (isinstance(batch, (tuple, list)) and len(batch) in (2, 3)):
             got = type(batch).__name__
             raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
+        if len(batch) == 3:  # paths of unreadable files replaced in this batch (on_bad_image="skip")
+            self._record_skipped(batch[2], trainer)
         if train and self.batch_transforms:
             images, targets = self.augment_batch(batch[0]), batch[1]
         else:
@@ -341,6 +347,34 @@ class AugDataModule(LightningDataModule):
         for transform in transforms:
             images, targets = transform.transform_batch(images, targets, trainer)
         return images, targets
+
+    def _record_skipped(self, paths: Sequence[str], trainer: Trainer | None) -> None:
+        epoch = trainer.current_epoch if trainer is not None else 0
+        if self._skip_epoch is not None and epoch != self._skip_epoch:
+            self.report_skipped()
+        self._skip_epoch = epoch
+        seen = self.skipped_files.setdefault(epoch, [])
+        seen += [p for p in paths if p not in seen]
+
+    def report_skipped(self) -> None:
+        """Warn once about the unreadable files skipped in the epoch being recorded (called when the
+        next epoch's first skip arrives, and at ``teardown``); ``skipped_files`` keeps them all."""
+        epoch = self._skip_epoch
+        if epoch is None or epoch in self._reported:
+            return
+        self._reported.add(epoch)
+        paths = self.skipped_files.get(epoch, [])
+        first = f"{paths[:5]}{' ...' if len(paths) > 5 else ''}"
+        warnings.warn(
+            f"on_bad_image='skip': rank {self._rank} skipped {len(paths)} unreadable image file(s) in epoch "
+            f"{epoch} (each replaced by the next readable sample): {first}",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    @override
+    def teardown(self, stage: str) -> None:
+        self.report_skipped()
 
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:

@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from torch import Tensor
 
 from lightning_aug._checks import check_bool, check_int
 
@@ -73,8 +72,12 @@ def seed_worker(worker_id: int, rank: int = 0) -> None:
         reseed(int(aug_seed >> np.uint64(1)))
 
 
-def collate_uint8(samples: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor]:
+def collate_uint8(samples: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
     """Stack ``(uint8 CHW image, label)`` samples into ``(uint8 NCHW batch, int64 labels)``.
+
+    Samples that replaced unreadable files (``on_bad_image="skip"``) carry the skipped paths as a third
+    element; the batch then has a third element too, the list of those paths, which
+    ``AugDataModule``'s device stage takes out and reports.
 
     Raises:
         ValueError: if the images differ in shape (the pipeline needs a crop or resize).
@@ -91,7 +94,9 @@ def collate_uint8(samples: Sequence[tuple[Tensor, Any]]) -> tuple[Tensor, Tensor
                 f"the pipeline produced images of different shapes in one batch ({tuple(first)} and "
                 f"{tuple(image.shape)}); add a crop or resize so every image has the same size"
             )
-    return torch.stack(images), torch.as_tensor([s[1] for s in samples], dtype=torch.int64)
+    batch = torch.stack(images), torch.as_tensor([s[1] for s in samples], dtype=torch.int64)
+    skipped = [path for s in samples if len(s) > 2 for path in s[2]]
+    return (*batch, skipped) if skipped else batch
 
 
 _START_METHODS = tuple(multiprocessing.get_all_start_methods())

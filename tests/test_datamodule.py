@@ -346,3 +346,35 @@ def test_bad_batches_in_the_device_stage(
 def test_unknown_stage(repeated: RepeatedImageFactory) -> None:
     with pytest.raises(ValueError, match="stage must be one of .* got 'tune'"):
         AugDataModule(repeated).setup("tune")
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_skip_trains_through_and_reports_exactly_the_bad_files(tmp_path: Any, num_workers: int) -> None:
+    from test_datasets import _bad_folder
+
+    from lightning_aug.datasets import ImageFolder
+
+    bad = _bad_folder(tmp_path)
+    dm = AugDataModule(
+        ImageFolder(tmp_path, on_bad_image="skip"),
+        loader=LoaderSettings(batch_size=3, num_workers=num_workers, drop_last=False),
+        seed=0,
+    )
+    model = Recorder(num_classes=2)
+    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image file\(s\) in epoch 0"):
+        tiny_trainer(max_epochs=1, limit_val_batches=0).fit(model, dm)
+    assert list(dm.skipped_files) == [0] and sorted(dm.skipped_files[0]) == bad  # exactly the two, once
+    assert sum(len(b) for b in model.seen["train"]) == 6  # every sample served, the batch shape kept
+    assert all(b.dtype == torch.float32 for b in model.seen["train"])
+
+
+def test_raise_stops_training_naming_the_file(tmp_path: Any) -> None:
+    from test_datasets import _bad_folder
+
+    from lightning_aug.datasets import ImageFolder
+
+    bad = _bad_folder(tmp_path)
+    dm = AugDataModule(ImageFolder(tmp_path), loader=LoaderSettings(batch_size=6, num_workers=0), seed=0)
+    with pytest.raises(ValueError, match="cannot decode image file"):
+        tiny_trainer(max_epochs=1, limit_val_batches=0).fit(Recorder(num_classes=2), dm)
+    assert bad  # the files exist; which one is named first depends on the shuffle

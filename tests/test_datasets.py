@@ -253,3 +253,49 @@ def test_cmyk_jpeg_and_exif_orientation(tmp_path: Path, decoder: str) -> None:
     shown = np.asarray(load(tmp_path / "rotated.jpg"))
     assert shown.shape == (12, 16, 3)  # turned back upright
     assert shown[:, :4, 0].mean() > 200 and shown[:, :4, 1].mean() < 80  # the band is on the left again
+
+
+def _bad_folder(root: Path) -> list[str]:
+    """An image folder with a truncated JPEG, a text file named .jpg, a CMYK JPEG, an RGBA PNG and a
+    grey image; returns the two bad paths (the truncated one sorts first)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        folder = root / split / "cls"
+        folder.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / "a_truncated.jpg")
+        data = (folder / "a_truncated.jpg").read_bytes()
+        (folder / "a_truncated.jpg").write_bytes(data[: len(data) // 2])
+        (folder / "b_text.jpg").write_text("this is not an image")
+        Image.new("CMYK", (24, 24), (10, 200, 30, 0)).save(folder / "c_cmyk.jpg")
+        Image.fromarray(rng.integers(0, 256, (24, 24, 4), dtype=np.uint8)).save(folder / "d_rgba.png")
+        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(folder / "e_grey.png")
+        (root / split / "other").mkdir()
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+            root / split / "other" / "ok.png"
+        )
+    return [str(root / "train" / "cls" / "a_truncated.jpg"), str(root / "train" / "cls" / "b_text.jpg")]
+
+
+@pytest.mark.parametrize("decoder", ["pil", "cv2"])
+def test_raise_names_the_truncated_file(tmp_path: Path, decoder: str) -> None:
+    bad = _bad_folder(tmp_path)
+    data = ImageFolder(tmp_path, decoder=decoder)("train")
+    with pytest.raises(ValueError, match=f"cannot decode image file '{bad[0]}'"):
+        data[0]
+    with pytest.raises(ValueError, match="b_text.jpg"):
+        data[1]
+    assert np.asarray(data[2][0]).shape == (24, 24, 3)  # CMYK, RGBA and grey decode to RGB
+
+
+@pytest.mark.parametrize("decoder", ["pil", "cv2"])
+def test_skip_replaces_bad_files_and_names_them(tmp_path: Path, decoder: str) -> None:
+    bad = _bad_folder(tmp_path)
+    data = ImageFolder(tmp_path, decoder=decoder, on_bad_image="skip")("train")
+    image, label, skipped = data[0]  # both bad files, then the CMYK one
+    assert skipped == tuple(bad) and np.asarray(image).shape == (24, 24, 3) and label == 0
+    assert len(data[2]) == 2  # a good file: a plain (image, label)
+
+
+def test_bad_policy_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="on_bad_image must be 'raise' or 'skip', got 'ignore'"):
+        ImageFolder(tmp_path, on_bad_image="ignore")  # type: ignore[arg-type]

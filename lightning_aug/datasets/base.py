@@ -61,10 +61,11 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, Any]:
-        image, label = self.dataset[index]
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        sample = self.dataset[index]
+        image, label, extra = sample[0], sample[1], tuple(sample[2:])  # extra: skipped bad files
         if self._main_rng_state is None or torch.utils.data.get_worker_info() is not None:
-            return self.pipeline(image), label
+            return (self.pipeline(image), label, *extra)
         outer = torch.get_rng_state()
         torch.set_rng_state(self._main_rng_state)
         try:
@@ -72,4 +73,4 @@ class TransformedDataset(Dataset):
             self._main_rng_state = torch.get_rng_state()
         finally:
             torch.set_rng_state(outer)
-        return out, label
+        return (out, label, *extra)

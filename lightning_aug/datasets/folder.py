@@ -18,6 +18,14 @@ __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
 
 
 Decoder = Literal["pil", "cv2"]
+BadImagePolicy = Literal["raise", "skip"]
+
+
+def check_policy(on_bad_image: Any) -> None:
+    """Raises:
+    ValueError: ``on_bad_image`` is not ``"raise"`` or ``"skip"``."""
+    if on_bad_image not in ("raise", "skip"):
+        raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
 
 
 _HIGH_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0, "I": 257.0, "F": 257.0}
@@ -40,15 +48,19 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
 
 def load_rgb_cv2(path: str | os.PathLike[str]) -> np.ndarray:
     """Decode an image file with OpenCV straight into an RGB HWC uint8 array (faster than PIL for
-    JPEG; the albumentations backend takes the array as it is).
+    JPEG; the albumentations backend takes the array as it is). EXIF orientation is applied.
 
     Raises:
-        ValueError: OpenCV cannot decode the file.
+        ValueError: OpenCV cannot decode the file, or a JPEG is truncated (OpenCV itself would return
+            the partial image with only a warning).
     """
     import cv2
 
+    data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
+        raise ValueError(f"truncated JPEG file {os.fspath(path)!r} (no end-of-image marker)")
     flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
-    image = cv2.imread(os.fspath(path), flag if flag is not None else cv2.IMREAD_COLOR)
+    image = cv2.imdecode(data, flag if flag is not None else cv2.IMREAD_COLOR)
     if image is None:
         raise ValueError(f"cannot decode image file {os.fspath(path)!r}")
     return image if flag is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
@@ -89,6 +101,10 @@ class ImageFolderDataset(Dataset):
         indices: keep only these sample positions (a split of the folder).
         decoder: ``"pil"`` (PIL RGB images) or ``"cv2"`` (OpenCV, RGB HWC uint8 arrays; faster JPEG
             decoding, and no conversion for the albumentations backend).
+        on_bad_image: what a corrupt, truncated or non-image file does. ``"raise"``: a ``ValueError``
+            naming the file. ``"skip"``: the sample is replaced by the next readable one (the batch keeps
+            its shape) and the sample becomes ``(image, label, skipped_paths)``; ``AugDataModule`` takes
+            the paths out of the batch and reports them at each epoch's end.
 
     Raises:
         FileNotFoundError: a missing folder, no class subfolders, or no images.
@@ -101,10 +117,13 @@ class ImageFolderDataset(Dataset):
         classes: Sequence[str] | None = None,
         indices: Sequence[int] | None = None,
         decoder: Decoder = "pil",
+        on_bad_image: BadImagePolicy = "raise",
     ) -> None:
         if decoder not in _DECODERS:
             raise ValueError(f"decoder must be one of {sorted(_DECODERS)}, got {decoder!r}")
+        check_policy(on_bad_image)
         self.decoder = decoder
+        self.on_bad_image = on_bad_image
         self._decode = _DECODERS[decoder]
         self.root = Path(root)
         self.classes, samples = _scan(self.root, classes)
@@ -114,9 +133,26 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> tuple[Any, int]:
+    def _load(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
-        return self._decode(path), label
+        try:
+            return self._decode(path), label
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+            raise ValueError(f"cannot decode image file {path!r}: {err}") from err
+
+    def __getitem__(self, index: int) -> tuple[Any, ...]:
+        if self.on_bad_image == "raise":
+            return self._load(index)
+        skipped: list[str] = []
+        for step in range(len(self.samples)):
+            position = (index + step) % len(self.samples)
+            try:
+                image, label = self._load(position)
+            except ValueError:
+                skipped.append(self.samples[position][0])
+                continue
+            return (image, label, tuple(skipped)) if skipped else (image, label)
+        raise ValueError(f"on_bad_image='skip': no readable image in {str(self.root)!r}")
 
 
 class ImageFolder:
@@ -129,6 +165,7 @@ class ImageFolder:
             classes (``root/<class>/*``); ``None``: ``root/train`` and ``root/val`` must exist.
         seed: seed of the ``val_split`` draw (the same seed gives the same split on every rank).
         decoder: ``"pil"`` or ``"cv2"``, see :class:`ImageFolderDataset`.
+        on_bad_image: ``"raise"`` or ``"skip"``, see :class:`ImageFolderDataset`.
 
     Raises:
         ValueError: ``val_split`` outside (0, 1).
@@ -142,10 +179,13 @@ class ImageFolder:
         val_split: float | None = None,
         seed: int = 0,
         decoder: Decoder = "pil",
+        on_bad_image: BadImagePolicy = "raise",
     ) -> None:
         if decoder not in _DECODERS:
             raise ValueError(f"decoder must be one of {sorted(_DECODERS)}, got {decoder!r}")
+        check_policy(on_bad_image)
         self.decoder = decoder
+        self.on_bad_image = on_bad_image
         if val_split is not None and not (isinstance(val_split, (int, float)) and 0.0 < val_split < 1.0):
             raise ValueError(f"val_split must be a float in (0, 1) or None, got {val_split!r}")
         self.root = Path(root).expanduser()
@@ -191,11 +231,17 @@ class ImageFolder:
             folder = self.root / split
             if split == "test" and not folder.exists():
                 return None
-            return ImageFolderDataset(folder, classes=classes, decoder=self.decoder)
+            return ImageFolderDataset(
+                folder, classes=classes, decoder=self.decoder, on_bad_image=self.on_bad_image
+            )
         if split == "test":
             return None
         full = ImageFolderDataset(self.root, classes=classes)
         train, val = self._split_indices(full.targets, self.val_split)
         return ImageFolderDataset(
-            self.root, classes=classes, indices=train if split == "train" else val, decoder=self.decoder
+            self.root,
+            classes=classes,
+            indices=train if split == "train" else val,
+            decoder=self.decoder,
+            on_bad_image=self.on_bad_image,
         )

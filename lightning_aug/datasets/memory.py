@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -62,6 +63,14 @@ class InMemoryDataset(Dataset):
             tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
             return cls(tensor, torch.as_tensor(np.asarray(dataset.labels)), classes)
         samples = [dataset[i] for i in range(len(dataset))]
+        skipped = sorted({path for s in samples if len(s) > 2 for path in s[2]})
+        if skipped:  # on_bad_image="skip": the replacements are in; say which files were left out
+            warnings.warn(
+                f"in_memory: skipped {len(skipped)} unreadable image file(s), each replaced by the next "
+                f"readable sample: {skipped[:5]}{' ...' if len(skipped) > 5 else ''}",
+                UserWarning,
+                stacklevel=2,
+            )
         shapes = {tuple(to_rgb_tensor(s[0]).shape) for s in samples[:1]}
         tensors = []
         for image, _ in samples:

@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lightning_aug.datasets.base import Split
-from lightning_aug.datasets.folder import ImageFolderDataset
+from lightning_aug.datasets.folder import ImageFolderDataset, check_policy
 
 __all__ = ["CLASS_NAMES", "SyntheticShapes", "default_cache_dir", "draw_sample"]
 
@@ -128,6 +128,7 @@ class SyntheticShapes:
             (``test_per_class=0``: no test split).
         seed: the seed the images are drawn from.
         decoder: ``"pil"`` or ``"cv2"``, see :class:`~lightning_aug.datasets.ImageFolderDataset`.
+        on_bad_image: ``"raise"`` or ``"skip"``, see :class:`~lightning_aug.datasets.ImageFolderDataset`.
 
     Example::
 
@@ -150,7 +151,10 @@ class SyntheticShapes:
         test_per_class: int = 50,
         seed: int = 0,
         decoder: Literal["pil", "cv2"] = "pil",
+        on_bad_image: Literal["raise", "skip"] = "raise",
     ) -> None:
+        check_policy(on_bad_image)
+        self.on_bad_image = on_bad_image
         if decoder not in ("pil", "cv2"):
             raise ValueError(f"decoder must be one of ['cv2', 'pil'], got {decoder!r}")
         self.decoder = decoder
@@ -217,4 +221,9 @@ class SyntheticShapes:
                 f"synthetic dataset not generated at {str(self.path)!r}: call prepare() first "
                 "(AugDataModule.prepare_data does)"
             )
-        return ImageFolderDataset(self.path / split, classes=self.class_folders, decoder=self.decoder)
+        return ImageFolderDataset(
+            self.path / split,
+            classes=self.class_folders,
+            decoder=self.decoder,
+            on_bad_image=self.on_bad_image,
+        )
