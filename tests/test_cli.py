@@ -198,8 +198,8 @@ def test_augment_presets_follow_the_dataset_size(tmp_path: Path, data_dirs: dict
     assert synthetic.augment.crop_size == 64 and cifar.augment.crop_size == 32
 
 
-def run_app(app: str, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+def run_app(app: str, *args: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **extra_env}
     return subprocess.run(
         [str(BIN / app), *args], cwd=cwd, capture_output=True, text=True, timeout=600, env=env, check=False
     )
@@ -318,3 +318,30 @@ def test_user_config_dir_adds_experiments(tmp_path: Path) -> None:
 
 def test_datamodule_built_from_config_is_an_augdatamodule(tmp_path: Path) -> None:
     assert isinstance(build_datamodule(compose_train([], tmp_path)), AugDataModule)
+
+
+@pytest.mark.slow
+def test_ddp_two_cpu_processes_shard_data_and_draw_different_mixup(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = run_app(
+        "lightning-aug-train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        "trainer.max_epochs=1",
+        "mixup=mixup_cutmix",
+        *SMALL,
+        "+callbacks.probe._target_=ddp_probe.Probe",
+        f"+callbacks.probe.output_dir={run}",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        PYTHONPATH=str(Path(__file__).parent),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((run / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(r["world"] == 2 for r in ranks)
+    samples = [set(r["samples"]) for r in ranks]
+    assert samples[0] and samples[1] and not samples[0] & samples[1]  # disjoint shards
+    assert len(samples[0] | samples[1]) == 80  # together, the whole train split (8 x 10 classes)
+    assert ranks[0]["lambdas"] and ranks[0]["lambdas"] != ranks[1]["lambdas"]  # mixup differs per rank
+    assert "val/acc" in json.loads((run / "metrics.json").read_text())  # reduced metrics, written once
