@@ -149,6 +149,7 @@ class AugDataModule(LightningDataModule):
         self.skipped_files: dict[int, list[str]] = {}  # epoch -> unreadable files skipped (on_bad_image)
         self._skip_epoch: int | None = None
         self._reported: set[int] = set()
+        self._pending_pipeline_state: dict[str, Any] | None = None
         self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
@@ -228,9 +229,12 @@ class AugDataModule(LightningDataModule):
                 continue
             pipeline = self.train_pipeline if train else self.eval_pipeline
             stream = _TRAIN_PIPELINE if train else _EVAL_PIPELINE
-            self.datasets[split] = TransformedDataset(
+            transformed = self.datasets[split] = TransformedDataset(
                 data, pipeline, derive_seed(self.run_seed, self._rank, stream)
             )
+            if train and self._pending_pipeline_state is not None:
+                transformed.set_rng_state(self._pending_pipeline_state)
+                self._pending_pipeline_state = None
 
     def _loader(self, split: Split, train: bool) -> DataLoader:
         if split not in self.datasets:
@@ -240,11 +244,7 @@ class AugDataModule(LightningDataModule):
             raise ValueError(
                 f"the dataset factory {type(self.dataset).__name__} has no {split!r} split (it returned None)"
             )
-        if train not in self._generators:
-            stream = _TRAIN_LOADER if train else _EVAL_LOADER
-            self._generators[train] = torch.Generator().manual_seed(
-                derive_seed(self.run_seed, self._rank, stream)
-            )
+        generator = self.loader_generator(train)
         trainer = self.trainer
         if self.loader.pin_memory == "auto":
             if trainer is not None:
@@ -263,7 +263,7 @@ class AugDataModule(LightningDataModule):
         kwargs = self.loader.dataloader_kwargs(
             train=train, num_workers=num_workers, pin_memory=pin, rank=self._rank
         )
-        return DataLoader(dataset, shuffle=train, generator=self._generators[train], **kwargs)
+        return DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
 
     @override
     def train_dataloader(self) -> DataLoader:
@@ -311,15 +311,43 @@ class AugDataModule(LightningDataModule):
         scale, shift = self._affine_on(x.device, 1.0)
         return x.mul_(scale).sub_(shift)
 
+    def loader_generator(self, train: bool) -> torch.Generator:
+        """The generator of the train or eval loaders: shuffling and the workers' per-epoch base seeds."""
+        if train not in self._generators:
+            stream = _TRAIN_LOADER if train else _EVAL_LOADER
+            seed = derive_seed(self.run_seed, self._rank, stream)
+            self._generators[train] = torch.Generator().manual_seed(seed)
+        return self._generators[train]
+
     @override
     def state_dict(self) -> dict[str, Any]:
-        """The ``batch_transforms`` generator state, so that a resumed run continues its stream."""
-        return {"batch_generator": self.batch_generator().get_state()} if self.batch_transforms else {}
+        """The generators' states (loaders, ``batch_transforms``), saved in checkpoints.
+
+        Resuming from a checkpoint taken at an epoch's end continues every stream: the next epochs
+        get the shuffle order, worker seeds and device augmentations of the uninterrupted run. (A
+        checkpoint taken mid-epoch restarts that epoch, as Lightning does, with the order and
+        augmentations of a new epoch.)
+        """
+        state: dict[str, Any] = {"train_loader_generator": self.loader_generator(True).get_state()}
+        if self.batch_transforms:
+            state["batch_generator"] = self.batch_generator().get_state()
+        train = self.datasets.get("train")
+        if isinstance(train, TransformedDataset):  # the pipeline's streams when it runs in this process
+            state["train_pipeline"] = train.rng_state()
+        return state
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if "train_loader_generator" in state_dict:
+            self.loader_generator(True).set_state(state_dict["train_loader_generator"])
         if "batch_generator" in state_dict:
             self.batch_generator().set_state(state_dict["batch_generator"])
+        if "train_pipeline" in state_dict:
+            train = self.datasets.get("train")
+            if isinstance(train, TransformedDataset):
+                train.set_rng_state(state_dict["train_pipeline"])
+            else:  # restored before setup: applied when the train split is built
+                self._pending_pipeline_state = state_dict["train_pipeline"]
 
     def device_stage(
         self,

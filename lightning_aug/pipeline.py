@@ -8,6 +8,7 @@ contract: a CHW uint8 tensor. No float work happens here; normalisation runs bat
 from __future__ import annotations
 
 import inspect
+import random
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -236,9 +237,27 @@ class Pipeline:
             self._compose = v2.Compose(built) if built else None
 
     def reseed(self, seed: int) -> None:
-        """Seed the pipeline's own RNG (albumentations' ``Compose``); torchvision uses torch's RNG."""
+        """Seed the pipeline's own RNG (albumentations' ``Compose``); torchvision uses torch's RNG.
+
+        All albumentations transforms share one generator pair (``Compose.set_random_state``), rather
+        than one generator per transform seeded alike (``set_random_seed``), whose streams are equal.
+        """
         if self.backend == "albumentations":
-            self._compose.set_random_seed(seed)
+            self._rng, self._py_rng = np.random.default_rng(seed), random.Random(seed)
+            self._compose.set_random_state(self._rng, self._py_rng)
+
+    def rng_state(self) -> dict[str, Any]:
+        """The state of the pipeline's own RNG (albumentations), for checkpoints; empty for torchvision."""
+        if self.backend != "albumentations" or not hasattr(self, "_rng"):
+            return {}
+        return {"numpy": self._rng.bit_generator.state, "python": self._py_rng.getstate()}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        if state and self.backend == "albumentations":
+            if not hasattr(self, "_rng"):
+                self.reseed(0)
+            self._rng.bit_generator.state = state["numpy"]
+            self._py_rng.setstate(state["python"])
 
     def __call__(self, image: Any) -> Tensor:
         if self.backend == "albumentations":

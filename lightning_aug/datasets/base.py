@@ -53,6 +53,15 @@ class TransformedDataset(Dataset):
         else:
             self._main_rng_state = None
 
+    def rng_state(self) -> dict[str, Any]:
+        """The main-process RNG states (``num_workers=0``): torch's and the pipeline's own."""
+        return {"torch": self._main_rng_state, "pipeline": self.pipeline.rng_state()}
+
+    def set_rng_state(self, state: dict[str, Any]) -> None:
+        if state.get("torch") is not None:
+            self._main_rng_state = state["torch"]
+        self.pipeline.set_rng_state(state.get("pipeline") or {})
+
     @property
     def classes(self) -> list[str] | None:
         """The class names of the wrapped dataset, where it has them."""
