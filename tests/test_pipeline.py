@@ -155,3 +155,24 @@ def test_rgb_conversions_share_memory_where_possible() -> None:
     assert to_rgb_tensor(HWC).data_ptr() == torch.from_numpy(HWC).data_ptr()
     grey = to_rgb_tensor(torch.zeros(1, 4, 4, dtype=torch.uint8))
     assert grey.shape == (3, 4, 4) and grey.stride(0) == 0  # expanded, not copied
+
+
+def test_hydra_listconfig_arguments_are_converted() -> None:
+    """Hydra hands lists as ListConfig; a transform expecting a tuple gets a plain container."""
+    from omegaconf import OmegaConf
+
+    spec = OmegaConf.create(
+        {"_target_": "albumentations.RandomResizedCrop", "size": [8, 6], "scale": [0.5, 1.0]}
+    )
+    pipe = Pipeline([spec], backend="albumentations")
+    assert tuple(pipe(HWC).shape) == (3, 8, 6)
+    tv = OmegaConf.create({"_target_": "torchvision.transforms.v2.RandomResizedCrop", "size": [8, 6]})
+    assert tuple(Pipeline([tv], backend="torchvision")(HWC).shape) == (3, 8, 6)
+
+
+def test_wrong_element_types_in_a_list_argument_are_named() -> None:
+    from omegaconf import OmegaConf
+
+    spec = OmegaConf.create({"_target_": "albumentations.RandomResizedCrop", "size": ["a", "b"]})
+    with pytest.raises(Exception, match="size"):
+        Pipeline([spec], backend="albumentations")
