@@ -157,10 +157,15 @@ def _describe(hint: Any) -> str:
 def build_transform(transform: Any, where: str) -> Any:
     """``transform`` itself, or the object a ``{"_target_": ...}`` mapping describes (checked first)."""
     if isinstance(transform, Mapping):
+        from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
         check_target_args(transform, where)
-        return instantiate(dict(transform), _convert_="all")
+        try:
+            return instantiate(dict(transform), _convert_="all")
+        except InstantiationException as err:  # the constructor's own message, with where it came from
+            cause = err.__cause__ if err.__cause__ is not None else err
+            raise ValueError(f"{where}: {transform['_target_']}: {cause}") from cause
     return transform
 
 

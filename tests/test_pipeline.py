@@ -97,8 +97,13 @@ def test_spec_without_target() -> None:
 
 
 def test_wrong_argument_type_names_the_argument() -> None:
-    with pytest.raises(Exception, match="p"):
-        Pipeline([{"_target_": "albumentations.HorizontalFlip", "p": "often"}], backend="albumentations")
+    with pytest.raises(ValueError, match="train transform 0: albumentations.HorizontalFlip: ") as info:
+        Pipeline(
+            [{"_target_": "albumentations.HorizontalFlip", "p": "often"}],
+            backend="albumentations",
+            name="train",
+        )
+    assert "\np\n" in str(info.value) and "Input should be a valid number" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -174,5 +179,6 @@ def test_wrong_element_types_in_a_list_argument_are_named() -> None:
     from omegaconf import OmegaConf
 
     spec = OmegaConf.create({"_target_": "albumentations.RandomResizedCrop", "size": ["a", "b"]})
-    with pytest.raises(Exception, match="size"):
+    with pytest.raises(ValueError, match="pipeline transform 0: albumentations.RandomResizedCrop") as info:
         Pipeline([spec], backend="albumentations")
+    assert "size.0" in str(info.value) and "Input should be a valid integer" in str(info.value)
