@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["check_bool", "check_int", "check_prob"]
+__all__ = ["check_bool", "check_fraction", "check_int", "check_prob", "describe"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -32,3 +32,20 @@ def check_prob(name: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
     return float(value)
+
+
+def check_fraction(name: str, value: Any) -> float | None:
+    """Raises:
+    ValueError: ``value`` is neither ``None`` nor a number strictly between 0 and 1."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be a float in (0, 1) or None, got {value!r}")
+    return float(value)
+
+
+def describe(value: Any) -> str:
+    """``"float32 of shape (4, 3)"`` for a tensor or array, the type name otherwise (for messages)."""
+    if hasattr(value, "dtype") and hasattr(value, "shape"):
+        return f"{value.dtype} of shape {tuple(value.shape)}"
+    return type(value).__name__

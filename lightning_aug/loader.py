@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from lightning_aug._checks import check_bool, check_int
+from lightning_aug.datasets.memory import PreCollated
 
 __all__ = ["LoaderSettings", "available_cpus", "collate_uint8", "derive_seed", "seed_worker"]
 
@@ -82,8 +83,6 @@ def collate_uint8(samples: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
     Raises:
         ValueError: if the images differ in shape (the pipeline needs a crop or resize).
     """
-    from lightning_aug.datasets.memory import PreCollated
-
     if isinstance(samples, PreCollated):  # a whole batch from InMemoryDataset.__getitems__
         return samples[0], samples[1]
     images = [s[0] for s in samples]

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 from omegaconf import DictConfig
+from PIL import Image
 
 from lightning_aug.cli import CONFIG_PATH
 
@@ -81,21 +83,18 @@ class _BaselineDataset:
     """PIL-decoded samples of the same files (or arrays) through the v1 ``Compose``."""
 
     def __init__(self, raw: Any, transform: Any) -> None:
-        self.raw, self.transform = raw, transform
+        from lightning_aug.datasets.folder import load_rgb
+
+        self.raw, self.transform, self._load = raw, transform, load_rgb
 
     def __len__(self) -> int:
         return len(self.raw)
 
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        import numpy as np
-        from PIL import Image
-
-        from lightning_aug.datasets.folder import load_rgb
-
         samples = getattr(self.raw, "samples", None)
         if samples is not None:  # an image folder: decode the file with PIL, as torchvision's ImageFolder
             path, label = samples[index]
-            return self.transform(load_rgb(path)), label
+            return self.transform(self._load(path)), label
         image, label = self.raw[index]
         if isinstance(image, np.ndarray):
             image = Image.fromarray(image)
@@ -104,8 +103,6 @@ class _BaselineDataset:
 
 def _per_transform(dm: Any, raw: Any, count: int) -> dict[str, float]:
     """ms per image of each transform of the configured train pipeline, on decoded images."""
-    import numpy as np
-
     from lightning_aug.pipeline import to_rgb_array, to_rgb_tensor
 
     pipeline = dm.train_pipeline

@@ -10,7 +10,7 @@ import numpy as np
 import torchvision
 from torch.utils.data import Dataset
 
-from lightning_aug._checks import check_bool
+from lightning_aug._checks import check_bool, check_fraction
 from lightning_aug.datasets.base import Split
 
 __all__ = ["CIFAR10", "CIFAR100", "ArrayDataset"]
@@ -59,11 +59,9 @@ class CIFAR10:
         seed: int = 0,
     ) -> None:
         check_bool("download", download)
-        if val_split is not None and not (isinstance(val_split, (int, float)) and 0.0 < val_split < 1.0):
-            raise ValueError(f"val_split must be a float in (0, 1) or None, got {val_split!r}")
         self.root = Path(root).expanduser()
         self.download = download
-        self.val_split = val_split
+        self.val_split = check_fraction("val_split", val_split)
         self.seed = seed
 
     def prepare(self) -> None:

@@ -12,6 +12,7 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
+from lightning_aug._checks import check_fraction
 from lightning_aug.datasets.base import Split
 
 __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
@@ -21,9 +22,11 @@ Decoder = Literal["pil", "cv2"]
 BadImagePolicy = Literal["raise", "skip"]
 
 
-def check_policy(on_bad_image: Any) -> None:
+def check_decoding(decoder: Any, on_bad_image: Any) -> None:
     """Raises:
-    ValueError: ``on_bad_image`` is not ``"raise"`` or ``"skip"``."""
+    ValueError: an unknown ``decoder`` or ``on_bad_image`` policy."""
+    if decoder not in ("pil", "cv2"):
+        raise ValueError(f"decoder must be one of ['cv2', 'pil'], got {decoder!r}")
     if on_bad_image not in ("raise", "skip"):
         raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
 
@@ -119,9 +122,7 @@ class ImageFolderDataset(Dataset):
         decoder: Decoder = "pil",
         on_bad_image: BadImagePolicy = "raise",
     ) -> None:
-        if decoder not in _DECODERS:
-            raise ValueError(f"decoder must be one of {sorted(_DECODERS)}, got {decoder!r}")
-        check_policy(on_bad_image)
+        check_decoding(decoder, on_bad_image)
         self.decoder = decoder
         self.on_bad_image = on_bad_image
         self._decode = _DECODERS[decoder]
@@ -181,15 +182,11 @@ class ImageFolder:
         decoder: Decoder = "pil",
         on_bad_image: BadImagePolicy = "raise",
     ) -> None:
-        if decoder not in _DECODERS:
-            raise ValueError(f"decoder must be one of {sorted(_DECODERS)}, got {decoder!r}")
-        check_policy(on_bad_image)
+        check_decoding(decoder, on_bad_image)
         self.decoder = decoder
         self.on_bad_image = on_bad_image
-        if val_split is not None and not (isinstance(val_split, (int, float)) and 0.0 < val_split < 1.0):
-            raise ValueError(f"val_split must be a float in (0, 1) or None, got {val_split!r}")
+        self.val_split = check_fraction("val_split", val_split)
         self.root = Path(root).expanduser()
-        self.val_split = val_split
         self.seed = seed
         self._classes: list[str] | None = None
 

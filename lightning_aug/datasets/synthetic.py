@@ -20,7 +20,7 @@ import numpy as np
 from PIL import Image
 
 from lightning_aug.datasets.base import Split
-from lightning_aug.datasets.folder import ImageFolderDataset, check_policy
+from lightning_aug.datasets.folder import ImageFolderDataset, check_decoding
 
 __all__ = ["CLASS_NAMES", "SyntheticShapes", "default_cache_dir", "draw_sample"]
 
@@ -153,11 +153,8 @@ class SyntheticShapes:
         decoder: Literal["pil", "cv2"] = "pil",
         on_bad_image: Literal["raise", "skip"] = "raise",
     ) -> None:
-        check_policy(on_bad_image)
-        self.on_bad_image = on_bad_image
-        if decoder not in ("pil", "cv2"):
-            raise ValueError(f"decoder must be one of ['cv2', 'pil'], got {decoder!r}")
-        self.decoder = decoder
+        check_decoding(decoder, on_bad_image)
+        self.decoder, self.on_bad_image = decoder, on_bad_image
         checks = {
             "num_classes": (num_classes, 2, len(CLASS_NAMES)),
             "image_size": (image_size, 16, 4096),

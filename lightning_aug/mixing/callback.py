@@ -12,7 +12,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
-from lightning_aug._checks import check_bool, check_int, check_prob
+from lightning_aug._checks import check_bool, check_int, check_prob, describe
 from lightning_aug.batch import BatchTransform
 from lightning_aug.loader import derive_seed
 from lightning_aug.mixing.functional import (
@@ -232,15 +232,10 @@ class MixupCallback(BatchTransform):
     # ---------------------------------------------------------------- the transform
     def _check_batch(self, images: Tensor, targets: Tensor) -> int:
         if not isinstance(images, Tensor) or images.ndim != 4 or not images.is_floating_point():
-            got = (
-                f"{images.dtype} of shape {tuple(images.shape)}"
-                if isinstance(images, Tensor)
-                else type(images).__name__
-            )
             raise TypeError(
                 f"MixupCallback mixes float image batches of shape (batch, channels, height, width), "
-                f"got {got}; with your own DataModule, convert and normalise before training_step "
-                "(AugDataModule does)"
+                f"got {describe(images)}; with your own DataModule, convert and normalise before "
+                "training_step (AugDataModule does)"
             )
         batch = images.shape[0]
         if batch < 2:
@@ -268,14 +263,9 @@ class MixupCallback(BatchTransform):
             and targets.is_floating_point()
         ):
             return batch
-        got = (
-            f"{targets.dtype} of shape {tuple(targets.shape)}"
-            if isinstance(targets, Tensor)
-            else type(targets).__name__
-        )
         raise ValueError(
             f"labels must be int64 class indices of shape ({batch},) or soft targets of shape "
-            f"({batch}, {num_classes}), got {got}"
+            f"({batch}, {num_classes}), got {describe(targets)}"
         )
 
     def active(self, trainer: Trainer | None) -> bool:
