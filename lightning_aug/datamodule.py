@@ -232,6 +232,15 @@ class AugDataModule(LightningDataModule):
             transformed = self.datasets[split] = TransformedDataset(
                 data, pipeline, derive_seed(self.run_seed, self._rank, stream)
             )
+            if pipeline.crop_decoder is not None:
+                name = type(pipeline.crop_decoder).__name__
+                rank_zero_info(
+                    f"AugDataModule: {split} {name} runs while decoding (JPEGs at reduced size where "
+                    "the crop allows)"
+                    if transformed.fused
+                    else f"AugDataModule: {split} {name} runs after decoding ({type(data).__name__} cannot "
+                    "crop while decoding; an image folder with decoder='cv2' can)"
+                )
             if train and self._pending_pipeline_state is not None:
                 transformed.set_rng_state(self._pending_pipeline_state)
                 self._pending_pipeline_state = None

@@ -8,6 +8,7 @@ contract: a CHW uint8 tensor. No float work happens here; normalisation runs bat
 from __future__ import annotations
 
 import inspect
+import os
 import random
 import types
 import typing
@@ -199,6 +200,11 @@ class Pipeline:
             or ``"torchvision"`` (``torchvision.transforms.v2``, drawing from torch's RNG).
         name: used in error messages (``"train pipeline"``).
 
+    An albumentations pipeline whose first transform has a ``decode_crop(path)`` method
+    (:class:`lightning_aug.transforms.RandomResizedCrop`) exposes it as :attr:`crop_decoder`: a dataset
+    that can (an OpenCV-decoded image folder) runs it while decoding, and :meth:`after_decode` runs the
+    rest of the pipeline.
+
     Raises:
         ValueError: unknown backend, target or argument.
         TypeError: a transform of the other backend or not a transform.
@@ -232,10 +238,14 @@ class Pipeline:
             built.append(transform)
         self.transforms = built
         self._compose: Any
+        self.crop_decoder: Any = None
         if backend == "albumentations":
             import albumentations as A
 
             self._compose = A.Compose(built)
+            if built and callable(getattr(built[0], "decode_crop", None)):
+                self.crop_decoder = built[0]  # a dataset may run it while decoding (then after_decode)
+                self._rest = A.Compose(built[1:])
         else:
             from torchvision.transforms import v2
 
@@ -250,6 +260,8 @@ class Pipeline:
         if self.backend == "albumentations":
             self._rng, self._py_rng = np.random.default_rng(seed), random.Random(seed)
             self._compose.set_random_state(self._rng, self._py_rng)
+            if self.crop_decoder is not None:
+                self._rest.set_random_state(self._rng, self._py_rng)
 
     def rng_state(self) -> dict[str, Any]:
         """The state of the pipeline's own RNG (albumentations), for checkpoints; empty for torchvision."""
@@ -272,6 +284,23 @@ class Pipeline:
         elif image.mode != "RGB":
             image = image.convert("RGB")
         return self.to_output(self._compose(image) if self._compose is not None else image)
+
+    def decode_first(self, path: str | os.PathLike[str]) -> np.ndarray:
+        """Decode the file at ``path`` with the first transform applied (:attr:`crop_decoder`); then
+        :meth:`after_decode`. The two make the same random draws, in the same order, as the pipeline
+        on the decoded image: with ``reduced_decoding=False`` the samples are the same.
+        """
+        if self.crop_decoder is None:
+            raise RuntimeError(f"{self.name} has no crop decoder: its first transform has no decode_crop()")
+        self._compose.py_random.random()  # the draw albumentations' Compose makes first on each call
+        return self.crop_decoder.decode_crop(path)
+
+    def after_decode(self, image: np.ndarray) -> Tensor:
+        """The pipeline after its first transform, for an image :meth:`decode_first` decoded."""
+        if self.crop_decoder is None:
+            raise RuntimeError(f"{self.name} has no crop decoder: its first transform has no decode_crop()")
+        # force_apply: the Compose's own draw was made in decode_first
+        return self.to_output(self._rest(image=np.ascontiguousarray(image), force_apply=True)["image"])
 
     def to_output(self, out: Any) -> Tensor:
         """The last transform's output as the contract's CHW uint8 tensor.

@@ -33,6 +33,11 @@ class DatasetFactory(Protocol):
 class TransformedDataset(Dataset):
     """Applies a :class:`~lightning_aug.pipeline.Pipeline` to each ``(image, label)`` of ``dataset``.
 
+    Where the pipeline has a :attr:`~lightning_aug.pipeline.Pipeline.crop_decoder` and the dataset a
+    ``set_crop_decoder(decode) -> bool`` that accepts :meth:`~lightning_aug.pipeline.Pipeline.decode_first`,
+    the dataset runs that first transform while decoding (``fused``) and the rest of the pipeline runs
+    here.
+
     In DataLoader workers, :func:`~lightning_aug.loader.seed_worker` seeds everything per worker. In
     the main process (``num_workers=0``) the pipeline draws from its own torch RNG state, swapped in
     around each sample, so augmentations do not depend on the model's RNG use and differ between
@@ -42,6 +47,11 @@ class TransformedDataset(Dataset):
     def __init__(self, dataset: Dataset, pipeline: Pipeline, seed: int) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
+        # the pipeline's first transform run while decoding, where the dataset can (decode_crop)
+        accept = getattr(dataset, "set_crop_decoder", None)
+        self.fused = bool(
+            pipeline.crop_decoder is not None and accept is not None and accept(pipeline.decode_first)
+        )
         self._main_rng_state: Tensor | None = None
         self.reseed(seed)
 
@@ -73,12 +83,13 @@ class TransformedDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         sample = self.dataset[index]
         image, label, extra = sample[0], sample[1], tuple(sample[2:])  # extra: skipped bad files
+        run = self.pipeline.after_decode if self.fused else self.pipeline
         if self._main_rng_state is None or torch.utils.data.get_worker_info() is not None:
-            return (self.pipeline(image), label, *extra)
+            return (run(image), label, *extra)
         outer = torch.get_rng_state()
         torch.set_rng_state(self._main_rng_state)
         try:
-            out = self.pipeline(image)
+            out = run(image)
             self._main_rng_state = torch.get_rng_state()
         finally:
             torch.set_rng_state(outer)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,6 +14,7 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lightning_aug._checks import check_fraction
 from lightning_aug.datasets.base import Split
+from lightning_aug.jpeg import decode_rgb, read_image_bytes
 
 __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
 
@@ -57,16 +58,7 @@ def load_rgb_cv2(path: str | os.PathLike[str]) -> np.ndarray:
         ValueError: OpenCV cannot decode the file, or a JPEG is truncated (OpenCV itself would return
             the partial image with only a warning).
     """
-    import cv2
-
-    data = np.fromfile(os.fspath(path), dtype=np.uint8)
-    if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
-        raise ValueError(f"truncated JPEG file {os.fspath(path)!r} (no end-of-image marker)")
-    flag = getattr(cv2, "IMREAD_COLOR_RGB", None)
-    image = cv2.imdecode(data, flag if flag is not None else cv2.IMREAD_COLOR)
-    if image is None:
-        raise ValueError(f"cannot decode image file {os.fspath(path)!r}")
-    return image if flag is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return decode_rgb(read_image_bytes(path), 1, path)
 
 
 _DECODERS = {"pil": load_rgb, "cv2": load_rgb_cv2}
@@ -125,7 +117,7 @@ class ImageFolderDataset(Dataset):
         check_decoding(decoder, on_bad_image)
         self.decoder = decoder
         self.on_bad_image = on_bad_image
-        self._decode = _DECODERS[decoder]
+        self._decode: Callable[[str | os.PathLike[str]], Any] = _DECODERS[decoder]
         self.root = Path(root)
         self.classes, samples = _scan(self.root, classes)
         self.samples = samples if indices is None else [samples[i] for i in indices]
@@ -133,6 +125,18 @@ class ImageFolderDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    def set_crop_decoder(self, decode: Callable[[str | os.PathLike[str]], Any] | None) -> bool:
+        """Decode files with ``decode(path)`` (a crop applied while decoding:
+        :meth:`lightning_aug.pipeline.Pipeline.decode_first`) instead of the decoder; ``None``: back to
+        the decoder. Only with ``decoder="cv2"`` (the PIL decoder's images stay PIL's); returns whether
+        it was taken. Unreadable files are handled as ``on_bad_image`` says either way.
+        """
+        if decode is None or self.decoder != "cv2":
+            self._decode = _DECODERS[self.decoder]
+            return False
+        self._decode = decode
+        return True
 
     def _load(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
