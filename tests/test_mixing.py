@@ -411,6 +411,7 @@ def test_micro_benchmark_reports_every_case() -> None:
         "ours pair mixup+cutmix",
         "ours elem mixup",
         "timm-style elem mixup (loop)",
+        "ours batch mixup, after alloc+free",
     } <= set(cases)
     assert all(r["ms"] > 0 and (r["extra_memory"] is None or r["extra_memory"] >= 0) for r in rows)
     assert format_table(rows).count("\n") == len(rows) + 1

@@ -9,7 +9,11 @@ For each case it prints the median time per batch, its ratio to ``x.clone()``, a
 the kernel allocates at its peak, as a fraction of the batch (CUDA: the allocator's peak; CPU on
 Linux: the peak resident size, see :func:`_extra_memory`). Baselines for comparison: timm-style
 mixup (flip copy + two in-place passes; ``elem`` mode as timm's Python loop over samples) and
-torchvision v2 ``MixUp``; ``torch.add(x, y, out=z)`` shows the memory-bandwidth floor.
+torchvision v2 ``MixUp``; ``torch.add(x, y, out=z)`` shows the memory-bandwidth floor. Each case
+runs ``repeats`` times in a row (its steady state); ``ours batch mixup, after alloc+free`` times the
+batch kernel right after a batch-sized tensor was allocated, written and freed, as in training, where
+the device stage has just made the float batch: on some machines (virtual ones seen) a memory-bound
+kernel is several times slower then.
 """
 
 from __future__ import annotations
@@ -37,12 +41,22 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _time(fn: Callable[[], Any], device: torch.device, repeats: int, warmup: int = 2) -> float:
+def _time(
+    fn: Callable[[], Any],
+    device: torch.device,
+    repeats: int,
+    warmup: int = 2,
+    before: Callable[[], Any] | None = None,
+) -> float:
+    """Median seconds of ``fn`` over ``repeats`` calls in a row; ``before`` runs untimed before each."""
     for _ in range(warmup):
         fn()
     _sync(device)
     times = []
     for _ in range(repeats):
+        if before is not None:
+            before()
+            _sync(device)
         start = time.perf_counter()
         fn()
         _sync(device)
@@ -156,8 +170,13 @@ def bench_mixup(
     }
     if batch * size * size <= 1024 * 64 * 64:  # the per-sample loop is too slow for large batches
         cases["timm-style elem mixup (loop)"] = lambda: _timm_elem(x, lams)
+    # in training the kernel runs right after the batch's float copy was made (and an old one freed):
+    # on some machines a memory-bound kernel is slower then, so time it that way too
+    after_alloc = "ours batch mixup, after alloc+free"
+    cases[after_alloc] = cases["ours batch mixup"]
+    befores: dict[str, Callable[[], Any]] = {after_alloc: lambda: torch.empty_like(x).fill_(0.5)}
     # all timings first: the CPU memory probe changes how glibc allocates for the rest of the process
-    timings = {name: _time(fn, dev, repeats) * 1e3 for name, fn in cases.items()}
+    timings = {name: _time(fn, dev, repeats, before=befores.get(name)) * 1e3 for name, fn in cases.items()}
     clone_ms = timings["x.clone()"]
     rows = []
     for name, fn in cases.items():

@@ -41,14 +41,35 @@ from lightning_aug.cli import CONFIG_PATH
 __all__ = ["bench", "main"]
 
 
-def _rate(fn: Callable[[], int], repeats: int = 1) -> float:
-    """Items per second of ``fn`` (which returns how many items it processed); median of repeats."""
-    rates = []
-    for _ in range(max(1, repeats)):
-        start = time.perf_counter()
-        count = fn()
-        rates.append(count / max(time.perf_counter() - start, 1e-9))
-    return statistics.median(rates)
+def _per_worker_rates(
+    cases: dict[str, Callable[[int, int], int]], count: int, repeats: int, chunk: int
+) -> dict[str, float]:
+    """img/s of each case (a function of an index range returning how many images it made) in this
+    process, set up as a DataLoader worker is (one torch thread, OpenCV single-threaded). The cases take
+    turns ``chunk`` images at a time, so that a passing load on the machine slows each of them alike;
+    the median of ``repeats`` passes over ``count`` images."""
+    import cv2
+    import torch
+
+    threads, cv2_threads = torch.get_num_threads(), cv2.getNumThreads()
+    torch.set_num_threads(1)
+    cv2.setNumThreads(0)
+    samples: dict[str, list[float]] = {name: [] for name in cases}
+    try:
+        for _ in range(max(1, repeats)):
+            seconds = dict.fromkeys(cases, 0.0)
+            made = dict.fromkeys(cases, 0)
+            for start in range(0, count, chunk):
+                for name, fn in cases.items():
+                    begin = time.perf_counter()
+                    made[name] += fn(start, min(start + chunk, count))
+                    seconds[name] += time.perf_counter() - begin
+            for name in cases:
+                samples[name].append(made[name] / max(seconds[name], 1e-9))
+    finally:
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv2_threads)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def _ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
@@ -160,23 +181,18 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     loader = dm.loader
     results: dict[str, Any] = {"config": {"data": cfg.data._target_, "augment": dict(cfg.augment)}}
 
-    cases: dict[str, Callable[[], int]] = {
-        "decode only": lambda: sum(raw[i] is not None for i in range(count)),
-        "baseline (v1 PIL Compose, float)": lambda: sum(baseline[i] is not None for i in range(count)),
+    cases: dict[str, Callable[[int, int], int]] = {
+        "decode only": lambda a, b: sum(raw[i] is not None for i in range(a, b)),
+        "baseline (v1 PIL Compose, float)": lambda a, b: sum(baseline[i] is not None for i in range(a, b)),
     }
     if hasattr(train, "__getitems__"):
         bs = loader.batch_size
-        cases["pipeline (configured)"] = lambda: sum(
-            len(train.__getitems__(list(range(a, min(a + bs, count))))[0]) for a in range(0, count, bs)
+        cases["pipeline (configured)"] = lambda a, b: sum(
+            len(train.__getitems__(list(range(s, min(s + bs, b))))[0]) for s in range(a, b, bs)
         )
     else:
-        cases["pipeline (configured)"] = lambda: sum(train[i] is not None for i in range(count))
-    # round-robin repeats, so that a passing load on the machine affects every case alike
-    samples: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(repeats):
-        for name, fn in cases.items():
-            samples[name].append(_rate(fn))
-    rates = {name: statistics.median(values) for name, values in samples.items()}
+        cases["pipeline (configured)"] = lambda a, b: sum(train[i] is not None for i in range(a, b))
+    rates = _per_worker_rates(cases, count, repeats, chunk=max(32, loader.batch_size))
     results["per_worker_img_s"] = rates
 
     workers = loader.resolve_num_workers(1)
@@ -243,11 +259,51 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     }
     if int(settings.fit_epochs) > 0:
         results["fit"] = _fit(cfg, dm, baseline, int(settings.fit_epochs))
+        if device.type == "cpu":  # the model shares the cores with the workers: what that allows
+            batch_shape = [loader.batch_size, *out.shape[1:]]
+            model_ms = _model_cpu_ms_per_image(cfg, dm, batch_shape)
+            data_ms = {
+                "configured": 1e3 / rates["pipeline (configured)"] + stage_ms / out.shape[0],
+                "baseline": 1e3 / rates["baseline (v1 PIL Compose, float)"],
+            }
+            results["fit"]["cpu_ms_per_image"] = {
+                "model step": round(model_ms, 3),
+                **{f"data, {k}": round(v, 3) for k, v in data_ms.items()},
+            }
+            results["fit"]["cpu_bound_speedup_limit"] = round(
+                (data_ms["baseline"] + model_ms) / (data_ms["configured"] + model_ms), 3
+            )
     _write(results, Path(cfg.paths.output_dir))
     return results
 
 
-def _fit(cfg: DictConfig, dm: Any, baseline: Any, epochs: int) -> dict[str, float]:
+def _model_cpu_ms_per_image(cfg: DictConfig, dm: Any, batch_shape: list[int], steps: int = 3) -> float:
+    """CPU time (all threads) of the model's training step (forward, loss, backward, optimiser step)
+    per image, on a random batch of ``batch_shape``. On a CPU-only machine the workers and the model
+    share the cores, so the data path's CPU time and this add up per image."""
+    import torch
+
+    from lightning_aug.cli.common import build_model
+
+    model = build_model(cfg, dm)
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-3)
+    images = torch.randn(batch_shape)
+    labels = torch.randint(0, dm.num_classes, (batch_shape[0],))
+
+    def step() -> None:
+        loss = torch.nn.functional.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+
+    step()  # warm-up
+    start = time.process_time()
+    for _ in range(steps):
+        step()
+    return (time.process_time() - start) * 1e3 / (steps * batch_shape[0])
+
+
+def _fit(cfg: DictConfig, dm: Any, baseline: Any, epochs: int) -> dict[str, Any]:
     """Wall time of ``trainer.fit`` with the configured DataModule and with the baseline pipeline."""
     import torch
     from hydra.utils import instantiate
@@ -333,6 +389,13 @@ def _table(results: dict[str, Any]) -> str:
             f"trainer.fit: configured {fit['configured_s']:.1f} s, baseline {fit['baseline_s']:.1f} s, "
             f"speed-up {fit['speedup']:.2f}x"
         )
+        if "cpu_bound_speedup_limit" in fit:
+            costs = ", ".join(f"{k} {v:.2f}" for k, v in fit["cpu_ms_per_image"].items())
+            lines.append(f"  CPU ms per image: {costs}")
+            lines.append(
+                f"  with the model on the workers' cores, the speed-up can be at most "
+                f"{fit['cpu_bound_speedup_limit']:.2f}x"
+            )
     return "\n".join(lines)
 
 
