@@ -42,14 +42,23 @@ def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Ten
 
 class BatchOp:
     """A per-sample-random augmentation of whole batches: :meth:`sample` on the CPU, :meth:`apply`
-    on the batch's device."""
+    on the batch's device.
+
+    An op whose :attr:`moves_pixels_only` is true (crops, flips) only moves pixel values (or fills
+    with a value a uint8 pixel can hold): it also takes uint8 batches, with the same result as on the
+    float batch, and ``AugDataModule`` runs the leading such ops before the float conversion, on a
+    quarter of the bytes.
+    """
+
+    moves_pixels_only: bool = False
 
     def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Params:
         """Per-sample parameters of a batch of ``n`` images of ``height`` x ``width`` (CPU tensors)."""
         raise NotImplementedError
 
     def apply(self, images: Tensor, params: Params) -> Tensor:
-        """The augmented float ``(N, C, H, W)`` batch in [0, 1] (``params`` on the images' device)."""
+        """The augmented float ``(N, C, H, W)`` batch in [0, 1] (``params`` on the images' device); a
+        uint8 batch in [0, 255] too where :attr:`moves_pixels_only`."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -71,6 +80,11 @@ class RandomCrop(BatchOp):
         self.size = check_int("size", size, 1, optional=True)
         self.fill = check_prob("fill", fill)
 
+    @property
+    def moves_pixels_only(self) -> bool:  # type: ignore[override]
+        """True unless the fill is between two uint8 values (e.g. 0.5 is 127.5 on the uint8 scale)."""
+        return float(self.fill * 255).is_integer()
+
     def _out(self, height: int, width: int) -> tuple[int, int]:
         return (self.size or height, self.size or width)
 
@@ -87,7 +101,8 @@ class RandomCrop(BatchOp):
         n, c, height, width = images.shape
         out_h, out_w = self._out(height, width)
         p = self.padding
-        padded = F.pad(images, (p, p, p, p), value=self.fill) if p else images
+        fill = round(self.fill * 255) if images.dtype == torch.uint8 else self.fill
+        padded = F.pad(images, (p, p, p, p), value=fill) if p else images
         rows = params["top"].view(n, 1, 1) + torch.arange(out_h, device=images.device).view(1, out_h, 1)
         cols = params["left"].view(n, 1, 1) + torch.arange(out_w, device=images.device).view(1, 1, out_w)
         flat = (rows * padded.shape[3] + cols).view(n, 1, out_h * out_w).expand(n, c, out_h * out_w)
@@ -96,6 +111,8 @@ class RandomCrop(BatchOp):
 
 class HorizontalFlip(BatchOp):
     """Mirror each sample left-right with probability ``p``."""
+
+    moves_pixels_only = True
 
     def __init__(self, p: float = 0.5) -> None:
         self.p = check_prob("p", p)

@@ -312,11 +312,16 @@ class AugDataModule(LightningDataModule):
         return self._batch_generator
 
     def augment_batch(self, images: Tensor) -> Tensor:
-        """The ``batch_transforms`` on a uint8 batch: float in [0, 1], augmented, then normalised."""
-        x = images.to(torch.float32).mul_(1.0 / 255.0)
-        n, _, height, width = x.shape
-        params = sample_ops(self.batch_transforms, n, height, width, self.batch_generator())
-        x = apply_ops(x, self.batch_transforms, params)
+        """The ``batch_transforms`` on a uint8 batch, then normalised: the leading ops that only move
+        pixels (crops, flips) on the uint8 batch, the others on floats in [0, 1]."""
+        ops = self.batch_transforms
+        n, _, height, width = images.shape
+        params = sample_ops(ops, n, height, width, self.batch_generator())
+        moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
+        images = apply_ops(images, ops[:moving], params[:moving])  # a quarter of the bytes of floats
+        if moving == len(ops):
+            return self.normalize(images)
+        x = apply_ops(images.to(torch.float32).mul_(1.0 / 255.0), ops[moving:], params[moving:])
         scale, shift = self._affine_on(x.device, 1.0)
         return x.mul_(scale).sub_(shift)
 

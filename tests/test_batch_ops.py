@@ -128,8 +128,19 @@ def test_datamodule_applies_batch_ops_to_training_batches_only(repeated: Repeate
     assert sum(not torch.allclose(img, plain) for img in trained) >= 12  # augmented per sample
 
 
-def test_datamodule_device_stage_equals_reference_then_normalise(repeated: RepeatedImageFactory) -> None:
-    ops = [RandomCrop(padding=4), HorizontalFlip(), ColorJitter(0.3, 0.3, 0.3), RandomErasing()]
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [RandomCrop(padding=4), HorizontalFlip(), ColorJitter(0.3, 0.3, 0.3), RandomErasing()],
+        [RandomCrop(padding=4, fill=1.0), HorizontalFlip()],  # all on the uint8 batch
+        [RandomCrop(padding=3, fill=0.5), HorizontalFlip()],  # 127.5 is no uint8: all on floats
+        [HorizontalFlip(), ColorJitter(brightness=0.5), RandomCrop(padding=2)],  # a crop after floats
+    ],
+    ids=["mixed", "moves_only", "half_fill", "crop_last"],
+)
+def test_datamodule_device_stage_equals_reference_then_normalise(
+    repeated: RepeatedImageFactory, ops: list[BatchOp]
+) -> None:
     dm = AugDataModule(repeated, batch_transforms=ops, seed=3)
     raw = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     state = dm.batch_generator().get_state()
@@ -203,3 +214,21 @@ def test_in_memory_needs_one_image_size() -> None:
         ValueError, match=r"in_memory needs images of one size, got \(3, 4, 4\) and \(3, 5, 4\)"
     ):
         InMemoryDataset.from_dataset(samples)
+
+
+@pytest.mark.parametrize(
+    "op", [RandomCrop(padding=4), RandomCrop(padding=2, size=12, fill=1.0), HorizontalFlip(p=0.5)]
+)
+def test_pixel_moving_ops_give_the_same_result_on_uint8(op: BatchOp) -> None:
+    raw = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
+    params = sample_ops([op], 6, 16, 16, torch.Generator().manual_seed(0))[0]
+    assert op.moves_pixels_only
+    on_uint8 = op.apply(raw, params)
+    assert on_uint8.dtype == torch.uint8
+    torch.testing.assert_close(on_uint8.float() / 255, op.apply(raw.float() / 255, params), rtol=0, atol=1e-7)
+
+
+def test_which_ops_only_move_pixels() -> None:
+    assert not RandomCrop(fill=0.5).moves_pixels_only  # its fill has no uint8 value
+    assert not ColorJitter(brightness=0.2).moves_pixels_only
+    assert not RandomErasing().moves_pixels_only
