@@ -137,10 +137,16 @@ def test_decode_crop_without_reduction_equals_albumentations(tmp_path: Path, p: 
             np.testing.assert_array_equal(fused.decode_crop(path), expected, err_msg=str(path))
 
 
-def test_decode_crop_reduces_only_where_the_crop_allows(tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_decode_crop_reduces_only_where_the_crop_allows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, orientation: int | None
+) -> None:
     import lightning_aug.transforms as transforms
 
     path = _folder(tmp_path, [(1200, 1000)]) / "c0" / "0.jpg"
+    if orientation is not None:  # stored turned, shown upright: the header's size must be swapped
+        stored = Image.fromarray(_photo(1000, 1200)).rotate(90, expand=True)
+        stored.save(path, exif=_exif(orientation), quality=92)
     used: list[int] = []
 
     def spy(data: np.ndarray, reduction: int = 1, path: object = "") -> np.ndarray:
