@@ -42,6 +42,18 @@ def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+def _decoding(data: Any, pipeline: Pipeline, fused: bool) -> str:
+    """What decodes a split's images and whether its pipeline's leading crop runs while decoding."""
+    name = getattr(data, "decoder_name", None)
+    said = f"images decoded by {name}" if name is not None else f"samples from {type(data).__name__}"
+    if pipeline.decode_head is None:
+        return said
+    if fused:
+        return f"{said}; {pipeline.decode_head.name} runs while decoding (only the crop's region is decoded)"
+    why = "decoder 'pil' decodes whole images" if name == "pil" else "the dataset gives decoded images"
+    return f"{said}; {pipeline.decode_head.name} runs after decoding ({why})"
+
+
 class AugDataModule(LightningDataModule):
     """A ``LightningDataModule`` built from configuration that keeps per-pixel float work on the device.
 
@@ -232,15 +244,7 @@ class AugDataModule(LightningDataModule):
             transformed = self.datasets[split] = TransformedDataset(
                 data, pipeline, derive_seed(self.run_seed, self._rank, stream)
             )
-            if pipeline.crop_decoder is not None:
-                name = type(pipeline.crop_decoder).__name__
-                rank_zero_info(
-                    f"AugDataModule: {split} {name} runs while decoding (JPEGs at reduced size where "
-                    "the crop allows)"
-                    if transformed.fused
-                    else f"AugDataModule: {split} {name} runs after decoding ({type(data).__name__} cannot "
-                    "crop while decoding; an image folder with decoder='cv2' can)"
-                )
+            rank_zero_info(f"AugDataModule: {split} {_decoding(data, pipeline, transformed.fused)}")
             if train and self._pending_pipeline_state is not None:
                 transformed.set_rng_state(self._pending_pipeline_state)
                 self._pending_pipeline_state = None

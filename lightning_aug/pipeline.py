@@ -20,6 +20,8 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from lightning_aug.decoders import ImageDecoder
+
 __all__ = ["Backend", "Pipeline", "check_target_args", "to_rgb_array", "to_rgb_tensor"]
 
 Backend = Literal["albumentations", "torchvision"]
@@ -200,10 +202,12 @@ class Pipeline:
             or ``"torchvision"`` (``torchvision.transforms.v2``, drawing from torch's RNG).
         name: used in error messages (``"train pipeline"``).
 
-    An albumentations pipeline whose first transform has a ``decode_crop(path)`` method
-    (:class:`lightning_aug.transforms.RandomResizedCrop`) exposes it as :attr:`crop_decoder`: a dataset
-    that can (an OpenCV-decoded image folder) runs it while decoding, and :meth:`after_decode` runs the
-    rest of the pipeline.
+    A pipeline that starts with a crop that can run while decoding (``RandomResizedCrop`` of either
+    backend; ``SmallestMaxSize`` or ``Resize`` followed by ``CenterCrop``) exposes it as
+    :attr:`decode_head` (:func:`lightning_aug.transforms.decode_head`): a dataset that reads image
+    bytes (an image folder with any decoder but ``pil``) runs :meth:`decode_first` instead of decoding,
+    then :meth:`after_decode` runs the rest of the pipeline. The two make the same random draws as the
+    whole pipeline on the decoded image.
 
     Raises:
         ValueError: unknown backend, target or argument.
@@ -238,18 +242,22 @@ class Pipeline:
             built.append(transform)
         self.transforms = built
         self._compose: Any
-        self.crop_decoder: Any = None
+        self._rest: Any = None
+        from lightning_aug.transforms import decode_head
+
+        self.decode_head = decode_head(built, backend)
+        rest = built[len(self.decode_head.transforms) :] if self.decode_head is not None else []
         if backend == "albumentations":
             import albumentations as A
 
             self._compose = A.Compose(built)
-            if built and callable(getattr(built[0], "decode_crop", None)):
-                self.crop_decoder = built[0]  # a dataset may run it while decoding (then after_decode)
-                self._rest = A.Compose(built[1:])
+            if self.decode_head is not None:
+                self._rest = A.Compose(rest)
         else:
             from torchvision.transforms import v2
 
             self._compose = v2.Compose(built) if built else None
+            self._rest = v2.Compose(rest) if rest else None
 
     def reseed(self, seed: int) -> None:
         """Seed the pipeline's own RNG (albumentations' ``Compose``); torchvision uses torch's RNG.
@@ -260,7 +268,7 @@ class Pipeline:
         if self.backend == "albumentations":
             self._rng, self._py_rng = np.random.default_rng(seed), random.Random(seed)
             self._compose.set_random_state(self._rng, self._py_rng)
-            if self.crop_decoder is not None:
+            if self._rest is not None:
                 self._rest.set_random_state(self._rng, self._py_rng)
 
     def rng_state(self) -> dict[str, Any]:
@@ -285,22 +293,29 @@ class Pipeline:
             image = image.convert("RGB")
         return self.to_output(self._compose(image) if self._compose is not None else image)
 
-    def decode_first(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """Decode the file at ``path`` with the first transform applied (:attr:`crop_decoder`); then
-        :meth:`after_decode`. The two make the same random draws, in the same order, as the pipeline
-        on the decoded image: with ``reduced_decoding=False`` the samples are the same.
-        """
-        if self.crop_decoder is None:
-            raise RuntimeError(f"{self.name} has no crop decoder: its first transform has no decode_crop()")
-        self._compose.py_random.random()  # the draw albumentations' Compose makes first on each call
-        return self.crop_decoder.decode_crop(path)
+    def decode_first(self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str]) -> Any:
+        """Decode the image bytes ``data`` (of the file at ``path``) with ``decoder``, running
+        :attr:`decode_head` while decoding; then :meth:`after_decode`. The two make the same random
+        draws, in the same order, as the pipeline on the decoded image.
 
-    def after_decode(self, image: np.ndarray) -> Tensor:
-        """The pipeline after its first transform, for an image :meth:`decode_first` decoded."""
-        if self.crop_decoder is None:
-            raise RuntimeError(f"{self.name} has no crop decoder: its first transform has no decode_crop()")
-        # force_apply: the Compose's own draw was made in decode_first
-        return self.to_output(self._rest(image=np.ascontiguousarray(image), force_apply=True)["image"])
+        Raises:
+            RuntimeError: the pipeline has no :attr:`decode_head`.
+            ValueError: the bytes cannot be decoded (the message names ``path``).
+        """
+        if self.decode_head is None:
+            raise RuntimeError(f"{self.name} cannot run while decoding: it does not start with a crop")
+        if self.backend == "albumentations":
+            self._compose.py_random.random()  # the draw albumentations' Compose makes first on each call
+        return self.decode_head(data, decoder, path)
+
+    def after_decode(self, image: Any) -> Tensor:
+        """The pipeline after its :attr:`decode_head`, for what :meth:`decode_first` returned."""
+        if self.decode_head is None:
+            raise RuntimeError(f"{self.name} cannot run while decoding: it does not start with a crop")
+        if self.backend == "albumentations":
+            # force_apply: the Compose's own draw was made in decode_first
+            return self.to_output(self._rest(image=np.ascontiguousarray(image), force_apply=True)["image"])
+        return self.to_output(self._rest(image) if self._rest is not None else image)
 
     def to_output(self, out: Any) -> Tensor:
         """The last transform's output as the contract's CHW uint8 tensor.

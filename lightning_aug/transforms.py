@@ -1,17 +1,34 @@
-"""Per-sample transforms that do more than their library's: crops applied while decoding."""
+"""Crops applied while decoding: the leading transforms of a pipeline run by the decoder.
+
+A :class:`DecodeHead` holds a pipeline's first transform(s) where they only take a part of the image
+and resize it. Run over image bytes, it draws its random parameters from the size in the JPEG header
+(the same draws, in the same order, as on the decoded image), asks the
+:class:`~lightning_aug.decoders.ImageDecoder` for only the region it keeps (nvImageCodec decodes just
+that region; OpenCV decodes the whole image, at 1/2, 1/4 or 1/8 size where the crop allows it), and
+resizes it as the transform would. :func:`decode_head` finds one at the start of a pipeline:
+
+- albumentations ``RandomResizedCrop`` (and :class:`RandomResizedCrop`, which may also decode at reduced
+  size), torchvision v2 ``RandomResizedCrop``: training crops;
+- albumentations ``SmallestMaxSize`` + ``CenterCrop``, torchvision v2 ``Resize(int)`` + ``CenterCrop``:
+  evaluation crops.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import albumentations as A
 import numpy as np
+import torch
+from torch import Tensor
 
 from lightning_aug._checks import check_bool
-from lightning_aug.jpeg import REDUCTIONS, decode_rgb, jpeg_shape, read_image_bytes
+from lightning_aug.decoders import ImageDecoder
+from lightning_aug.jpeg import REDUCTIONS
 
-__all__ = ["RandomResizedCrop", "reduction_for"]
+__all__ = ["DecodeHead", "RandomResizedCrop", "decode_head", "reduction_for"]
 
 
 def reduction_for(crop_size: tuple[int, int], output_size: tuple[int, int]) -> int:
@@ -31,21 +48,20 @@ def reduction_for(crop_size: tuple[int, int], output_size: tuple[int, int]) -> i
 
 
 class RandomResizedCrop(A.RandomResizedCrop):
-    """albumentations' ``RandomResizedCrop`` that can also run while the image is decoded.
+    """albumentations' ``RandomResizedCrop`` that may also decode JPEGs at reduced size.
 
-    As the first transform of an albumentations train pipeline over an image folder decoded by OpenCV
-    (``decoder="cv2"``), :class:`~lightning_aug.AugDataModule` applies it in :meth:`decode_crop`: the crop
-    is drawn from the size in the JPEG header (the same draws as on the decoded image), and where the
-    crop is at least twice the output size on both sides the JPEG is decoded at 1/2, 1/4 or 1/8 of its
-    size (libjpeg's DCT scaling, which low-pass filters as it shrinks). The crop is then still shrunk to
-    the output size, never enlarged. Everywhere else (other datasets, other formats) it is exactly
-    albumentations' ``RandomResizedCrop``.
+    Everywhere it is exactly albumentations' ``RandomResizedCrop``. As the first transform of an
+    albumentations train pipeline over an image folder (any decoder but ``pil``), it runs while decoding
+    (as albumentations' own class does, :func:`decode_head`), and with ``reduced_decoding`` (default)
+    where the crop is at least twice the output size on both sides the JPEG is decoded at 1/2, 1/4 or
+    1/8 of its size (libjpeg's DCT scaling, which low-pass filters as it shrinks). The crop is then
+    still shrunk to the output size, never enlarged.
 
     Args:
         size, scale, ratio, interpolation, mask_interpolation, area_for_downscale, p: as
             ``albumentations.RandomResizedCrop``.
-        reduced_decoding: allow decoding JPEGs at reduced size in :meth:`decode_crop`; ``False``:
-            always decode the whole image (the output then equals albumentations' for the same draws).
+        reduced_decoding: allow decoding JPEGs at reduced size; ``False``: the output equals
+            albumentations' for the same draws.
 
     Example::
 
@@ -82,27 +98,212 @@ class RandomResizedCrop(A.RandomResizedCrop):
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return (*super().get_transform_init_args_names(), "reduced_decoding")
 
-    def decode_crop(self, path: str | os.PathLike[str]) -> np.ndarray:
-        """Read and decode the image file at ``path`` and apply the transform: an RGB HWC uint8 array.
+
+class DecodeHead:
+    """The leading transforms of a pipeline, run while decoding image bytes.
+
+    Attributes:
+        transforms: the pipeline transforms it stands for (``len(transforms)`` of them are consumed).
+        output: ``"array"`` (an RGB HWC uint8 ndarray, albumentations) or ``"tensor"`` (a CHW uint8
+            tensor, torchvision).
+    """
+
+    output = "array"
+
+    def __init__(self, *transforms: Any) -> None:
+        self.transforms = transforms
+
+    @property
+    def name(self) -> str:
+        return " + ".join(type(t).__name__ for t in self.transforms)
+
+    def __call__(self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str]) -> Any:
+        """Decode ``data`` (the file's bytes) with ``decoder`` and apply the transforms.
 
         Raises:
-            ValueError: a truncated JPEG, or a file OpenCV cannot decode.
+            ValueError: the decoder cannot decode the bytes (the message names ``path``).
         """
-        data = read_image_bytes(path)
-        shape = jpeg_shape(data)
-        if shape is None:  # not a JPEG: decode, then the usual way
-            return self(image=decode_rgb(data, 1, path))["image"]
-        if not self.should_apply():  # p < 1 and not drawn (the same draw): the whole image
-            return decode_rgb(data, 1, path)
-        x0, y0, x1, y1 = self.get_params_dependent_on_data({"shape": shape}, {})["crop_coords"]
-        reduction = reduction_for((y1 - y0, x1 - x0), self.size) if self.reduced_decoding else 1
-        image = decode_rgb(data, reduction, path)
-        if reduction > 1:  # the crop in the reduced image's pixels (its sides are rounded up)
-            sy, sx = image.shape[0] / shape[0], image.shape[1] / shape[1]
-            x0, x1, y0, y1 = round(x0 * sx), round(x1 * sx), round(y0 * sy), round(y1 * sy)
-        elif image.shape[:2] != shape:
-            raise ValueError(
-                f"image file {os.fspath(path)!r}: the JPEG header says {shape[0]}x{shape[1]} pixels, "
-                f"OpenCV decoded {image.shape[0]}x{image.shape[1]}"
-            )
-        return self.apply(image, crop_coords=(x0, y0, x1, y1))
+        shape = decoder.shape(data)
+        if shape is None:  # not a JPEG: decode it all, then the transforms as they are
+            return self.unfused(decoder.decode(data, path))
+        return self.fused(data, decoder, path, shape)
+
+    def unfused(self, image: np.ndarray) -> Any:
+        raise NotImplementedError
+
+    def fused(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
+    ) -> Any:
+        raise NotImplementedError
+
+
+class _AlbumentationsResizedCrop(DecodeHead):
+    """albumentations ``RandomResizedCrop`` (ours: with reduced-size decoding where allowed)."""
+
+    def unfused(self, image: np.ndarray) -> np.ndarray:
+        return self.transforms[0](image=image)["image"]
+
+    def fused(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
+    ) -> np.ndarray:
+        crop = self.transforms[0]
+        if not crop.should_apply():  # p < 1 and not drawn (the same draw): the whole image
+            return decoder.decode(data, path)
+        x0, y0, x1, y1 = crop.get_params_dependent_on_data({"shape": shape}, {})["crop_coords"]
+        reduction = 1
+        if getattr(crop, "reduced_decoding", False):
+            reduction = reduction_for((y1 - y0, x1 - x0), crop.size)
+        image = decoder.decode(data, path, (y0, x0, y1, x1), reduction)
+        return crop.apply(image, crop_coords=(0, 0, image.shape[1], image.shape[0]))
+
+
+def _tensor(image: np.ndarray) -> Tensor:
+    """An HWC uint8 array as a CHW tensor view (channels-last strides: torchvision's fast uint8 resize)."""
+    return torch.from_numpy(image).permute(2, 0, 1)
+
+
+def _size_only(shape: tuple[int, int]) -> Tensor:
+    """A CHW uint8 tensor of ``shape`` that owns one byte: what torchvision's ``make_params`` measures."""
+    return torch.empty((1, 1, 1), dtype=torch.uint8).expand(3, *shape)
+
+
+class _TorchvisionResizedCrop(DecodeHead):
+    """torchvision v2 ``RandomResizedCrop``: its own draws from the header's size, its own resize."""
+
+    output = "tensor"
+
+    def unfused(self, image: np.ndarray) -> Tensor:
+        return self.transforms[0](_tensor(image))
+
+    def fused(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
+    ) -> Tensor:
+        from torchvision.transforms.v2 import functional as F
+
+        crop = self.transforms[0]
+        make_params = getattr(crop, "make_params", None) or crop._get_params  # torchvision < 0.21
+        params = make_params([_size_only(shape)])
+        top, left, height, width = params["top"], params["left"], params["height"], params["width"]
+        region = decoder.decode(data, path, (top, left, top + height, left + width))
+        return F.resize(
+            _tensor(region), crop.size, interpolation=crop.interpolation, antialias=crop.antialias
+        )
+
+
+class _ResizeCenterCrop(DecodeHead):
+    """Shorter side resized to S, then a centre crop (evaluation), for both backends.
+
+    Decodes the image only down to the crop's bottom and right edges (plus the resize filter's reach):
+    nothing below is decoded, nothing right of it is transformed. The region keeps the image's origin
+    and is resized at the whole image's scale factor, so the sampling grid is the one of the unfused
+    resize and the crop's pixels equal the unfused pipeline's (tested). Images the crop does not fit
+    inside after resizing go the unfused way.
+    """
+
+    def __init__(self, resize: Any, crop: Any, backend: str) -> None:
+        super().__init__(resize, crop)
+        self.backend = backend
+        self.output = "array" if backend == "albumentations" else "tensor"
+
+    def unfused(self, image: np.ndarray) -> Any:
+        if self.backend == "albumentations":
+            for t in self.transforms:
+                image = t(image=image)["image"]
+            return image
+        out = _tensor(image)
+        for t in self.transforms:
+            out = t(out)
+        return out
+
+    def _geometry(self, shape: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """(resized size, crop size, the crop's top-left in the resized image), by each library's rules."""
+        resize, crop = self.transforms
+        h, w = shape
+        if self.backend == "albumentations":
+            scale = resize.max_size / min(h, w)
+            resized = (max(1, round(h * scale)), max(1, round(w * scale)))  # MaxSizeTransform.apply
+            size = (crop.height, crop.width)
+            anchor = ((resized[0] - size[0]) // 2, (resized[1] - size[1]) // 2)  # get_center_crop_coords
+        else:
+            from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
+
+            out = _compute_resized_output_size((h, w), size=list(resize.size), max_size=None)
+            resized = (out[0], out[1])
+            size = (crop.size[0], crop.size[1])
+            anchor = (round((resized[0] - size[0]) / 2.0), round((resized[1] - size[1]) / 2.0))
+        return resized, size, anchor
+
+    def _resize(self, region: np.ndarray, fy: float, fx: float) -> Any:
+        """``region`` resized by the factors of the whole image (not by its own size's ratio)."""
+        import cv2
+
+        resize = self.transforms[0]
+        if self.backend == "albumentations":
+            interpolation = resize.interpolation
+            if resize.area_for_downscale in ("image", "image_mask") and fy < 1:
+                interpolation = cv2.INTER_AREA  # as MaxSizeTransform.apply
+            # dsize (0, 0): OpenCV takes fx, fy as the scale, as it derives it from the whole image's sizes
+            return cv2.resize(region, (0, 0), fx=fx, fy=fy, interpolation=interpolation)
+        # torchvision's uint8 bilinear resize is interpolate() on uint8; the same with the image's scale
+        return torch.nn.functional.interpolate(
+            _tensor(region)[None],
+            scale_factor=(fy, fx),
+            mode="bilinear",
+            align_corners=False,
+            antialias=resize.antialias,
+            recompute_scale_factor=False,
+        )[0]
+
+    def fused(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
+    ) -> Any:
+        (rh, rw), (ch, cw), (top, left) = self._geometry(shape)
+        h, w = shape
+        if top < 0 or left < 0 or rh > h or rw > w:  # padded or enlarged: the transforms as they are
+            return self.unfused(decoder.decode(data, path))
+        sy, sx = h / rh, w / rw  # source pixels per output pixel
+        # the filter of output pixel i reaches source (i + 0.5) * s +- s (antialiased), +- 1 (bilinear)
+        y1 = min(h, math.ceil((top + ch + 1) * sy) + 2)
+        x1 = min(w, math.ceil((left + cw + 1) * sx) + 2)
+        scaled = self._resize(decoder.decode(data, path, (0, 0, y1, x1)), rh / h, rw / w)
+        if self.backend == "albumentations":
+            return scaled[top : top + ch, left : left + cw]
+        return scaled[:, top : top + ch, left : left + cw]
+
+
+def decode_head(transforms: list[Any], backend: str) -> DecodeHead | None:
+    """The :class:`DecodeHead` the pipeline ``transforms`` start with, or ``None``.
+
+    Example::
+
+        >>> decode_head([A.RandomResizedCrop(size=(8, 8)), A.HorizontalFlip()], "albumentations").name
+        'RandomResizedCrop'
+    """
+    if not transforms:
+        return None
+    first, second = transforms[0], transforms[1] if len(transforms) > 1 else None
+    if backend == "albumentations":
+        if isinstance(first, A.RandomResizedCrop):
+            return _AlbumentationsResizedCrop(first)
+        if (
+            isinstance(first, A.SmallestMaxSize)
+            and first.p == 1
+            and isinstance(second, A.CenterCrop)
+            and second.p == 1
+            and isinstance(first.max_size, int)  # a list draws a size: not fused
+        ):
+            return _ResizeCenterCrop(first, second, backend)
+        return None
+    from torchvision.transforms import v2
+
+    if type(first) is v2.RandomResizedCrop:
+        return _TorchvisionResizedCrop(first)
+    if (
+        type(first) is v2.Resize
+        and len(first.size) == 1
+        and first.max_size is None
+        and str(getattr(first.interpolation, "value", first.interpolation)) == "bilinear"  # the fused one
+        and type(second) is v2.CenterCrop
+    ):
+        return _ResizeCenterCrop(first, second, backend)
+    return None

@@ -13,7 +13,16 @@ import pytest
 from hydra import compose, initialize_config_module
 from PIL import Image
 
-from lightning_aug.cli.bench import baseline_transform, bench
+from lightning_aug.cli.bench import (
+    BASELINE,
+    CONFIGURED,
+    DECODE_OPENCV,
+    EVAL_BASELINE,
+    EVAL_CONFIGURED,
+    baseline_transform,
+    bench,
+)
+from lightning_aug.decoders import nvimgcodec_available
 
 TINY = [
     "data.train_per_class=6",
@@ -37,13 +46,24 @@ def compose_bench(tmp_path: Path, *overrides: str):  # type: ignore[no-untyped-d
 @pytest.mark.parametrize("experiment", ["bench_imagenet", "bench_cifar"])
 def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> None:
     overrides = (
-        [f"experiment={experiment}", "data.image_size=64"]
+        [f"experiment={experiment}", "data.image_size=96"]
         if experiment == "bench_imagenet"
         else [f"experiment={experiment}"]
     )
     results = bench(compose_bench(tmp_path, *overrides, "bench.fit_epochs=1"))
     rates = results["per_worker_img_s"]
-    assert set(rates) == {"decode only", "baseline (v1 PIL Compose, float)", "pipeline (configured)"}
+    common = {f"decode only ({'nvimgcodec' if nvimgcodec_available() else 'cv2'})", BASELINE, CONFIGURED}
+    if experiment == "bench_imagenet":  # photographs: both backends, train and eval, and OpenCV's decode
+        assert set(rates) == common | {
+            DECODE_OPENCV,
+            "pipeline (augment=imagenet_tv)",
+            EVAL_BASELINE,
+            EVAL_CONFIGURED,
+            "eval pipeline (augment=imagenet_tv)",
+        }
+        assert results["crop_while_decoding"]
+    else:  # in memory, device-batched crops: no eval crop to time
+        assert set(rates) == common | {DECODE_OPENCV}
     assert all(v > 0 for v in rates.values())
     assert len(results["loader_img_s"]) == 2 and all(v > 0 for v in results["loader_img_s"].values())
     assert set(results["workers_sweep_img_s"]) == {0, 1}

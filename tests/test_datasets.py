@@ -15,8 +15,25 @@ from PIL import Image
 from lightning_aug.datasets import CIFAR10, CIFAR100, ImageFolder, ImageFolderDataset, SyntheticShapes
 from lightning_aug.datasets.synthetic import CLASS_NAMES
 
-
 # ---------------------------------------------------------------- synthetic
+
+DECODERS = ["pil", "cv2", "nvimgcodec"]
+
+
+def _loader(decoder: str):  # type: ignore[no-untyped-def]
+    """The whole-image decode of ``decoder`` (a PIL image for "pil", an RGB array otherwise)."""
+    from lightning_aug.datasets.folder import load_rgb
+    from lightning_aug.decoders import make_decoder
+    from lightning_aug.jpeg import read_image_bytes
+
+    if decoder == "pil":
+        return load_rgb
+    if decoder == "nvimgcodec":
+        pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (the [fast] extra) is not installed")
+    impl = make_decoder(decoder)
+    return lambda path: impl.decode(read_image_bytes(path), path)
+
+
 def test_synthetic_is_deterministic_and_reused(tmp_path: Path) -> None:
     kwargs = {"num_classes": 3, "train_per_class": 3, "val_per_class": 2, "test_per_class": 1, "seed": 7}
     a, b = SyntheticShapes(root=tmp_path / "a", **kwargs), SyntheticShapes(root=tmp_path / "b", **kwargs)
@@ -40,8 +57,17 @@ def test_synthetic_splits_labels_and_images(small_shapes: SyntheticShapes) -> No
     assert train.classes == [f"{i:02d}_{n}" for i, n in enumerate(CLASS_NAMES[:4])]
     image, label = train[0]
     assert label == 0
-    assert isinstance(image, Image.Image) and image.mode == "RGB" and image.size == (64, 64)
+    assert isinstance(image, np.ndarray) and image.shape == (64, 64, 3)  # decoder "auto": arrays
     assert np.asarray(image).std() > 20  # not blank
+    pil = SyntheticShapes(
+        root=small_shapes.root,
+        num_classes=4,
+        train_per_class=16,
+        val_per_class=4,
+        test_per_class=4,
+        decoder="pil",
+    )("train")[0][0]
+    assert isinstance(pil, Image.Image) and pil.mode == "RGB" and pil.size == (64, 64)
 
 
 def test_synthetic_test_split_can_be_absent(tmp_path: Path) -> None:
@@ -201,9 +227,13 @@ def test_cv2_decoder_matches_pil(tmp_path: Path) -> None:
 
 
 def test_unknown_decoder(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"decoder must be one of \['cv2', 'pil'\], got 'turbo'"):
+    with pytest.raises(
+        ValueError, match=r"decoder must be one of \['auto', 'cv2', 'nvimgcodec', 'pil'\], got 'turbo'"
+    ):
         ImageFolder(tmp_path, decoder="turbo")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match=r"decoder must be one of \['cv2', 'pil'\], got 'turbo'"):
+    with pytest.raises(
+        ValueError, match=r"decoder must be one of \['auto', 'cv2', 'nvimgcodec', 'pil'\], got 'turbo'"
+    ):
         SyntheticShapes(decoder="turbo")  # type: ignore[arg-type]
 
 
@@ -225,23 +255,19 @@ def _modes(folder: Path) -> dict[str, np.ndarray]:
     return expected
 
 
-@pytest.mark.parametrize("decoder", ["pil", "cv2"])
+@pytest.mark.parametrize("decoder", DECODERS)
 def test_image_modes_decode_to_rgb(tmp_path: Path, decoder: str) -> None:
-    from lightning_aug.datasets.folder import load_rgb, load_rgb_cv2
-
     expected = _modes(tmp_path)
-    load = load_rgb if decoder == "pil" else load_rgb_cv2
+    load = _loader(decoder)
     for name, want in expected.items():
         got = np.asarray(load(tmp_path / name))
         assert got.shape == (12, 16, 3) and got.dtype == np.uint8, name
         assert np.abs(got.astype(int) - want.astype(int)).max() <= 1, name
 
 
-@pytest.mark.parametrize("decoder", ["pil", "cv2"])
+@pytest.mark.parametrize("decoder", DECODERS)
 def test_cmyk_jpeg_and_exif_orientation(tmp_path: Path, decoder: str) -> None:
-    from lightning_aug.datasets.folder import load_rgb, load_rgb_cv2
-
-    load = load_rgb if decoder == "pil" else load_rgb_cv2
+    load = _loader(decoder)
     Image.new("CMYK", (16, 12), (0, 255, 255, 0)).save(tmp_path / "cmyk.jpg")  # pure red in CMYK
     red = np.asarray(load(tmp_path / "cmyk.jpg"))
     assert red.shape == (12, 16, 3) and red[..., 0].mean() > 200 and red[..., 1:].mean() < 60

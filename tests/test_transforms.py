@@ -14,9 +14,12 @@ from PIL import Image
 from lightning_aug import AugDataModule, LoaderSettings
 from lightning_aug.datasets import ImageFolderDataset
 from lightning_aug.datasets.base import TransformedDataset
+from lightning_aug.decoders import ImageDecoder, OpenCVDecoder, make_decoder
 from lightning_aug.jpeg import decode_rgb, jpeg_shape, read_image_bytes
 from lightning_aug.pipeline import Pipeline
-from lightning_aug.transforms import RandomResizedCrop, reduction_for
+from lightning_aug.transforms import RandomResizedCrop, decode_head, reduction_for
+
+DECODERS = ["cv2", "nvimgcodec"]
 
 
 def _photo(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -122,52 +125,136 @@ def _seeded(transform: A.BasicTransform, seed: int) -> A.BasicTransform:
     return transform
 
 
+def _decoder(name: str) -> ImageDecoder:
+    if name == "nvimgcodec":
+        pytest.importorskip("nvidia.nvimgcodec", reason="nvImageCodec (the [fast] extra) is not installed")
+    decoder = make_decoder(name)
+    assert decoder is not None
+    return decoder
+
+
+def _head_output(head, path: Path, decoder: ImageDecoder):  # type: ignore[no-untyped-def]
+    return head(read_image_bytes(path), decoder, path)
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
 @pytest.mark.parametrize("p", [1.0, 0.5])
-def test_decode_crop_without_reduction_equals_albumentations(tmp_path: Path, p: float) -> None:
-    """Same draws, same output: the crop comes from the header's size, exactly as from the image's."""
+def test_decode_crop_without_reduction_equals_albumentations(tmp_path: Path, p: float, decoder: str) -> None:
+    """Same draws, same output: the crop comes from the header's size, exactly as from the image's,
+    and the region decoded alone has the pixels of the whole decode's crop."""
     root = _folder(tmp_path, [(120, 90), (64, 200), (300, 260)], png=True)
     exif_path = root / "c1" / "rotated.jpg"
     Image.fromarray(_photo(50, 70)).save(exif_path, exif=_exif(6), quality=92)
+    Image.fromarray(_photo(90, 110)).save(root / "c1" / "progressive.jpg", progressive=True, quality=90)
     paths = [s[0] for s in ImageFolderDataset(root).samples]
-    fused = _seeded(RandomResizedCrop(size=(40, 48), p=p, reduced_decoding=False), 3)
+    crop = _seeded(RandomResizedCrop(size=(40, 48), p=p, reduced_decoding=False), 3)
+    head = decode_head([crop], "albumentations")
     plain = _seeded(A.RandomResizedCrop(size=(40, 48), p=p), 3)
+    impl = _decoder(decoder)
     for _ in range(3):
         for path in paths:
             expected = plain(image=decode_rgb(read_image_bytes(path)))["image"]
-            np.testing.assert_array_equal(fused.decode_crop(path), expected, err_msg=str(path))
+            np.testing.assert_array_equal(_head_output(head, path, impl), expected, err_msg=str(path))
+
+
+class _Spy(OpenCVDecoder):
+    """OpenCV, recording the reduction each decode was asked for."""
+
+    def __init__(self) -> None:
+        self.used: list[int] = []
+
+    def decode(self, data, path, region=None, reduction=1):  # type: ignore[no-untyped-def]
+        self.used.append(reduction)
+        return super().decode(data, path, region, reduction)
 
 
 @pytest.mark.parametrize("orientation", [None, 6])
-def test_decode_crop_reduces_only_where_the_crop_allows(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, orientation: int | None
-) -> None:
-    import lightning_aug.transforms as transforms
-
+def test_decode_crop_reduces_only_where_the_crop_allows(tmp_path: Path, orientation: int | None) -> None:
     path = _folder(tmp_path, [(1200, 1000)]) / "c0" / "0.jpg"
     if orientation is not None:  # stored turned, shown upright: the header's size must be swapped
         stored = Image.fromarray(_photo(1000, 1200)).rotate(90, expand=True)
         stored.save(path, exif=_exif(orientation), quality=92)
-    used: list[int] = []
-
-    def spy(data: np.ndarray, reduction: int = 1, path: object = "") -> np.ndarray:
-        used.append(reduction)
-        return decode_rgb(data, reduction)
-
-    monkeypatch.setattr(transforms, "decode_rgb", spy)
+    spy = _Spy()
     full = decode_rgb(read_image_bytes(path))
-    crop = _seeded(RandomResizedCrop(size=(64, 64), scale=(0.02, 1.0)), 0)
+    head = decode_head([_seeded(RandomResizedCrop(size=(64, 64), scale=(0.02, 1.0)), 0)], "albumentations")
     reference = _seeded(A.RandomResizedCrop(size=(64, 64), scale=(0.02, 1.0)), 0)
     for _ in range(40):
         x0, y0, x1, y1 = reference.get_params_dependent_on_data({"shape": full.shape}, {})["crop_coords"]
-        got = crop.decode_crop(path)
+        got = _head_output(head, path, spy)
         assert got.shape == (64, 64, 3)
-        assert used[-1] == reduction_for((y1 - y0, x1 - x0), (64, 64))  # the same draw, and the rule
+        assert spy.used[-1] == reduction_for((y1 - y0, x1 - x0), (64, 64))  # the same draw, and the rule
         # against the full decode shrunk with area averaging, the same crop looks the same
         import cv2
 
         expected = cv2.resize(full[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_AREA)
         assert np.abs(got.astype(int) - expected.astype(int)).mean() < 6
-    assert {2, 4, 8} <= set(used)  # all the reductions happened
+    assert {2, 4, 8} <= set(spy.used)  # all the reductions happened
+
+
+@pytest.mark.parametrize("save", [{}, {"progressive": True}, {"subsampling": 0}, {"subsampling": 2}])
+def test_region_decode_is_the_crop_of_the_full_decode(save: dict) -> None:
+    """nvImageCodec decodes a region alone with exactly the pixels of cropping OpenCV's full decode."""
+    nv, cv = _decoder("nvimgcodec"), OpenCVDecoder()
+    data = np.frombuffer(_jpeg_bytes(Image.fromarray(_photo(375, 500)), quality=90, **save), np.uint8)
+    full = cv.decode(data, "x.jpg")
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        y0, x0 = rng.integers(0, 300), rng.integers(0, 400)
+        y1, x1 = rng.integers(y0 + 1, 376), rng.integers(x0 + 1, 501)
+        np.testing.assert_array_equal(nv.decode(data, "x.jpg", (y0, x0, y1, x1)), full[y0:y1, x0:x1])
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_region_decode_follows_exif_orientation_as_pil(orientation: int) -> None:
+    from PIL import ImageOps
+
+    nv = _decoder("nvimgcodec")
+    data = np.frombuffer(_jpeg_bytes(Image.fromarray(_photo(60, 90)), exif=_exif(orientation)), np.uint8)
+    with Image.open(io.BytesIO(data.tobytes())) as image:
+        shown = np.asarray(ImageOps.exif_transpose(image).convert("RGB"))
+    assert nv.shape(data) == shown.shape[:2]
+    np.testing.assert_array_equal(nv.decode(data, "x.jpg"), shown)
+    y1, x1 = shown.shape[0] - 7, shown.shape[1] - 3
+    np.testing.assert_array_equal(nv.decode(data, "x.jpg", (5, 2, y1, x1)), shown[5:y1, 2:x1])
+
+
+def test_nvimgcodec_rejects_bad_files_by_name_and_hands_other_formats_on(tmp_path: Path) -> None:
+    nv = _decoder("nvimgcodec")
+    png = tmp_path / "a.png"
+    Image.fromarray(_photo(20, 30)).save(png)
+    assert nv.shape(read_image_bytes(png)) is None
+    np.testing.assert_array_equal(nv.decode(read_image_bytes(png), png), np.asarray(Image.open(png)))
+    jpeg = _jpeg_bytes(Image.fromarray(_photo(64, 64)))
+    broken = np.frombuffer(jpeg[:300] + bytes(len(jpeg) - 302) + b"\xff\xd9", np.uint8)  # header kept
+    with pytest.raises(ValueError, match="cannot decode image file 'broken.jpg'"):
+        nv.decode(broken, "broken.jpg", (0, 0, 8, 8))
+
+
+def test_auto_without_nvimgcodec_is_opencv_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import lightning_aug.decoders as decoders
+    from lightning_aug.datasets import ImageFolder
+
+    monkeypatch.setattr(decoders, "nvimgcodec_available", lambda: False)
+    assert isinstance(make_decoder("auto"), OpenCVDecoder)
+    with pytest.raises(ImportError, match=r"pip install 'lightning-aug\[fast\]'"):
+        make_decoder("nvimgcodec")
+    for split in ("train", "val"):
+        _folder(tmp_path / split, [(90, 80)] * 4)
+    dm = AugDataModule(
+        ImageFolder(tmp_path),
+        train_transforms=TRANSFORMS,
+        backend="albumentations",
+        seed=0,
+        eval_transforms=[{"_target_": "albumentations.Resize", "height": 32, "width": 32}],
+    )
+    with caplog.at_level(logging.INFO):
+        dm.setup("fit")
+    assert "train images decoded by cv2; RandomResizedCrop runs while decoding" in caplog.text
+    assert dm.datasets["train"][0][0].shape == (3, 32, 32)
 
 
 def test_random_resized_crop_is_albumentations_elsewhere() -> None:
@@ -195,8 +282,7 @@ def test_fused_pipeline_gives_the_samples_of_the_unfused_one(tmp_path: Path) -> 
     fused = TransformedDataset(
         ImageFolderDataset(root, decoder="cv2"), Pipeline(TRANSFORMS, "albumentations"), seed=5
     )
-    plain_transforms = [{**TRANSFORMS[0], "_target_": "albumentations.RandomResizedCrop"}, *TRANSFORMS[1:]]
-    del plain_transforms[0]["reduced_decoding"]
+    plain_transforms = [{"_target_": "albumentations.NoOp", "p": 1.0}, *TRANSFORMS]  # unfused, no draw
     plain = TransformedDataset(
         ImageFolderDataset(root, decoder="cv2"), Pipeline(plain_transforms, "albumentations"), seed=5
     )
@@ -208,19 +294,83 @@ def test_fused_pipeline_gives_the_samples_of_the_unfused_one(tmp_path: Path) -> 
             assert torch.equal(a[0], b[0]), i
 
 
-def test_crop_decoder_only_with_the_opencv_decoder(tmp_path: Path) -> None:
+def test_crop_runs_while_decoding_with_every_decoder_but_pil(tmp_path: Path) -> None:
     root = _folder(tmp_path, [(60, 60), (70, 50)])
     pipeline = Pipeline(TRANSFORMS, "albumentations")
-    assert pipeline.crop_decoder is pipeline.transforms[0]
+    assert pipeline.decode_head is not None and pipeline.decode_head.transforms == (pipeline.transforms[0],)
     pil = TransformedDataset(ImageFolderDataset(root, decoder="pil"), pipeline, seed=0)
     assert not pil.fused and pil[0][0].shape == (3, 32, 32)  # runs after decoding instead
-    assert Pipeline(TRANSFORMS[1:], "albumentations").crop_decoder is None
-    with pytest.raises(RuntimeError, match="has no crop decoder"):
+    assert TransformedDataset(ImageFolderDataset(root, decoder="cv2"), pipeline, seed=0).fused
+    assert Pipeline(TRANSFORMS[1:], "albumentations").decode_head is None
+    with pytest.raises(RuntimeError, match="cannot run while decoding"):
         Pipeline(TRANSFORMS[1:], "albumentations").after_decode(np.zeros((4, 4, 3), np.uint8))
     dataset = ImageFolderDataset(root, decoder="cv2")
     assert dataset.set_crop_decoder(pipeline.decode_first)
     assert not dataset.set_crop_decoder(None)
     assert dataset[0][0].shape == (60, 60, 3)  # back to plain decoding
+
+
+@pytest.mark.parametrize("decoder", ["cv2", "nvimgcodec"])
+def test_torchvision_crop_while_decoding_gives_the_unfused_samples(tmp_path: Path, decoder: str) -> None:
+    """torchvision v2 RandomResizedCrop drawn from the header and run on the region: the samples of
+    the same pipeline on the decoded image, bit for bit, for the same torch seed."""
+    from torchvision.transforms import v2
+
+    _decoder(decoder)
+    root = _folder(tmp_path, [(100 + 9 * i, 140 - 7 * i) for i in range(6)])
+    Image.fromarray(_photo(80, 120)).save(root / "c1" / "rotated.jpg", exif=_exif(8), quality=90)
+
+    def pipeline() -> Pipeline:
+        return Pipeline([v2.RandomResizedCrop(40, antialias=True), v2.RandomHorizontalFlip()], "torchvision")
+
+    fused = TransformedDataset(ImageFolderDataset(root, decoder=decoder), pipeline(), seed=1)
+    plain_data = ImageFolderDataset(root, decoder=decoder)
+    plain_pipeline = pipeline()
+    assert fused.fused
+    torch.manual_seed(0)
+    got = [fused._sample(i)[0] for i in range(len(fused))]
+    torch.manual_seed(0)
+    expected = [plain_pipeline(plain_data[i][0]) for i in range(len(plain_data))]
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == (3, 40, 40) and torch.equal(a, b)
+
+
+EVAL = {
+    "albumentations": [
+        {"_target_": "albumentations.SmallestMaxSize", "max_size": 64},
+        {"_target_": "albumentations.CenterCrop", "height": 56, "width": 56},
+    ],
+    "torchvision": [
+        {"_target_": "torchvision.transforms.v2.Resize", "size": 64, "antialias": True},
+        {"_target_": "torchvision.transforms.v2.CenterCrop", "size": 56},
+    ],
+}
+
+
+@pytest.mark.parametrize("backend", ["albumentations", "torchvision"])
+@pytest.mark.parametrize("decoder", ["cv2", "nvimgcodec"])
+def test_eval_resize_center_crop_while_decoding_gives_the_unfused_pixels(
+    tmp_path: Path, backend: str, decoder: str
+) -> None:
+    _decoder(decoder)
+    sizes = [(150, 200), (200, 150), (97, 301), (64, 64), (60, 80)]  # the last is enlarged: unfused
+    root = _folder(tmp_path, sizes)
+    fused = TransformedDataset(ImageFolderDataset(root, decoder=decoder), Pipeline(EVAL[backend], backend), 0)
+    first = {"_target_": "albumentations.NoOp", "p": 1.0} if backend == "albumentations" else v2_identity()
+    plain = TransformedDataset(
+        ImageFolderDataset(root, decoder=decoder), Pipeline([first, *EVAL[backend]], backend), 0
+    )
+    assert fused.fused and not plain.fused
+    for i in range(len(fused)):
+        a, b = fused[i][0].int(), plain[i][0].int()
+        assert a.shape == b.shape == (3, 56, 56)
+        assert torch.equal(a, b), (i, (a - b).abs().max())
+
+
+def v2_identity():  # type: ignore[no-untyped-def]
+    from torchvision.transforms import v2
+
+    return v2.Identity()
 
 
 def test_fused_skips_bad_files_and_reaches_workers(tmp_path: Path, caplog) -> None:
@@ -234,7 +384,7 @@ def test_fused_skips_bad_files_and_reaches_workers(tmp_path: Path, caplog) -> No
         _folder(tmp_path / split, [(90, 80)] * 6)
     (tmp_path / "train" / "c0" / "bad.jpg").write_text("not an image")
     dm = AugDataModule(
-        ImageFolder(tmp_path, decoder="cv2", on_bad_image="skip"),
+        ImageFolder(tmp_path, on_bad_image="skip"),
         train_transforms=TRANSFORMS,
         eval_transforms=[{"_target_": "albumentations.Resize", "height": 32, "width": 32}],
         backend="albumentations",

@@ -41,6 +41,13 @@ from lightning_aug.cli import CONFIG_PATH
 __all__ = ["bench", "main"]
 
 
+BASELINE = "classic (v1 PIL Compose, float)"
+CONFIGURED = "pipeline (configured)"
+DECODE_OPENCV = "decode only (OpenCV, whole image)"
+EVAL_BASELINE = "eval classic (v1 PIL Resize+CenterCrop, float)"
+EVAL_CONFIGURED = "eval pipeline (configured)"
+
+
 def _per_worker_rates(
     cases: dict[str, Callable[[int, int], int]], count: int, repeats: int, chunk: int
 ) -> dict[str, float]:
@@ -82,6 +89,44 @@ def _ms(fn: Callable[[], Any], repeats: int, sync: Callable[[], None]) -> float:
         sync()
         times.append(time.perf_counter() - start)
     return statistics.median(times) * 1e3
+
+
+def baseline_eval_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """The classic torchvision v1 evaluation ``Compose`` of ImageNet-style presets (with
+    ``resize_size``): Resize + CenterCrop + ``ToTensor`` + ``Normalize``; ``None`` for other presets."""
+    import torchvision.transforms as T
+
+    augment = cfg.augment
+    if "resize_size" not in augment:
+        return None
+    return T.Compose(
+        [T.Resize(augment.resize_size), T.CenterCrop(augment.crop_size), T.ToTensor(), T.Normalize(mean, std)]
+    )
+
+
+def _compare_pipelines(cfg: DictConfig, names: Sequence[str]) -> dict[str, Any]:
+    """The train and eval :class:`~lightning_aug.pipeline.Pipeline` of each shipped augment preset in
+    ``names`` (``conf/augment/NAME.yaml``), its interpolations resolved against this run's config."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from lightning_aug.pipeline import Pipeline
+
+    pipelines = {}
+    for name in names:
+        preset = files("lightning_aug.conf") / "augment" / f"{name}.yaml"
+        if not preset.is_file():
+            raise ValueError(f"bench.compare_augment: no augment preset {name!r} in the shipped config tree")
+        run = cfg.copy()
+        OmegaConf.set_struct(run, False)
+        run.augment = OmegaConf.create(preset.read_text())
+        spec: Any = OmegaConf.to_container(run.augment, resolve=True)
+        pipelines[name] = (
+            Pipeline(spec["train_transforms"], spec["backend"], name=f"{name} train pipeline"),
+            Pipeline(spec["eval_transforms"], spec["backend"], name=f"{name} eval pipeline"),
+        )
+    return pipelines
 
 
 def baseline_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[float]) -> Any:
@@ -181,17 +226,41 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     loader = dm.loader
     results: dict[str, Any] = {"config": {"data": cfg.data._target_, "augment": dict(cfg.augment)}}
 
-    cases: dict[str, Callable[[int, int], int]] = {
-        "decode only": lambda a, b: sum(raw[i] is not None for i in range(a, b)),
-        "baseline (v1 PIL Compose, float)": lambda a, b: sum(baseline[i] is not None for i in range(a, b)),
-    }
+    def each(dataset: Any) -> Callable[[int, int], int]:
+        return lambda a, b: sum(dataset[i] is not None for i in range(a, b))
+
+    cases: dict[str, Callable[[int, int], int]] = {}
+    files = [path for path, _ in getattr(raw, "samples", [])]
+    if files:  # an image folder: the whole-image OpenCV decode is the reference of the speed targets
+        from lightning_aug.decoders import OpenCVDecoder
+        from lightning_aug.jpeg import read_image_bytes
+
+        opencv = OpenCVDecoder()
+        cases[DECODE_OPENCV] = lambda a, b: sum(
+            opencv.decode(read_image_bytes(files[i]), files[i]) is not None for i in range(a, b)
+        )
+    cases[f"decode only ({getattr(raw, 'decoder_name', 'dataset')})"] = each(raw)
+    cases[BASELINE] = each(baseline)
     if hasattr(train, "__getitems__"):
         bs = loader.batch_size
-        cases["pipeline (configured)"] = lambda a, b: sum(
+        cases[CONFIGURED] = lambda a, b: sum(
             len(train.__getitems__(list(range(s, min(s + bs, b))))[0]) for s in range(a, b, bs)
         )
     else:
-        cases["pipeline (configured)"] = lambda a, b: sum(train[i] is not None for i in range(a, b))
+        cases[CONFIGURED] = each(train)
+    from lightning_aug.datasets.base import TransformedDataset
+
+    compare = _compare_pipelines(cfg, list(settings.get("compare_augment") or []))
+    for name, (train_pipe, _) in compare.items():
+        cases[f"pipeline (augment={name})"] = each(TransformedDataset(dm.dataset("train"), train_pipe, 0))  # type: ignore[arg-type]
+    eval_baseline = baseline_eval_transform(cfg, dm.mean, dm.std)
+    if eval_baseline is not None and not dm.in_memory:  # the eval pipelines, on the same train files
+        cases[EVAL_BASELINE] = each(_BaselineDataset(raw, eval_baseline))
+        cases[EVAL_CONFIGURED] = each(TransformedDataset(dm.dataset("train"), dm.eval_pipeline, 0))  # type: ignore[arg-type]
+        for name, (_, eval_pipe) in compare.items():
+            cases[f"eval pipeline (augment={name})"] = each(
+                TransformedDataset(dm.dataset("train"), eval_pipe, 0)  # type: ignore[arg-type]
+            )
     rates = _per_worker_rates(cases, count, repeats, chunk=max(32, loader.batch_size))
     results["per_worker_img_s"] = rates
 
@@ -205,10 +274,12 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         results["per_transform_ms"] = _per_transform(dm, raw, min(count, 64))
     results["crop_while_decoding"] = bool(getattr(train, "fused", False))
     if results["crop_while_decoding"]:  # what the fused decode + crop costs, against decoding alone
+        from lightning_aug.jpeg import read_image_bytes
+
         paths = [path for path, _ in raw.samples[: min(count, 64)]]
         start = time.perf_counter()
         for path in paths:
-            dm.train_pipeline.decode_first(path)
+            dm.train_pipeline.decode_first(read_image_bytes(path), raw.image_decoder, path)
         results["per_transform_ms"]["decode + crop (fused)"] = (
             (time.perf_counter() - start) * 1e3 / len(paths)
         )
@@ -351,13 +422,15 @@ def _fit(cfg: DictConfig, dm: Any, baseline: Any, epochs: int, image_shape: list
 
 
 def _table(results: dict[str, Any]) -> str:
-    lines = ["per worker (one process)                  img/s   x baseline"]
+    lines = ["per worker (one process)                   img/s  x classic  x OpenCV decode"]
     rates = results["per_worker_img_s"]
-    base = rates["baseline (v1 PIL Compose, float)"]
-    lines += [f"  {k:<38} {v:>8.0f} {v / base:>8.2f}" for k, v in rates.items()]
+    decode = rates.get(DECODE_OPENCV)
+    for k, v in rates.items():
+        base = rates[EVAL_BASELINE] if k.startswith("eval") else rates[BASELINE]
+        versus = f"{v / decode:>15.2f}" if decode else ""
+        lines.append(f"  {k:<40} {v:>6.0f} {v / base:>9.2f}{versus}")
     if results.get("crop_while_decoding"):
-        lines.append("  (the configured pipeline crops while decoding: JPEGs at reduced size where it can)")
-    lines.append(f"  pipeline / decode only: {rates['pipeline (configured)'] / rates['decode only']:.2f}")
+        lines.append("  (the configured pipeline crops while decoding: only the crop's region is decoded)")
     lines.append("DataLoader (configured workers)            img/s")
     lines += [f"  {k:<38} {v:>8.0f}" for k, v in results["loader_img_s"].items()]
     to_step = results["to_training_step_img_s"]

@@ -33,10 +33,9 @@ class DatasetFactory(Protocol):
 class TransformedDataset(Dataset):
     """Applies a :class:`~lightning_aug.pipeline.Pipeline` to each ``(image, label)`` of ``dataset``.
 
-    Where the pipeline has a :attr:`~lightning_aug.pipeline.Pipeline.crop_decoder` and the dataset a
-    ``set_crop_decoder(decode) -> bool`` that accepts :meth:`~lightning_aug.pipeline.Pipeline.decode_first`,
-    the dataset runs that first transform while decoding (``fused``) and the rest of the pipeline runs
-    here.
+    Where the pipeline has a :attr:`~lightning_aug.pipeline.Pipeline.decode_head` and the dataset a
+    ``set_crop_decoder(head) -> bool`` that accepts :meth:`~lightning_aug.pipeline.Pipeline.decode_first`,
+    the dataset runs that crop while decoding (``fused``) and the rest of the pipeline runs here.
 
     In DataLoader workers, :func:`~lightning_aug.loader.seed_worker` seeds everything per worker. In
     the main process (``num_workers=0``) the pipeline draws from its own torch RNG state, swapped in
@@ -47,10 +46,10 @@ class TransformedDataset(Dataset):
     def __init__(self, dataset: Dataset, pipeline: Pipeline, seed: int) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
-        # the pipeline's first transform run while decoding, where the dataset can (decode_crop)
+        # the pipeline's leading crop run while decoding, where the dataset can
         accept = getattr(dataset, "set_crop_decoder", None)
         self.fused = bool(
-            pipeline.crop_decoder is not None and accept is not None and accept(pipeline.decode_first)
+            pipeline.decode_head is not None and accept is not None and accept(pipeline.decode_first)
         )
         self._main_rng_state: Tensor | None = None
         self.reseed(seed)
@@ -81,16 +80,19 @@ class TransformedDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        sample = self.dataset[index]
-        image, label, extra = sample[0], sample[1], tuple(sample[2:])  # extra: skipped bad files
-        run = self.pipeline.after_decode if self.fused else self.pipeline
         if self._main_rng_state is None or torch.utils.data.get_worker_info() is not None:
-            return (run(image), label, *extra)
-        outer = torch.get_rng_state()
+            return self._sample(index)
+        outer = torch.get_rng_state()  # the fused crop draws while decoding: swap around both
         torch.set_rng_state(self._main_rng_state)
         try:
-            out = run(image)
+            out = self._sample(index)
             self._main_rng_state = torch.get_rng_state()
         finally:
             torch.set_rng_state(outer)
-        return (out, label, *extra)
+        return out
+
+    def _sample(self, index: int) -> tuple[Any, ...]:
+        sample = self.dataset[index]
+        image, label, extra = sample[0], sample[1], tuple(sample[2:])  # extra: skipped bad files
+        run = self.pipeline.after_decode if self.fused else self.pipeline
+        return (run(image), label, *extra)

@@ -1,4 +1,4 @@
-"""Image folders in ImageFolder layout (``root/<class>/<image>``), decoded with PIL."""
+"""Image folders in ImageFolder layout (``root/<class>/<image>``), decoded by nvImageCodec, OpenCV or PIL."""
 
 from __future__ import annotations
 
@@ -14,20 +14,21 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lightning_aug._checks import check_fraction
 from lightning_aug.datasets.base import Split
-from lightning_aug.jpeg import decode_rgb, read_image_bytes
+from lightning_aug.decoders import DECODER_NAMES, DecoderName, ImageDecoder, make_decoder
+from lightning_aug.jpeg import read_image_bytes
 
 __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
 
 
-Decoder = Literal["pil", "cv2"]
+Decoder = DecoderName
 BadImagePolicy = Literal["raise", "skip"]
 
 
 def check_decoding(decoder: Any, on_bad_image: Any) -> None:
     """Raises:
     ValueError: an unknown ``decoder`` or ``on_bad_image`` policy."""
-    if decoder not in ("pil", "cv2"):
-        raise ValueError(f"decoder must be one of ['cv2', 'pil'], got {decoder!r}")
+    if decoder not in DECODER_NAMES:
+        raise ValueError(f"decoder must be one of {sorted(DECODER_NAMES)}, got {decoder!r}")
     if on_bad_image not in ("raise", "skip"):
         raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
 
@@ -48,20 +49,6 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
             scaled = np.asarray(img, dtype=np.float64) / _HIGH_DEPTH[img.mode]
             return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).convert("RGB")
         return img.convert("RGB")
-
-
-def load_rgb_cv2(path: str | os.PathLike[str]) -> np.ndarray:
-    """Decode an image file with OpenCV straight into an RGB HWC uint8 array (faster than PIL for
-    JPEG; the albumentations backend takes the array as it is). EXIF orientation is applied.
-
-    Raises:
-        ValueError: OpenCV cannot decode the file, or a JPEG is truncated (OpenCV itself would return
-            the partial image with only a warning).
-    """
-    return decode_rgb(read_image_bytes(path), 1, path)
-
-
-_DECODERS = {"pil": load_rgb, "cv2": load_rgb_cv2}
 
 
 def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
@@ -94,8 +81,9 @@ class ImageFolderDataset(Dataset):
         root: the folder holding one subfolder per class.
         classes: expected class names (e.g. from the train folder, so val labels match); ``None``: found.
         indices: keep only these sample positions (a split of the folder).
-        decoder: ``"pil"`` (PIL RGB images) or ``"cv2"`` (OpenCV, RGB HWC uint8 arrays; faster JPEG
-            decoding, and no conversion for the albumentations backend).
+        decoder: ``"auto"`` (nvImageCodec where installed, else OpenCV), ``"nvimgcodec"``, ``"cv2"``
+            (OpenCV): RGB HWC uint8 arrays, and a pipeline that starts with a crop runs it while
+            decoding (:mod:`lightning_aug.transforms`); ``"pil"``: PIL RGB images, decoded whole.
         on_bad_image: what a corrupt, truncated or non-image file does. ``"raise"``: a ``ValueError``
             naming the file. ``"skip"``: the sample is replaced by the next readable one (the batch keeps
             its shape) and the sample becomes ``(image, label, skipped_paths)``; ``AugDataModule`` takes
@@ -111,13 +99,14 @@ class ImageFolderDataset(Dataset):
         root: str | os.PathLike[str],
         classes: Sequence[str] | None = None,
         indices: Sequence[int] | None = None,
-        decoder: Decoder = "pil",
+        decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
     ) -> None:
         check_decoding(decoder, on_bad_image)
         self.decoder = decoder
         self.on_bad_image = on_bad_image
-        self._decode: Callable[[str | os.PathLike[str]], Any] = _DECODERS[decoder]
+        self.image_decoder: ImageDecoder | None = make_decoder(decoder)  # None: PIL
+        self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
         self.root = Path(root)
         self.classes, samples = _scan(self.root, classes)
         self.samples = samples if indices is None else [samples[i] for i in indices]
@@ -126,17 +115,27 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def set_crop_decoder(self, decode: Callable[[str | os.PathLike[str]], Any] | None) -> bool:
-        """Decode files with ``decode(path)`` (a crop applied while decoding:
-        :meth:`lightning_aug.pipeline.Pipeline.decode_first`) instead of the decoder; ``None``: back to
-        the decoder. Only with ``decoder="cv2"`` (the PIL decoder's images stay PIL's); returns whether
-        it was taken. Unreadable files are handled as ``on_bad_image`` says either way.
+    @property
+    def decoder_name(self) -> str:
+        """The decoder that runs: ``"pil"``, ``"cv2"`` or ``"nvimgcodec"`` (what ``"auto"`` chose)."""
+        return "pil" if self.image_decoder is None else self.image_decoder.name
+
+    def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
+        """Decode files with ``head(bytes, decoder, path)`` (a crop applied while decoding:
+        :meth:`lightning_aug.pipeline.Pipeline.decode_first`) instead of decoding them whole; ``None``:
+        back to whole images. Not with ``decoder="pil"`` (its images stay PIL's); returns whether it was
+        taken. Unreadable files are handled as ``on_bad_image`` says either way.
         """
-        if decode is None or self.decoder != "cv2":
-            self._decode = _DECODERS[self.decoder]
-            return False
-        self._decode = decode
-        return True
+        self._head = head if self.image_decoder is not None else None
+        return head is not None and self._head is not None
+
+    def _decode(self, path: str) -> Any:
+        if self.image_decoder is None:
+            return load_rgb(path)
+        data = read_image_bytes(path)
+        if self._head is not None:
+            return self._head(data, self.image_decoder, path)
+        return self.image_decoder.decode(data, path)
 
     def _load(self, index: int) -> tuple[Any, int]:
         path, label = self.samples[index]
@@ -169,7 +168,8 @@ class ImageFolder:
         val_split: fraction of each class held out for validation when ``root`` is one folder of
             classes (``root/<class>/*``); ``None``: ``root/train`` and ``root/val`` must exist.
         seed: seed of the ``val_split`` draw (the same seed gives the same split on every rank).
-        decoder: ``"pil"`` or ``"cv2"``, see :class:`ImageFolderDataset`.
+        decoder: ``"auto"`` (default: nvImageCodec where installed, else OpenCV), ``"nvimgcodec"``,
+            ``"cv2"`` or ``"pil"``, see :class:`ImageFolderDataset`.
         on_bad_image: ``"raise"`` or ``"skip"``, see :class:`ImageFolderDataset`.
 
     Raises:
@@ -183,7 +183,7 @@ class ImageFolder:
         root: str | os.PathLike[str],
         val_split: float | None = None,
         seed: int = 0,
-        decoder: Decoder = "pil",
+        decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
     ) -> None:
         check_decoding(decoder, on_bad_image)

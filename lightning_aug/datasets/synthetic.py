@@ -21,6 +21,7 @@ from PIL import Image
 
 from lightning_aug.datasets.base import Split
 from lightning_aug.datasets.folder import ImageFolderDataset, check_decoding
+from lightning_aug.decoders import DecoderName
 
 __all__ = ["CLASS_NAMES", "SyntheticShapes", "default_cache_dir", "draw_sample"]
 
@@ -127,7 +128,8 @@ class SyntheticShapes:
         train_per_class, val_per_class, test_per_class: images per class in each split
             (``test_per_class=0``: no test split).
         seed: the seed the images are drawn from.
-        decoder: ``"pil"`` or ``"cv2"``, see :class:`~lightning_aug.datasets.ImageFolderDataset`.
+        decoder: ``"auto"`` (default), ``"nvimgcodec"``, ``"cv2"`` or ``"pil"``, see
+            :class:`~lightning_aug.datasets.ImageFolderDataset`.
         on_bad_image: ``"raise"`` or ``"skip"``, see :class:`~lightning_aug.datasets.ImageFolderDataset`.
 
     Example::
@@ -137,9 +139,12 @@ class SyntheticShapes:
         ...                        val_per_class=1, test_per_class=0)
         >>> data.prepare()
         >>> image, label = data("train")[0]
-        >>> image.size, label, data("test")
-        ((64, 64), 0, None)
+        >>> image.shape, label, data("test")
+        ((64, 64, 3), 0, None)
     """
+
+    kind = "synthetic"  # the cache folder's prefix
+    class_names: tuple[str, ...] = CLASS_NAMES
 
     def __init__(
         self,
@@ -150,13 +155,13 @@ class SyntheticShapes:
         val_per_class: int = 50,
         test_per_class: int = 50,
         seed: int = 0,
-        decoder: Literal["pil", "cv2"] = "pil",
+        decoder: DecoderName = "auto",
         on_bad_image: Literal["raise", "skip"] = "raise",
     ) -> None:
         check_decoding(decoder, on_bad_image)
         self.decoder, self.on_bad_image = decoder, on_bad_image
         checks = {
-            "num_classes": (num_classes, 2, len(CLASS_NAMES)),
+            "num_classes": (num_classes, 2, len(self.class_names)),
             "image_size": (image_size, 16, 4096),
             "train_per_class": (train_per_class, 1, None),
             "val_per_class": (val_per_class, 1, None),
@@ -177,12 +182,14 @@ class SyntheticShapes:
         self.counts = {"train": train_per_class, "val": val_per_class, "test": test_per_class}
         self.seed = seed
         params = {"v": 1, "classes": num_classes, "size": image_size, "counts": self.counts, "seed": seed}
+        if self.kind != "synthetic":
+            params["kind"] = self.kind
         digest = hashlib.sha1(json.dumps(params, sort_keys=True).encode()).hexdigest()[:12]
         self.root = Path(root).expanduser() if root is not None else default_cache_dir()
-        self.path = self.root / f"synthetic-{digest}"
+        self.path = self.root / f"{self.kind}-{digest}"
         self._params = params
         # the index prefix keeps ImageFolder's sorted order equal to the label order
-        self.class_folders = [f"{i:02d}_{name}" for i, name in enumerate(CLASS_NAMES[:num_classes])]
+        self.class_folders = [f"{i:02d}_{name}" for i, name in enumerate(self.class_names[:num_classes])]
 
     def prepare(self) -> None:
         """Write the JPEG files unless this parameter set is already in the cache (atomic rename)."""
@@ -197,7 +204,7 @@ class SyntheticShapes:
                     folder.mkdir(parents=True)
                     for i in range(count):
                         rng = np.random.default_rng([self.seed, split_idx, label, i])
-                        image = draw_sample(label, self.image_size, rng)
+                        image = self._draw(label, rng)
                         Image.fromarray(image).save(folder / f"{i:05d}.jpg", quality=90)
             (tmp / "params.json").write_text(json.dumps(self._params, sort_keys=True))
             try:
@@ -207,6 +214,10 @@ class SyntheticShapes:
                     raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    def _draw(self, label: int, rng: np.random.Generator) -> np.ndarray:
+        """One HWC uint8 RGB image of class ``label``."""
+        return draw_sample(label, self.image_size, rng)
 
     def __call__(self, split: Split) -> ImageFolderDataset | None:
         if split not in self.counts:
