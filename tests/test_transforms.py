@@ -400,3 +400,33 @@ def test_fused_skips_bad_files_and_reaches_workers(tmp_path: Path, caplog) -> No
     assert images.shape == (7, 3, 32, 32) and images.dtype == torch.uint8
     skipped = [p for b in batches if len(b) == 3 for p in b[2]]
     assert [Path(p).name for p in skipped] == ["bad.jpg"]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+@pytest.mark.parametrize(
+    ("mode", "save"),
+    [
+        ("RGB", {}),
+        ("RGB", {"progressive": True}),
+        ("RGB", {"subsampling": 2}),  # 4:2:0
+        ("L", {}),
+        ("CMYK", {}),
+        ("RGB", {"exif": _exif(6)}),
+    ],
+)
+def test_jpeg_decoders_give_the_image_pil_gives(tmp_path: Path, decoder: str, mode: str, save: dict) -> None:
+    """Every fast decoder returns, for a JPEG and for a region of it, the pixels of the ``pil``
+    decoder (within JPEG decoder tolerance: all of them are libjpeg-turbo)."""
+    from lightning_aug.datasets.folder import load_rgb
+
+    impl = _decoder(decoder)
+    path = tmp_path / "x.jpg"
+    Image.fromarray(_photo(75, 100)).convert(mode).save(path, quality=90, **save)
+    want = np.asarray(load_rgb(path)).astype(int)
+    data = read_image_bytes(path)
+    assert impl.shape(data) == want.shape[:2]
+    got = impl.decode(data, path).astype(int)
+    assert got.shape == want.shape and np.abs(got - want).max() <= 2, np.abs(got - want).max()
+    y1, x1 = want.shape[0] - 5, want.shape[1] - 9
+    region = impl.decode(data, path, (3, 4, y1, x1)).astype(int)
+    assert np.abs(region - want[3:y1, 4:x1]).max() <= 2
