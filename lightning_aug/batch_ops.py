@@ -1,14 +1,21 @@
 """Device-batched augmentation: per-sample-random ops applied to a whole batch at once on the device.
 
-Each op draws per-sample parameters on the CPU from a ``torch.Generator`` (:meth:`BatchOp.sample`)
-and applies them to the whole float batch in [0, 1] with vectorised tensor operations
-(:meth:`BatchOp.apply`): no Python loop over samples. With them the DataLoader workers only decode
-(and collate uint8); :class:`~lightning_aug.AugDataModule` runs them in its device stage, training
-batches only, between the uint8-to-float conversion and the normalisation (``batch_transforms``).
+Each op draws per-sample parameters on the host from a ``numpy.random.Generator``
+(:meth:`BatchOp.sample`; no torch op, so the device sees none of it) and applies them to the whole
+batch with vectorised tensor operations (:meth:`BatchOp.apply`): no Python loop over samples. The
+parameters of all ops of a batch reach the device in one copy (:func:`apply_ops`). With them the
+DataLoader workers only decode (and collate uint8); :class:`~lightning_aug.AugDataModule` runs them in
+its device stage, training batches only, between the uint8-to-float conversion and the
+normalisation (``batch_transforms``).
 
 Each op equals its torchvision per-sample counterpart given the same parameters (the tests check
 it): ``pad`` + ``crop``, ``horizontal_flip``, ``adjust_brightness`` / ``adjust_contrast`` /
 ``adjust_saturation`` (in that fixed order), ``erase``.
+
+Two ways to move pixels, chosen per device: on the CPU the leading crops and flips gather the uint8
+batch (a quarter of the bytes of floats, measured fastest there); on any other device they become one
+per-sample integer pixel map run by a single ``grid_sample`` (nearest, exact pixel moves): a handful
+of launches whatever the batch size (:mod:`lightning_aug.bench.launches` counts them).
 """
 
 from __future__ import annotations
@@ -16,12 +23,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_aug._checks import check_int, check_prob
-from lightning_aug.mixing.functional import box_mask
+from lightning_aug.ops import to_device
 
 __all__ = [
     "BatchOp",
@@ -33,37 +41,51 @@ __all__ = [
     "sample_ops",
 ]
 
-Params = dict[str, Tensor]
-
-
-def _uniform(n: int, low: float, high: float, generator: torch.Generator) -> Tensor:
-    return low + (high - low) * torch.rand(n, generator=generator, dtype=torch.float64)
+Params = dict[str, np.ndarray]  # on the host: (n,) per-sample scalars, (n, k) per-sample rows
+DeviceParams = dict[str, Tensor]  # on the device, float32: scalars as (n, 1, 1, 1), rows flat (n * k,)
 
 
 class BatchOp:
-    """A per-sample-random augmentation of whole batches: :meth:`sample` on the CPU, :meth:`apply`
+    """A per-sample-random augmentation of whole batches: :meth:`sample` on the host, :meth:`apply`
     on the batch's device.
 
     An op whose :attr:`moves_pixels_only` is true (crops, flips) only moves pixel values (or fills
     with a value a uint8 pixel can hold): it also takes uint8 batches, with the same result as on the
-    float batch, and ``AugDataModule`` runs the leading such ops before the float conversion, on a
-    quarter of the bytes.
+    float batch, and ``AugDataModule`` runs the leading such ops before the float conversion.
     """
 
     moves_pixels_only: bool = False
 
-    def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Params:
-        """Per-sample parameters of a batch of ``n`` images of ``height`` x ``width`` (CPU tensors)."""
+    def sample(self, n: int, height: int, width: int, rng: np.random.Generator) -> Params:
+        """Per-sample parameters of a batch of ``n`` images of ``height`` x ``width`` (numpy)."""
         raise NotImplementedError
 
-    def apply(self, images: Tensor, params: Params) -> Tensor:
-        """The augmented float ``(N, C, H, W)`` batch in [0, 1] (``params`` on the images' device); a
-        uint8 batch in [0, 255] too where :attr:`moves_pixels_only`."""
+    def device_params(self, params: Params, height: int, width: int) -> Params:
+        """What :meth:`apply` needs of ``params``, as (n,) or (n, k) arrays; default: ``params``."""
+        return params
+
+    def out_size(self, height: int, width: int) -> tuple[int, int]:
+        """The output size for inputs of ``height`` x ``width``."""
+        return height, width
+
+    def pixel_map(self, params: Params, height: int, width: int) -> tuple[np.ndarray, ...] | None:
+        """For ops that move pixels: per-sample ``(sy, ty, sx, tx)`` with source pixel
+        ``(sy * y + ty, sx * x + tx)`` for output pixel ``(y, x)`` (outside the input: zero); ``None``
+        where the op cannot be written so."""
+        return None
+
+    def apply(self, images: Tensor, params: DeviceParams) -> Tensor:
+        """The augmented float ``(N, C, H, W)`` batch in [0, 1]; a uint8 batch in [0, 255] too where
+        :attr:`moves_pixels_only`."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
         return f"{type(self).__name__}({args})"
+
+
+def _scalar(params: DeviceParams, name: str, n: int) -> Tensor:
+    return params[name].reshape(n)
 
 
 class RandomCrop(BatchOp):
@@ -85,26 +107,34 @@ class RandomCrop(BatchOp):
         """True unless the fill is between two uint8 values (e.g. 0.5 is 127.5 on the uint8 scale)."""
         return float(self.fill * 255).is_integer()
 
-    def _out(self, height: int, width: int) -> tuple[int, int]:
+    def out_size(self, height: int, width: int) -> tuple[int, int]:
         return (self.size or height, self.size or width)
 
-    def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Params:
-        out_h, out_w = self._out(height, width)
+    _out = out_size  # the name of earlier releases
+
+    def sample(self, n: int, height: int, width: int, rng: np.random.Generator) -> Params:
+        out_h, out_w = self.out_size(height, width)
         room_h, room_w = height + 2 * self.padding - out_h, width + 2 * self.padding - out_w
         if room_h < 0 or room_w < 0:
             raise ValueError(f"RandomCrop size={self.size} is larger than the padded {height}x{width} images")
-        top = torch.randint(0, room_h + 1, (n,), generator=generator)
-        left = torch.randint(0, room_w + 1, (n,), generator=generator)
-        return {"top": top, "left": left}
+        return {"top": rng.integers(0, room_h + 1, n), "left": rng.integers(0, room_w + 1, n)}
 
-    def apply(self, images: Tensor, params: Params) -> Tensor:
+    def pixel_map(self, params: Params, height: int, width: int) -> tuple[np.ndarray, ...] | None:
+        if self.fill != 0:
+            return None
+        ones = np.ones(len(params["top"]))
+        return ones, params["top"] - self.padding, ones, params["left"] - self.padding
+
+    def apply(self, images: Tensor, params: DeviceParams) -> Tensor:
         n, c, height, width = images.shape
-        out_h, out_w = self._out(height, width)
+        out_h, out_w = self.out_size(height, width)
         p = self.padding
         fill = round(self.fill * 255) if images.dtype == torch.uint8 else self.fill
         padded = F.pad(images, (p, p, p, p), value=fill) if p else images
-        rows = params["top"].view(n, 1, 1) + torch.arange(out_h, device=images.device).view(1, out_h, 1)
-        cols = params["left"].view(n, 1, 1) + torch.arange(out_w, device=images.device).view(1, 1, out_w)
+        top = _scalar(params, "top", n).long().view(n, 1, 1)
+        left = _scalar(params, "left", n).long().view(n, 1, 1)
+        rows = top + torch.arange(out_h, device=images.device).view(1, out_h, 1)
+        cols = left + torch.arange(out_w, device=images.device).view(1, 1, out_w)
         flat = (rows * padded.shape[3] + cols).view(n, 1, out_h * out_w).expand(n, c, out_h * out_w)
         return padded.flatten(2).gather(2, flat).view(n, c, out_h, out_w)  # one gather per batch
 
@@ -117,13 +147,19 @@ class HorizontalFlip(BatchOp):
     def __init__(self, p: float = 0.5) -> None:
         self.p = check_prob("p", p)
 
-    def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Params:
-        return {"flip": torch.rand(n, generator=generator) < self.p}
+    def sample(self, n: int, height: int, width: int, rng: np.random.Generator) -> Params:
+        return {"flip": rng.random(n) < self.p}
 
-    def apply(self, images: Tensor, params: Params) -> Tensor:
+    def pixel_map(self, params: Params, height: int, width: int) -> tuple[np.ndarray, ...] | None:
+        flip = params["flip"]
+        ones = np.ones(len(flip))
+        return ones, np.zeros(len(flip)), np.where(flip, -1.0, 1.0), np.where(flip, width - 1.0, 0.0)
+
+    def apply(self, images: Tensor, params: DeviceParams) -> Tensor:
         n, c, height, width = images.shape
         columns = torch.arange(width, device=images.device)
-        index = torch.where(params["flip"].view(n, 1), width - 1 - columns, columns)  # reversed where flipped
+        flip = _scalar(params, "flip", n).view(n, 1) > 0.5
+        index = torch.where(flip, width - 1 - columns, columns)  # reversed where flipped
         return images.gather(3, index.view(n, 1, 1, width).expand(n, c, height, width))
 
 
@@ -139,10 +175,11 @@ class ColorJitter(BatchOp):
         self.brightness = check_prob("brightness", brightness)
         self.contrast = check_prob("contrast", contrast)
         self.saturation = check_prob("saturation", saturation)
+        self._weights: dict[tuple[Any, Any], Tensor] = {}
 
-    def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Params:
+    def sample(self, n: int, height: int, width: int, rng: np.random.Generator) -> Params:
         return {
-            name: _uniform(n, 1 - strength, 1 + strength, generator)
+            name: rng.uniform(1 - strength, 1 + strength, n)
             for name, strength in (
                 ("brightness", self.brightness),
                 ("contrast", self.contrast),
@@ -151,19 +188,25 @@ class ColorJitter(BatchOp):
             if strength > 0
         }
 
-    def apply(self, images: Tensor, params: Params) -> Tensor:
-        weights = torch.tensor([0.2989, 0.587, 0.114], device=images.device, dtype=images.dtype).view(
-            1, 3, 1, 1
-        )
+    def _grey_weights(self, like: Tensor) -> Tensor:
+        """The luma weights as a (1, 3, 1, 1) convolution (grey in one op) on the images' device and
+        dtype, made once per pair."""
+        key = (like.device, like.dtype)
+        if key not in self._weights:
+            luma = torch.tensor([0.2989, 0.587, 0.114], dtype=like.dtype)
+            self._weights[key] = luma.view(1, 3, 1, 1).to(like.device)
+        return self._weights[key]
+
+    def apply(self, images: Tensor, params: DeviceParams) -> Tensor:
+        weights = self._grey_weights(images)
         out = images
         if "brightness" in params:
-            out = (out * params["brightness"].to(out.dtype).view(-1, 1, 1, 1)).clamp_(0, 1)
+            out = (out * params["brightness"]).clamp_(0, 1)
         if "contrast" in params:
-            mean = (out * weights).sum(1, keepdim=True).mean(dim=(2, 3), keepdim=True)
-            out = torch.lerp(mean, out, params["contrast"].to(out.dtype).view(-1, 1, 1, 1)).clamp_(0, 1)
+            mean = F.conv2d(out, weights).mean(dim=(2, 3), keepdim=True)
+            out = torch.lerp(mean, out, params["contrast"]).clamp_(0, 1)
         if "saturation" in params:
-            gray = (out * weights).sum(1, keepdim=True)
-            out = torch.lerp(gray, out, params["saturation"].to(out.dtype).view(-1, 1, 1, 1)).clamp_(0, 1)
+            out = torch.lerp(F.conv2d(out, weights), out, params["saturation"]).clamp_(0, 1)
         return out
 
 
@@ -189,47 +232,159 @@ class RandomErasing(BatchOp):
         self.ratio = (float(ratio[0]), float(ratio[1]))
         self.value = check_prob("value", value)
 
-    def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> Params:
-        area = _uniform(n, *self.scale, generator) * height * width
-        log_ratio = _uniform(
-            n, float(torch.tensor(self.ratio[0]).log()), float(torch.tensor(self.ratio[1]).log()), generator
-        )
-        aspect = log_ratio.exp()
-        h = (area * aspect).sqrt().round().long().clamp(1, height)
-        w = (area / aspect).sqrt().round().long().clamp(1, width)
-        top = (torch.rand(n, generator=generator, dtype=torch.float64) * (height - h + 1)).long()
-        left = (torch.rand(n, generator=generator, dtype=torch.float64) * (width - w + 1)).long()
-        erase = torch.rand(n, generator=generator) < self.p
-        boxes = torch.stack([top, top + h, left, left + w], dim=1) * erase.view(
-            -1, 1
-        )  # no box where not erased
+    def sample(self, n: int, height: int, width: int, rng: np.random.Generator) -> Params:
+        area = rng.uniform(*self.scale, n) * height * width
+        aspect = np.exp(rng.uniform(np.log(self.ratio[0]), np.log(self.ratio[1]), n))
+        h = np.clip(np.round(np.sqrt(area * aspect)), 1, height).astype(np.int64)
+        w = np.clip(np.round(np.sqrt(area / aspect)), 1, width).astype(np.int64)
+        top = (rng.random(n) * (height - h + 1)).astype(np.int64)
+        left = (rng.random(n) * (width - w + 1)).astype(np.int64)
+        erase = rng.random(n) < self.p
+        boxes = np.stack([top, top + h, left, left + w], axis=1) * erase[:, None]  # empty where not erased
         return {"boxes": boxes}
 
-    def apply(self, images: Tensor, params: Params) -> Tensor:
-        mask = box_mask(params["boxes"], images.shape[2], images.shape[3], images.dtype)
-        return torch.lerp(images, torch.full_like(images[:1, :1, :1, :1], self.value), mask)
+    def device_params(self, params: Params, height: int, width: int) -> Params:
+        """The box masks as row and column indicators: the mask is their outer product."""
+        boxes = params["boxes"]
+        ys, xs = np.arange(height), np.arange(width)
+        rows = (ys >= boxes[:, 0:1]) & (ys < boxes[:, 1:2])
+        cols = (xs >= boxes[:, 2:3]) & (xs < boxes[:, 3:4])
+        return {"rows": rows, "cols": cols}
+
+    def apply(self, images: Tensor, params: DeviceParams) -> Tensor:
+        n, _, height, width = images.shape
+        mask = params["rows"].view(n, 1, height, 1) * params["cols"].view(n, 1, 1, width)
+        return images.masked_fill(mask.bool(), self.value)
 
 
 def sample_ops(
-    ops: Sequence[BatchOp], n: int, height: int, width: int, generator: torch.Generator
+    ops: Sequence[BatchOp], n: int, height: int, width: int, rng: np.random.Generator
 ) -> list[Params]:
-    """Parameters of every op for one batch, drawn in order from ``generator`` (CPU).
+    """Parameters of every op for one batch, drawn in order from ``rng`` (host, numpy).
 
     Ops that change the size (``RandomCrop(size=...)``) pass their output size to the next op.
     """
     params = []
     for op in ops:
-        params.append(op.sample(n, height, width, generator))
-        if isinstance(op, RandomCrop):
-            height, width = op._out(height, width)
+        params.append(op.sample(n, height, width, rng))
+        height, width = op.out_size(height, width)
     return params
 
 
+def _sizes(ops: Sequence[BatchOp], height: int, width: int) -> list[tuple[int, int]]:
+    """The input size of each op."""
+    sizes = []
+    for op in ops:
+        sizes.append((height, width))
+        height, width = op.out_size(height, width)
+    return sizes
+
+
+def params_to_device(
+    ops: Sequence[BatchOp],
+    params: Sequence[Params],
+    n: int,
+    height: int,
+    width: int,
+    device: torch.device,
+    extra: np.ndarray | None = None,
+) -> tuple[list[DeviceParams], Tensor | None]:
+    """Every op's :meth:`BatchOp.device_params` (and ``extra``, returned in its shape) in one
+    host-to-device copy of float32: per-sample scalars as ``(n, 1, 1, 1)``, rows flat ``(n * k,)``."""
+    host = [
+        op.device_params(p, h, w)
+        for op, p, (h, w) in zip(ops, params, _sizes(ops, height, width), strict=True)
+    ]
+    scalars = [(i, k) for i, d in enumerate(host) for k, v in d.items() if np.ndim(v) == 1]
+    rows = [(i, k) for i, d in enumerate(host) for k, v in d.items() if np.ndim(v) == 2]
+    parts = [extra.ravel()] if extra is not None else []
+    parts += [np.stack([host[i][k] for i, k in scalars]).ravel()] if scalars else []
+    parts += [np.asarray(host[i][k]).ravel() for i, k in rows]
+    out: list[DeviceParams] = [{} for _ in ops]
+    if not parts:
+        return out, None
+    pieces = list(to_device(np.concatenate(parts).astype(np.float32), device).split([p.size for p in parts]))
+    moved = pieces.pop(0).view(extra.shape) if extra is not None else None
+    if scalars:
+        for (i, k), value in zip(
+            scalars, pieces.pop(0).view(len(scalars), n, 1, 1, 1).unbind(0), strict=True
+        ):
+            out[i][k] = value
+    for (i, k), value in zip(rows, pieces, strict=True):
+        out[i][k] = value
+    return out, moved
+
+
 def apply_ops(images: Tensor, ops: Sequence[BatchOp], params: Sequence[Params]) -> Tensor:
-    """Apply ``ops`` with their ``params`` (moved to the images' device in one small copy each)."""
-    for op, p in zip(ops, params, strict=True):
-        images = op.apply(images, {k: v.to(images.device, non_blocking=True) for k, v in p.items()})
+    """Apply ``ops`` with their host ``params`` (moved to the images' device in one copy)."""
+    if not ops:
+        return images
+    n, _, height, width = images.shape
+    on_device, _ = params_to_device(ops, params, n, height, width, images.device)
+    for op, p in zip(ops, on_device, strict=True):
+        images = op.apply(images, p)
     return images
+
+
+def pixel_maps(
+    ops: Sequence[BatchOp], params: Sequence[Params], height: int, width: int
+) -> tuple[np.ndarray, tuple[int, int]] | None:
+    """The composed pixel map of pixel-moving ``ops`` as ``affine_grid`` thetas ``(n, 2, 3)`` (float64)
+    for ``align_corners=False``, and the output size; ``None`` if an op has no pixel map."""
+    h, w = height, width
+    one = np.ones(len(params[0][next(iter(params[0]))])) if params and params[0] else None
+    if one is None:
+        return None
+    sy, ty, sx, tx = one, 0.0 * one, one, 0.0 * one  # the identity map
+    cropped = False
+    for op, p in zip(ops, params, strict=True):
+        part = op.pixel_map(p, h, w)
+        # a padded crop after a crop would show, as its padding, pixels the first crop cut away
+        if part is None or (isinstance(op, RandomCrop) and op.padding > 0 and cropped):
+            return None
+        cropped = cropped or isinstance(op, RandomCrop)
+        ay, by, ax, bx = (np.asarray(v, dtype=np.float64) for v in part)
+        # the source of the new output pixel: the map so far applied to this op's map
+        sy, ty, sx, tx = sy * ay, sy * by + ty, sx * ax, sx * bx + tx
+        h, w = op.out_size(h, w)
+    # normalised coordinates (align_corners=False): u = (2 * pixel + 1) / size - 1
+    theta = np.zeros((len(sy), 2, 3))
+    theta[:, 0, 0] = sx * w / width
+    theta[:, 0, 2] = (sx * (w - 1) + 2 * tx + 1) / width - 1
+    theta[:, 1, 1] = sy * h / height
+    theta[:, 1, 2] = (sy * (h - 1) + 2 * ty + 1) / height - 1
+    return theta, (h, w)
+
+
+def move_pixels(images: Tensor, theta: Tensor, size: tuple[int, int]) -> Tensor:
+    """The float batch sampled at the integer pixel maps ``theta`` (:func:`pixel_maps`, on the images'
+    device; nearest, zero outside): crops, flips and translations of every sample in two launches."""
+    n, c = images.shape[:2]
+    grid = F.affine_grid(theta, [n, c, *size], align_corners=False)
+    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def apply_ops_moving_first(
+    images: Tensor, ops: Sequence[BatchOp], params: Sequence[Params], moving: int
+) -> tuple[Tensor, bool] | None:
+    """On a non-CPU device: the first ``moving`` ops (pixel moves) as one :func:`move_pixels` of the
+    float batch, then the rest on floats in [0, 1], every parameter in one copy. Returns the batch and
+    whether it is still on the 0-255 scale (no op after the moves); ``None`` if the moves have no
+    pixel map (e.g. a crop filling with a non-zero value)."""
+    n, _, height, width = images.shape
+    mapped = pixel_maps(ops[:moving], params[:moving], height, width)
+    if mapped is None:
+        return None
+    theta, size = mapped
+    rest, rest_params = ops[moving:], params[moving:]
+    on_device, moved = params_to_device(rest, rest_params, n, *size, images.device, extra=theta)
+    x = move_pixels(images.to(torch.float32), moved, size)  # type: ignore[arg-type]
+    if not rest:
+        return x, True
+    x = x.mul_(1.0 / 255.0)
+    for op, p in zip(rest, on_device, strict=True):
+        x = op.apply(x, p)
+    return x, False
 
 
 def check_ops(ops: Any, name: str = "batch_transforms") -> list[BatchOp]:

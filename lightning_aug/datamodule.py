@@ -17,7 +17,7 @@ from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int
 from lightning_aug.batch import BatchTransform
-from lightning_aug.batch_ops import BatchOp, apply_ops, check_ops, sample_ops
+from lightning_aug.batch_ops import BatchOp, apply_ops, apply_ops_moving_first, check_ops, sample_ops
 from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
 from lightning_aug.datasets.memory import InMemoryDataset
 from lightning_aug.loader import LoaderSettings, derive_seed
@@ -42,9 +42,12 @@ def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
-def _decoding(data: Any, pipeline: Pipeline, fused: bool) -> str:
-    """What decodes a split's images and whether its pipeline's leading crop runs while decoding."""
+def _decoding(data: Any, pipeline: Pipeline, fused: bool) -> str | None:
+    """What decodes a split's images and whether its pipeline's leading crop runs while decoding;
+    ``None`` for a dataset of decoded samples whose pipeline has no crop to fuse."""
     name = getattr(data, "decoder_name", None)
+    if name is None and pipeline.decode_head is None:
+        return None
     said = f"images decoded by {name}" if name is not None else f"samples from {type(data).__name__}"
     if pipeline.decode_head is None:
         return said
@@ -157,7 +160,7 @@ class AugDataModule(LightningDataModule):
                 "in_memory=True serves whole batches without per-sample transforms, but train_transforms or "
                 "eval_transforms are set; move the augmentation to batch_transforms"
             )
-        self._batch_generator: torch.Generator | None = None
+        self._batch_generator: np.random.Generator | None = None
         self.skipped_files: dict[int, list[str]] = {}  # epoch -> unreadable files skipped (on_bad_image)
         self._skip_epoch: int | None = None
         self._reported: set[int] = set()
@@ -244,7 +247,9 @@ class AugDataModule(LightningDataModule):
             transformed = self.datasets[split] = TransformedDataset(
                 data, pipeline, derive_seed(self.run_seed, self._rank, stream)
             )
-            rank_zero_info(f"AugDataModule: {split} {_decoding(data, pipeline, transformed.fused)}")
+            said = _decoding(data, pipeline, transformed.fused)
+            if said is not None:
+                rank_zero_info(f"AugDataModule: {split} {said}")
             if train and self._pending_pipeline_state is not None:
                 transformed.set_rng_state(self._pending_pipeline_state)
                 self._pending_pipeline_state = None
@@ -308,25 +313,33 @@ class AugDataModule(LightningDataModule):
         """uint8 ``(N, C, H, W)`` batch to normalised float32 on the batch's device."""
         return normalize_uint8(images, *self._affine_on(images.device, 255.0))
 
-    def batch_generator(self) -> torch.Generator:
-        """The CPU generator of the ``batch_transforms`` parameters (run seed and global rank)."""
+    def batch_generator(self) -> np.random.Generator:
+        """The host generator of the ``batch_transforms`` parameters (run seed and global rank)."""
         if self._batch_generator is None:
-            seed = derive_seed(self.run_seed, self._rank, _BATCH_OPS)
-            self._batch_generator = torch.Generator().manual_seed(seed)
+            self._batch_generator = np.random.default_rng(derive_seed(self.run_seed, self._rank, _BATCH_OPS))
         return self._batch_generator
 
     def augment_batch(self, images: Tensor) -> Tensor:
-        """The ``batch_transforms`` on a uint8 batch, then normalised: the leading ops that only move
-        pixels (crops, flips) on the uint8 batch, the others on floats in [0, 1]."""
+        """The ``batch_transforms`` on a uint8 batch, then normalised. The leading ops that only move
+        pixels (crops, flips) run on the uint8 batch on the CPU (a quarter of the bytes of floats), and
+        as one ``grid_sample`` of the float batch elsewhere (a few launches whatever the batch size);
+        the other ops on floats in [0, 1]."""
         ops = self.batch_transforms
         n, _, height, width = images.shape
         params = sample_ops(ops, n, height, width, self.batch_generator())
         moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
-        images = apply_ops(images, ops[:moving], params[:moving])  # a quarter of the bytes of floats
-        if moving == len(ops):
-            return self.normalize(images)
-        x = apply_ops(images.to(torch.float32).mul_(1.0 / 255.0), ops[moving:], params[moving:])
-        scale, shift = self._affine_on(x.device, 1.0)
+        done = apply_ops_moving_first(images, ops, params, moving) if images.device.type != "cpu" else None
+        if done is not None:
+            x, on_255 = done
+        else:  # the CPU: the moves on uint8, then floats
+            images = apply_ops(images, ops[:moving], params[:moving])
+            if moving == len(ops):
+                return self.normalize(images)
+            x, on_255 = (
+                apply_ops(images.to(torch.float32).mul_(1.0 / 255.0), ops[moving:], params[moving:]),
+                False,
+            )
+        scale, shift = self._affine_on(x.device, 255.0 if on_255 else 1.0)
         return x.mul_(scale).sub_(shift)
 
     def loader_generator(self, train: bool) -> torch.Generator:
@@ -348,7 +361,7 @@ class AugDataModule(LightningDataModule):
         """
         state: dict[str, Any] = {"train_loader_generator": self.loader_generator(True).get_state()}
         if self.batch_transforms:
-            state["batch_generator"] = self.batch_generator().get_state()
+            state["batch_generator"] = self.batch_generator().bit_generator.state
         train = self.datasets.get("train")
         if isinstance(train, TransformedDataset):  # the pipeline's streams when it runs in this process
             state["train_pipeline"] = train.rng_state()
@@ -359,7 +372,7 @@ class AugDataModule(LightningDataModule):
         if "train_loader_generator" in state_dict:
             self.loader_generator(True).set_state(state_dict["train_loader_generator"])
         if "batch_generator" in state_dict:
-            self.batch_generator().set_state(state_dict["batch_generator"])
+            self.batch_generator().bit_generator.state = state_dict["batch_generator"]
         if "train_pipeline" in state_dict:
             train = self.datasets.get("train")
             if isinstance(train, TransformedDataset):

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import RepeatedImageFactory
@@ -18,6 +20,7 @@ from lightning_aug.batch_ops import (
     RandomCrop,
     RandomErasing,
     apply_ops,
+    apply_ops_moving_first,
     sample_ops,
 )
 from lightning_aug.datasets import InMemoryDataset, SyntheticShapes
@@ -60,8 +63,8 @@ OPS = {
 def test_batched_op_equals_per_sample_reference(name: str) -> None:
     op = OPS[name]
     images = torch.rand(12, 3, 24, 24, generator=torch.Generator().manual_seed(0))
-    params = op.sample(12, 24, 24, torch.Generator().manual_seed(1))
-    batched = op.apply(images.clone(), params)
+    params = op.sample(12, 24, 24, np.random.default_rng(1))
+    batched = apply_ops(images.clone(), [op], [params])
     for i in range(12):
         expected = reference(op, images[i], {k: v[i] for k, v in params.items()})
         torch.testing.assert_close(batched[i], expected, atol=1e-5, rtol=1e-5)
@@ -70,9 +73,9 @@ def test_batched_op_equals_per_sample_reference(name: str) -> None:
 
 
 def test_parameters_vary_per_sample() -> None:
-    g = torch.Generator().manual_seed(0)
+    g = np.random.default_rng(0)
     crop = RandomCrop(padding=4).sample(64, 32, 32, g)
-    assert crop["top"].unique().numel() > 5 and crop["left"].min() >= 0 and crop["left"].max() <= 8
+    assert len(np.unique(crop["top"])) > 5 and crop["left"].min() >= 0 and crop["left"].max() <= 8
     flips = HorizontalFlip(p=0.5).sample(64, 32, 32, g)["flip"]
     assert 10 < int(flips.sum()) < 54
     boxes = RandomErasing(p=1.0).sample(64, 32, 32, g)["boxes"]
@@ -82,7 +85,7 @@ def test_parameters_vary_per_sample() -> None:
 def test_sequence_of_ops_equals_the_per_sample_chain() -> None:
     ops = [RandomCrop(padding=3, size=16), HorizontalFlip(), ColorJitter(0.2, 0.2, 0.2), RandomErasing(p=1.0)]
     images = torch.rand(6, 3, 20, 20)
-    params = sample_ops(ops, 6, 20, 20, torch.Generator().manual_seed(3))
+    params = sample_ops(ops, 6, 20, 20, np.random.default_rng(3))
     batched = apply_ops(images, ops, params)
     assert batched.shape == (6, 3, 16, 16)
     for i in range(6):
@@ -103,7 +106,7 @@ def test_sequence_of_ops_equals_the_per_sample_chain() -> None:
         (lambda: RandomErasing(scale=(0.5, 0.1)), r"scale must be \(min, max\) with 0 < min <= max <= 1"),
         (lambda: RandomErasing(ratio=(0, 1)), r"ratio must be \(min, max\) with 0 < min <= max"),
         (
-            lambda: RandomCrop(size=50).sample(1, 32, 32, torch.Generator()),
+            lambda: RandomCrop(size=50).sample(1, 32, 32, np.random.default_rng()),
             "size=50 is larger than the padded",
         ),
     ],
@@ -143,9 +146,11 @@ def test_datamodule_device_stage_equals_reference_then_normalise(
 ) -> None:
     dm = AugDataModule(repeated, batch_transforms=ops, seed=3)
     raw = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
-    state = dm.batch_generator().get_state()
+    state = copy.deepcopy(dm.batch_generator().bit_generator.state)
     images, _ = dm.device_stage((raw, torch.zeros(5, dtype=torch.int64)), train=True)
-    params = sample_ops(ops, 5, 16, 16, torch.Generator().set_state(state))
+    rng = np.random.default_rng()
+    rng.bit_generator.state = state
+    params = sample_ops(ops, 5, 16, 16, rng)
     mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
     for i in range(5):
         expected = raw[i].float() / 255
@@ -221,14 +226,57 @@ def test_in_memory_needs_one_image_size() -> None:
 )
 def test_pixel_moving_ops_give_the_same_result_on_uint8(op: BatchOp) -> None:
     raw = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
-    params = sample_ops([op], 6, 16, 16, torch.Generator().manual_seed(0))[0]
+    params = sample_ops([op], 6, 16, 16, np.random.default_rng(0))[0]
     assert op.moves_pixels_only
-    on_uint8 = op.apply(raw, params)
+    on_uint8 = apply_ops(raw, [op], [params])
     assert on_uint8.dtype == torch.uint8
-    torch.testing.assert_close(on_uint8.float() / 255, op.apply(raw.float() / 255, params), rtol=0, atol=1e-7)
+    on_float = apply_ops(raw.float() / 255, [op], [params])
+    torch.testing.assert_close(on_uint8.float() / 255, on_float, rtol=0, atol=1e-7)
 
 
 def test_which_ops_only_move_pixels() -> None:
     assert not RandomCrop(fill=0.5).moves_pixels_only  # its fill has no uint8 value
     assert not ColorJitter(brightness=0.2).moves_pixels_only
     assert not RandomErasing().moves_pixels_only
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [
+        [RandomCrop(padding=4)],
+        [HorizontalFlip(p=0.5)],
+        [RandomCrop(padding=3, size=13), HorizontalFlip(p=0.5), RandomCrop(size=11, padding=0)],
+        [
+            HorizontalFlip(p=0.5),
+            RandomCrop(padding=2, size=9),
+            ColorJitter(0.3, 0.3, 0.3),
+            RandomErasing(p=0.8),
+        ],
+    ],
+)
+def test_device_path_moves_pixels_as_the_gather_path(ops: list[BatchOp]) -> None:
+    """The GPU path (crops and flips as one grid_sample of the float batch, every parameter in one
+    copy) gives the CPU path's batch exactly; run here on CPU tensors."""
+    raw = torch.randint(0, 256, (9, 3, 17, 15), dtype=torch.uint8)
+    params = sample_ops(ops, 9, 17, 15, np.random.default_rng(4))
+    moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
+    done = apply_ops_moving_first(raw, ops, params, moving)
+    assert done is not None
+    got, on_255 = done
+    assert on_255 == (moving == len(ops))
+    expected = apply_ops(raw, ops[:moving], params[:moving]).float()
+    if not on_255:
+        expected = apply_ops(expected / 255, ops[moving:], params[moving:])
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "ops",
+    [[RandomCrop(padding=2, fill=1.0)], [RandomCrop(padding=2, size=6), RandomCrop(padding=1)]],
+)
+def test_moves_without_one_pixel_map_take_the_generic_path(ops: list[BatchOp]) -> None:
+    """A crop filling with a non-zero value, or a padded crop after a crop (its padding would show
+    pixels the first crop cut away), has no single pixel map."""
+    raw = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    params = sample_ops(ops, 2, 8, 8, np.random.default_rng(0))
+    assert apply_ops_moving_first(raw, ops, params, len(ops)) is None

@@ -69,6 +69,16 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
     assert set(results["workers_sweep_img_s"]) == {0, 1}
     assert results["recommended_num_workers"] in (0, 1)
     assert results["device_stage"]["ms"] > 0 and results["device_stage"]["clone_ms"] > 0
+    assert results["device_stage"]["add_out_ms"] > 0
+    launches = results["launches"]
+    assert set(launches["mixup"]) == {
+        "mixup batch",
+        "cutmix batch",
+        "mixup+cutmix batch",
+        "mixup+cutmix pair",
+        "mixup+cutmix elem",
+    }
+    assert 0 < launches["device_stage"]["crop + flip + normalise"] <= 12
     assert results["mixup_kernel"]["rows"][0]["case"] == "x.clone()"
     fit = results["fit"]
     assert {"configured_s", "baseline_s", "speedup", "speedup_limit"} <= set(fit)

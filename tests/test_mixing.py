@@ -4,6 +4,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from conftest import RepeatedImageFactory
@@ -15,7 +16,8 @@ from torchvision.transforms import v2
 
 from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
 from lightning_aug.datasets import SyntheticShapes
-from lightning_aug.mixing.functional import chunk_buffers, mix_with_reversed_, rand_bbox, smooth_one_hot
+from lightning_aug.mixing.functional import chunk_buffers, mix_with_reversed_, smooth_one_hot
+from lightning_aug.mixing.sampling import rand_bbox
 
 C = 10
 CONFIGS = {
@@ -56,8 +58,11 @@ def recover_target_lam(targets: Tensor, labels: Tensor, smoothing: float) -> Ten
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
 @pytest.mark.parametrize("config", sorted(CONFIGS))
 @pytest.mark.parametrize("size", [8, 9])
-def test_mixing_invariants(mode: str, smoothing: float, config: str, size: int) -> None:
-    cb = MixupCallback(mode=mode, label_smoothing=smoothing, num_classes=C, seed=1, **CONFIGS[config])
+@pytest.mark.parametrize("kernel", ["chunked", "batched"])
+def test_mixing_invariants(mode: str, smoothing: float, config: str, size: int, kernel: str) -> None:
+    cb = MixupCallback(
+        mode=mode, label_smoothing=smoothing, num_classes=C, seed=1, kernel=kernel, **CONFIGS[config]
+    )
     for step in range(5):  # several draws per combination
         x, labels = batch(size, seed=step)
         original = x.clone()
@@ -68,13 +73,13 @@ def test_mixing_invariants(mode: str, smoothing: float, config: str, size: int) 
         assert targets.shape == (size, C)
         torch.testing.assert_close(targets.sum(1), torch.ones(size))
         assert ((targets > smoothing / C + 1e-6).sum(1) <= 2).all()
-        cutmix = params.use_cutmix
+        cutmix, lam = torch.from_numpy(params.use_cutmix), torch.from_numpy(params.lam)
         if config == "mixup":
             assert not cutmix.any()
         if config in ("cutmix", "minmax"):
             assert cutmix.all()
         partner = original.flip(0)
-        lam4 = params.lam.float().view(-1, 1, 1, 1)
+        lam4 = lam.float().view(-1, 1, 1, 1)
         for i in range(size):
             if cutmix[i]:  # every pixel from exactly one of the two images
                 own = (images[i] == original[i]).all(0)
@@ -87,11 +92,11 @@ def test_mixing_invariants(mode: str, smoothing: float, config: str, size: int) 
         from_targets = recover_target_lam(targets, labels, smoothing)
         known = ~from_images.isnan()
         torch.testing.assert_close(from_images[known], from_targets[known], atol=1e-4, rtol=0)
-        torch.testing.assert_close(from_targets[known], params.lam[known], atol=1e-5, rtol=0)
+        torch.testing.assert_close(from_targets[known], lam[known], atol=1e-5, rtol=0)
         if mode == "batch":
-            assert (params.lam == params.lam[0]).all()
+            assert (lam == lam[0]).all()
         if mode == "pair":
-            torch.testing.assert_close(params.lam, params.lam.flip(0))
+            torch.testing.assert_close(lam, lam.flip(0))
         if size % 2:  # the middle sample is its own partner: unchanged image, own (smoothed) label
             m = size // 2
             assert torch.equal(images[m], original[m])
@@ -102,7 +107,7 @@ def test_elem_mode_draws_per_sample() -> None:
     x, labels = batch(16)
     elem = MixupCallback(mode="elem", num_classes=C, seed=0)
     elem.transform_batch(x, labels, None)
-    assert elem.last_params is not None and elem.last_params.lam.unique().numel() == 16
+    assert elem.last_params is not None and np.unique(elem.last_params.lam).size == 16
 
 
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
@@ -126,7 +131,7 @@ def test_soft_input_targets_are_mixed_too() -> None:
     x, labels = batch(6)
     soft = smooth_one_hot(labels, C, 0.0)
     _, targets = cb.transform_batch(x, soft, None)
-    lam = cb.last_params.lam.float().view(-1, 1)  # type: ignore[union-attr]
+    lam = torch.from_numpy(cb.last_params.lam).float().view(-1, 1)  # type: ignore[union-attr]
     torch.testing.assert_close(targets, lam * soft + (1 - lam) * soft.flip(0))
 
 
@@ -199,8 +204,7 @@ def test_kernel_matches_the_definition_for_any_chunk(size: int, chunk: int) -> N
 
 
 def test_rand_bbox_follows_the_cutmix_paper() -> None:
-    g = torch.Generator().manual_seed(0)
-    boxes = rand_bbox(100, 50, torch.full((1000,), 0.75, dtype=torch.float64), g)
+    boxes = rand_bbox(100, 50, np.full(1000, 0.75), np.random.default_rng(0))
     heights, widths = boxes[:, 1] - boxes[:, 0], boxes[:, 3] - boxes[:, 2]
     assert heights.max() <= 50 and widths.max() <= 25  # sides sqrt(1 - 0.75) = 0.5 of the image, clipped
     assert (heights == 50).any() and (widths == 24).any()  # an unclipped box: int(side), 2 * (side // 2)
@@ -407,12 +411,79 @@ def test_micro_benchmark_reports_every_case() -> None:
     cases = [r["case"] for r in rows]
     assert cases[0] == "x.clone()" and rows[0]["x_clone"] == 1.0
     assert {
-        "ours batch mixup",
-        "ours pair mixup+cutmix",
-        "ours elem mixup",
+        *(
+            f"ours {case} [{kernel}]"
+            for kernel in ("chunked", "batched")
+            for case in ("batch mixup", "pair mixup+cutmix", "elem mixup")
+        ),
         "timm-style elem mixup (loop)",
-        "ours batch mixup, after alloc+free",
+        "ours batch mixup [chunked], after alloc+free",
     } <= set(cases)
     assert all(r["ms"] > 0 and (r["extra_memory"] is None or r["extra_memory"] >= 0) for r in rows)
     assert format_table(rows).count("\n") == len(rows) + 1
     main(["--batch", "4", "--size", "8", "--device", "cpu", "--repeats", "1"])
+
+
+# ---------------------------------------------------------------- the two kernels
+KERNEL_CASES = {
+    "batch mixup": {"mixup_alpha": 0.8, "mode": "batch"},
+    "batch cutmix": {"mixup_alpha": 0.0, "cutmix_alpha": 1.0, "mode": "batch"},
+    "pair": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "pair"},
+    "elem": {"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"},
+    "elem prob": {
+        "mixup_alpha": 0.8,
+        "cutmix_alpha": 1.0,
+        "mode": "elem",
+        "prob": 0.5,
+        "label_smoothing": 0.0,
+    },
+    "pair mixup": {"mixup_alpha": 0.8, "mode": "pair"},
+    "minmax": {"cutmix_minmax": (0.2, 0.6), "mixup_alpha": 0.0, "mode": "elem"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(KERNEL_CASES))
+@pytest.mark.parametrize("size", [7, 16])
+@pytest.mark.parametrize("soft", [False, True])
+def test_batched_kernel_gives_the_chunked_kernels_batches(case: str, size: int, soft: bool) -> None:
+    """The GPU kernel (whole-batch ops on persistent buffers) and the CPU kernel (pairs in chunks)
+    draw the same parameters and give the same images and targets, here on CPU tensors."""
+    x, labels = batch(size, seed=3)
+    targets = smooth_one_hot(labels, C, 0.2) if soft else labels
+    results = []
+    for kernel in ("chunked", "batched"):
+        cb = MixupCallback(num_classes=C, seed=3, kernel=kernel, **KERNEL_CASES[case])  # type: ignore[arg-type]
+        out = [cb.transform_batch(x.clone(), targets.clone(), None) for _ in range(3)]
+        results.append(out)
+    for (a_img, a_tgt), (b_img, b_tgt) in zip(*results, strict=True):
+        torch.testing.assert_close(a_img, b_img, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a_tgt.float(), b_tgt.float(), rtol=1e-5, atol=1e-6)
+
+
+def test_auto_kernel_is_batched_off_the_cpu_and_for_small_cpu_batches() -> None:
+    cb = MixupCallback(num_classes=C)
+    assert cb._kernel_for(torch.empty(2, 3, 8, 8, device="meta")) == "batched"
+    assert cb._kernel_for(torch.empty(4, 3, 8, 8)) == "batched"
+    assert cb._kernel_for(torch.empty(256, 3, 224, 224)) == "chunked"  # 154 MB: chunks stay in cache
+    with pytest.raises(
+        ValueError, match=r"kernel must be one of \['auto', 'batched', 'chunked'\], got 'fast'"
+    ):
+        MixupCallback(num_classes=C, kernel="fast")  # type: ignore[arg-type]
+
+
+def test_batched_kernel_keeps_its_buffers_between_batches() -> None:
+    cb = MixupCallback(num_classes=C, seed=0, kernel="batched", mode="elem", cutmix_alpha=1.0)
+    x, labels = batch(8)
+    cb.transform_batch(x, labels, None)
+    cb.transform_batch(x, labels, None)  # a batch with cutmix makes the weight buffer
+    held = {name: b.data_ptr() for name, b in cb._device_buffers.items()}
+    for _ in range(4):
+        cb.transform_batch(x, labels, None)
+    assert {"reverse", "partner", "weight"} <= set(held)
+    assert {name: b.data_ptr() for name, b in cb._device_buffers.items()} == held
+
+
+def test_a_torch_generator_state_is_refused_by_name() -> None:
+    cb = MixupCallback(num_classes=C)
+    with pytest.raises(ValueError, match="torch.Generator state .* numpy Generator"):
+        cb.load_state_dict({"generator": torch.Generator().get_state()})

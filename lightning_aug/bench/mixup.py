@@ -120,9 +120,15 @@ def _timm_elem(x: Tensor, lams: list[float]) -> None:
 
 
 def bench_mixup(
-    batch: int = 256, size: int = 224, device: str = "auto", repeats: int = 10, num_classes: int = 1000
+    batch: int = 256,
+    size: int = 224,
+    device: str = "auto",
+    repeats: int = 10,
+    num_classes: int = 1000,
+    kernels: tuple[str, ...] = ("chunked", "batched"),
 ) -> list[dict[str, Any]]:
-    """Time each mixing kernel and its baselines on one ``(batch, 3, size, size)`` float32 batch.
+    """Time each mixing kernel (``MixupCallback(kernel=...)`` for each of ``kernels``) and its baselines
+    on one ``(batch, 3, size, size)`` float32 batch.
 
     Returns:
         One row per case: ``case``, ``ms``, ``x_clone`` (time ratio to ``x.clone()``) and
@@ -137,18 +143,9 @@ def bench_mixup(
 
     kept: dict[str, MixupCallback] = {}
 
-    def callback(mode: str, **kw: Any) -> Callable[[], Any]:
-        cb = MixupCallback(mode=mode, num_classes=num_classes, seed=0, **kw)  # type: ignore[arg-type]
-        kept[
-            f"ours {mode} "
-            + (
-                "mixup+cutmix"
-                if kw.get("mixup_alpha") and kw.get("cutmix_alpha")
-                else "cutmix"
-                if kw.get("cutmix_alpha")
-                else "mixup"
-            )
-        ] = cb
+    def callback(name: str, kernel: str, mode: str, **kw: Any) -> Callable[[], Any]:
+        cb = MixupCallback(mode=mode, num_classes=num_classes, seed=0, kernel=kernel, **kw)  # type: ignore[arg-type]
+        kept[name] = cb
         return lambda: cb.transform_batch(x, labels, None)
 
     from torchvision.transforms import v2
@@ -160,20 +157,26 @@ def bench_mixup(
     cases: dict[str, Callable[[], Any]] = {
         "x.clone()": lambda: x.clone(),
         "add(x, y, out=z) (bandwidth floor)": lambda: torch.add(x, other, out=out),
-        "ours batch mixup": callback("batch", mixup_alpha=1.0),
-        "ours batch cutmix": callback("batch", mixup_alpha=0.0, cutmix_alpha=1.0),
-        "ours pair mixup+cutmix": callback("pair", mixup_alpha=1.0, cutmix_alpha=1.0),
-        "ours elem mixup": callback("elem", mixup_alpha=1.0),
-        "ours elem mixup+cutmix": callback("elem", mixup_alpha=1.0, cutmix_alpha=1.0),
-        "timm-style batch mixup": lambda: _timm_batch(x, 0.7),
-        "torchvision v2 MixUp": lambda: tv_mixup(x, labels),
     }
+    ours = {
+        "batch mixup": ("batch", {"mixup_alpha": 1.0}),
+        "batch cutmix": ("batch", {"mixup_alpha": 0.0, "cutmix_alpha": 1.0}),
+        "pair mixup+cutmix": ("pair", {"mixup_alpha": 1.0, "cutmix_alpha": 1.0}),
+        "elem mixup": ("elem", {"mixup_alpha": 1.0}),
+        "elem mixup+cutmix": ("elem", {"mixup_alpha": 1.0, "cutmix_alpha": 1.0}),
+    }
+    for kernel in kernels:
+        for what, (mode, kw) in ours.items():
+            name = f"ours {what} [{kernel}]"
+            cases[name] = callback(name, kernel, mode, **kw)
+    cases["timm-style batch mixup"] = lambda: _timm_batch(x, 0.7)
+    cases["torchvision v2 MixUp"] = lambda: tv_mixup(x, labels)
     if batch * size * size <= 1024 * 64 * 64:  # the per-sample loop is too slow for large batches
         cases["timm-style elem mixup (loop)"] = lambda: _timm_elem(x, lams)
     # in training the kernel runs right after the batch's float copy was made (and an old one freed):
     # on some machines a memory-bound kernel is slower then, so time it that way too
-    after_alloc = "ours batch mixup, after alloc+free"
-    cases[after_alloc] = cases["ours batch mixup"]
+    after_alloc = f"ours batch mixup [{kernels[0]}], after alloc+free"
+    cases[after_alloc] = cases[f"ours batch mixup [{kernels[0]}]"]
     befores: dict[str, Callable[[], Any]] = {after_alloc: lambda: torch.empty_like(x).fill_(0.5)}
     # all timings first: the CPU memory probe changes how glibc allocates for the rest of the process
     timings = {name: _time(fn, dev, repeats, before=befores.get(name)) * 1e3 for name, fn in cases.items()}
@@ -181,8 +184,10 @@ def bench_mixup(
     rows = []
     for name, fn in cases.items():
         extra = _extra_memory(fn, dev)
-        if extra is not None and name in kept:  # the chunk buffers it keeps between batches count too
-            extra += sum(b.numel() * b.element_size() for b in kept[name]._chunk_buffers or ())
+        if extra is not None and name in kept:  # the buffers it keeps between batches count too
+            cb = kept[name]
+            held = [*(cb._chunk_buffers or ()), *cb._device_buffers.values()]
+            extra += sum(b.numel() * b.element_size() for b in held)
         rows.append(
             {
                 "case": name,
@@ -195,10 +200,10 @@ def bench_mixup(
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:
-    header = f"{'case':<38} {'ms/batch':>10} {'x clone':>8} {'extra mem':>10}"
+    header = f"{'case':<42} {'ms/batch':>10} {'x clone':>8} {'extra mem':>10}"
     lines = [header, "-" * len(header)]
     lines += [
-        f"{r['case']:<38} {r['ms']:>10.2f} {r['x_clone']:>8.2f} {r['extra_memory']:>10.2f}" for r in rows
+        f"{r['case']:<42} {r['ms']:>10.2f} {r['x_clone']:>8.2f} {r['extra_memory']:>10.2f}" for r in rows
     ]
     return "\n".join(lines)
 
@@ -209,9 +214,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu, cuda, cuda:1, ...")
     parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--json", help="also write the rows to this JSON file")
     args = parser.parse_args(argv)
-    rows = bench_mixup(args.batch, args.size, args.device, args.repeats)
+    rows = bench_mixup(args.batch, args.size, args.device, args.repeats, args.classes)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     print(
         f"mixup kernels on ({args.batch}, 3, {args.size}, {args.size}) float32, device={device}, "

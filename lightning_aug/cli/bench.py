@@ -318,12 +318,22 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     out, _ = dm.device_stage((uint8_batch, labels), transforms, train=True)
     stage_ms = _ms(lambda: dm.device_stage((uint8_batch, labels), transforms, train=True), repeats, sync)
     clone_ms = _ms(lambda: out.clone(), repeats, sync)
+    other, into = torch.empty_like(out), torch.empty_like(out)
+    add_ms = _ms(lambda: torch.add(out, other, out=into), repeats, sync)  # the bandwidth floor
     results["device_stage"] = {
         "batch": list(out.shape),
         "device": str(device),
         "ms": round(stage_ms, 3),
         "clone_ms": round(clone_ms, 3),
+        "add_out_ms": round(add_ms, 3),
         "x_clone": round(stage_ms / clone_ms, 3),
+    }
+    # kernel launches per batch, counted on meta tensors (the non-CPU path; no GPU needed)
+    from lightning_aug.bench.launches import device_stage_launches, mixup_launches
+
+    results["launches"] = {
+        "device_stage": device_stage_launches(tuple(uint8_batch.shape)),
+        "mixup": mixup_launches(tuple(settings.mixup_shape), dm.num_classes),
     }
     # what the training step receives per second: the configured loader plus the device stage
     # (on this device), against the baseline loader, whose workers already normalised
@@ -456,8 +466,12 @@ def _table(results: dict[str, Any]) -> str:
     stage = results["device_stage"]
     lines.append(
         f"device stage {stage['batch']} on {stage['device']}: {stage['ms']:.2f} ms/batch, "
-        f"x.clone() {stage['clone_ms']:.2f} ms ({stage['x_clone']:.2f}x)"
+        f"x.clone() {stage['clone_ms']:.2f} ms ({stage['x_clone']:.2f}x), "
+        f"add(x, y, out=z) {stage['add_out_ms']:.2f} ms"
     )
+    lines.append("kernel launches per batch (top-level aten ops on meta tensors)")
+    for group, counts in results["launches"].items():
+        lines += [f"  {group:<13} {name:<44} {count:>4}" for name, count in counts.items()]
     mix = results["mixup_kernel"]
     lines.append(f"mixup kernel {mix['shape']}            ms/batch  x clone  extra mem")
     for row in mix["rows"]:

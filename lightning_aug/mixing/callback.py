@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import MutableMapping, MutableSequence, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -18,12 +18,15 @@ from lightning_aug.loader import derive_seed
 from lightning_aug.mixing.functional import (
     chunk_buffers,
     default_chunk,
+    mix_reversed_batched_,
     mix_targets,
     mix_with_reversed_,
+    mixed_one_hot,
     pair_weights,
     smooth_one_hot,
 )
 from lightning_aug.mixing.sampling import MixParams, Mode, sample_mix_params
+from lightning_aug.ops import to_device
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
@@ -31,6 +34,11 @@ if TYPE_CHECKING:
 __all__ = ["MixupCallback"]
 
 _MIXUP_STREAM = 100  # stream id mixed into the run seed (see AugDataModule's streams)
+Kernel = Literal["auto", "batched", "chunked"]
+KERNELS: tuple[str, ...] = ("auto", "batched", "chunked")
+# measured (python -m lightning_aug.bench.mixup, 2-core CPU): the chunked kernel wins on the CPU from
+# about this batch size on (cache-resident chunks); below it the batched kernel's fewer ops win
+CPU_CHUNKED_FROM_BYTES = 64 << 20
 
 
 def _check_alpha(name: str, value: Any) -> float:
@@ -65,11 +73,24 @@ class MixupCallback(BatchTransform):
       ``label_smoothing=0``, and gets smoothed one-hot targets otherwise.
     - From epoch ``off_epoch`` on (timm's ``mixup_off_epoch``) batches are no longer mixed.
 
-    Speed: no Python loop over samples and no host-device sync per sample. The parameters are drawn
-    on the CPU from the callback's own ``torch.Generator`` (seeded from the run seed and the global
-    rank, so DDP ranks differ) and sent to the device in one small copy; the images are mixed in
-    place, pairs at a time in chunks of ``chunk_fraction`` of the batch, so the extra memory is two
-    such chunks (about ``2 * chunk_fraction`` of the batch), never a full batch copy.
+    Speed: no Python loop over samples and no host-device sync. The parameters are drawn on the host
+    from the callback's own ``numpy.random.Generator`` (seeded from the run seed and the global rank, so
+    DDP ranks differ; saved in checkpoints) and reach the device in one copy (pinned, non-blocking on
+    CUDA). Two kernels apply them (``kernel``):
+
+    - ``"batched"``: a handful of whole-batch ops (at most 16 top-level ops per batch in ``batch``
+      mode, 24 in ``pair`` and ``elem``, at any batch size; ``python -m lightning_aug.bench.launches``
+      counts them), on persistent buffers made once per shape: one batch-sized partner buffer, and
+      for ``pair``/``elem`` batches with cutmix a ``(B, 1, H, W)`` weight buffer (a third of an RGB
+      batch). What GPUs want: they pay per launch.
+    - ``"chunked"``: pairs in place a chunk of ``chunk_fraction`` of the batch at a time, through two
+      chunk buffers (about ``2 * chunk_fraction`` of the batch, never a batch copy): fastest on CPUs
+      for large batches (cache-resident chunks), but ops in proportion to the batch.
+    - ``"auto"`` (default): batched on any device but the CPU; on the CPU chunked for batches of at
+      least 64 MiB, batched below (measured, see the README's Performance).
+
+    Out-of-range class indices raise a clear error on the CPU; on a GPU no check is made before the
+    targets are built (that would cost ops), and the one-hot scatter's own bounds check fails instead.
 
     Args:
         mixup_alpha: Beta alpha of mixup; 0 disables mixup.
@@ -118,6 +139,7 @@ class MixupCallback(BatchTransform):
         seed: int | None = None,
         log_lambda: bool = False,
         chunk_fraction: float = 0.05,
+        kernel: Kernel = "auto",
     ) -> None:
         self.mixup_alpha = _check_alpha("mixup_alpha", mixup_alpha)
         self.cutmix_alpha = _check_alpha("cutmix_alpha", cutmix_alpha)
@@ -164,8 +186,12 @@ class MixupCallback(BatchTransform):
         ):
             raise ValueError(f"chunk_fraction must be a float in (0, 0.5], got {chunk_fraction!r}")
         self.chunk_fraction = float(chunk_fraction)
-        self.generator: torch.Generator | None = None
-        self._pending_state: Tensor | None = None
+        if kernel not in KERNELS:
+            raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
+        self.kernel: Kernel = kernel
+        self.generator: np.random.Generator | None = None
+        self._pending_state: dict[str, Any] | None = None
+        self._device_buffers: dict[str, Tensor] = {}
         self.last_params: MixParams | None = None
         self._buffer_key: tuple[Any, ...] | None = None
         self._chunk_buffers: tuple[Tensor, Tensor] | None = None
@@ -180,17 +206,23 @@ class MixupCallback(BatchTransform):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self._generator(None).get_state()}
+        return {"generator": self._generator(None).bit_generator.state}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         if "generator" not in state_dict:
             raise KeyError(f"MixupCallback state has no 'generator' entry (keys: {sorted(state_dict)})")
         state = state_dict["generator"]
+        if not isinstance(state, dict):
+            raise ValueError(
+                "MixupCallback state holds a torch.Generator state (a checkpoint of lightning_aug 0.1); "
+                "this version draws from a numpy Generator: resume from a newer checkpoint, or drop the "
+                "callback state (the mixup stream then starts afresh)"
+            )
         if self.generator is None:
             self._pending_state = state
         else:
-            self.generator.set_state(state)
+            self.generator.bit_generator.state = state
 
     def _run_seed(self, trainer: Trainer | None) -> int:
         if self.seed is not None:
@@ -204,14 +236,12 @@ class MixupCallback(BatchTransform):
         rank_zero_info(f"MixupCallback: no seed given, drew seed={seed}")
         return seed
 
-    def _generator(self, trainer: Trainer | None) -> torch.Generator:
+    def _generator(self, trainer: Trainer | None) -> np.random.Generator:
         if self.generator is None:
             rank = trainer.global_rank if trainer is not None else 0
-            self.generator = torch.Generator().manual_seed(
-                derive_seed(self._run_seed(trainer), rank, _MIXUP_STREAM)
-            )
+            self.generator = np.random.default_rng(derive_seed(self._run_seed(trainer), rank, _MIXUP_STREAM))
             if self._pending_state is not None:
-                self.generator.set_state(self._pending_state)
+                self.generator.bit_generator.state = self._pending_state
                 self._pending_state = None
         return self.generator
 
@@ -254,9 +284,7 @@ class MixupCallback(BatchTransform):
                 if low < 0 or high >= num_classes:
                     bad = high if high >= num_classes else low
                     raise ValueError(f"labels must be in [0, num_classes={num_classes}), got a label {bad}")
-            else:  # checked on the device, without a host sync
-                torch._assert_async(((targets >= 0) & (targets < num_classes)).all())
-            return batch
+            return batch  # on other devices the one-hot scatter checks the bounds (no host sync)
         if (
             isinstance(targets, Tensor)
             and targets.shape == (batch, num_classes)
@@ -294,14 +322,86 @@ class MixupCallback(BatchTransform):
             prob=self.prob,
             switch_prob=self.switch_prob,
             correct_lam=self.correct_lam,
-            generator=self._generator(trainer),
+            rng=self._generator(trainer),
         )
         self.last_params = params
         if not params.any_applied:
             return images, self._unmixed_targets(targets)
-        lam = params.lam.to(images.device, torch.float32, non_blocking=True)
+        if self._kernel_for(images) == "batched":
+            return self._mix_batched(images, targets, params)
+        lam = torch.from_numpy(params.lam).to(images.device, torch.float32, non_blocking=True)
         self._mix_images(images, params, lam)
         return images, mix_targets(self._soft(targets), lam)
+
+    def _kernel_for(self, images: Tensor) -> str:
+        if self.kernel != "auto":
+            return self.kernel
+        if images.device.type != "cpu":
+            return "batched"
+        return "chunked" if images.numel() * images.element_size() >= CPU_CHUNKED_FROM_BYTES else "batched"
+
+    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A persistent device buffer, made again only when the shape, dtype or device changes
+        (``"reverse"``: the indices ``B-1, ..., 0``)."""
+        buffer = self._device_buffers.get(name)
+        if buffer is None or buffer.shape != shape or buffer.dtype != dtype or buffer.device != device:
+            if name == "reverse":
+                buffer = torch.arange(shape[0] - 1, -1, -1, dtype=dtype, device=device)
+            else:
+                buffer = torch.empty(shape, dtype=dtype, device=device)
+            self._device_buffers[name] = buffer
+        return buffer
+
+    def _mix_batched(self, images: Tensor, targets: Tensor, params: MixParams) -> tuple[Tensor, Tensor]:
+        """The few-launch kernel: every parameter built on the host into one float32 array, one copy,
+        then whole-batch ops on persistent buffers."""
+        batch, _, height, width = images.shape
+        soft_input = targets.ndim == 2
+        smoothing = 0.0 if soft_input else self.label_smoothing
+        lam = params.lam
+        coefficients = np.stack([lam, 1.0 - lam], axis=1) * (1.0 - smoothing)  # own, partner
+        any_cutmix = bool(params.use_cutmix.any())
+        if params.per_batch or not any_cutmix:
+            weights = np.empty(0) if params.per_batch else 1.0 - lam
+            host = np.concatenate([weights, coefficients.ravel()]).astype(np.float32)
+        else:  # per-sample box masks as the outer product of a row and a column factor
+            rows = np.ones((batch, height))
+            cols = np.repeat((1.0 - lam)[:, None], width, axis=1)
+            cut = np.flatnonzero(params.use_cutmix)
+            ys, xs = np.arange(height), np.arange(width)
+            boxes = params.boxes[cut]
+            rows[cut] = (ys >= boxes[:, 0:1]) & (ys < boxes[:, 1:2])
+            cols[cut] = (xs >= boxes[:, 2:3]) & (xs < boxes[:, 3:4])
+            host = np.concatenate([rows.ravel(), cols.ravel(), coefficients.ravel()]).astype(np.float32)
+        device = to_device(host, images.device)
+        reverse = self._buffer("reverse", (batch,), torch.int64, images.device)
+        partner = self._buffer("partner", tuple(images.shape), images.dtype, images.device)
+        if params.per_batch:
+            own = device.view(batch, 2)
+            if bool(params.use_cutmix[0]):  # swap the one box between partners
+                y0, y1, x0, x1 = (int(v) for v in params.boxes[0])
+                box = images[:, :, y0:y1, x0:x1]
+                mix_reversed_batched_(box, 1.0, partner.view(-1)[: box.numel()].view(box.shape), reverse)
+            else:
+                mix_reversed_batched_(images, float(1.0 - lam[0]), partner, reverse)
+        elif not any_cutmix:
+            weight = device[:batch].view(batch, 1, 1, 1).to(images.dtype)
+            own = device[batch:].view(batch, 2)
+            mix_reversed_batched_(images, weight, partner, reverse)
+        else:
+            split = batch * (height + width)
+            factors = device[:split].to(images.dtype)
+            weight = torch.mul(
+                factors[: batch * height].view(batch, 1, height, 1),
+                factors[batch * height :].view(batch, 1, 1, width),
+                out=self._buffer("weight", (batch, 1, height, width), images.dtype, images.device),
+            )
+            own = device[split:].view(batch, 2)
+            mix_reversed_batched_(images, weight, partner, reverse)
+        if soft_input:
+            return images, torch.lerp(targets.index_select(0, reverse), targets, own[:, :1])
+        num_classes = int(self.num_classes or 0)
+        return images, mixed_one_hot(targets, own, self.label_smoothing / num_classes, num_classes)
 
     def _soft(self, targets: Tensor) -> Tensor:
         if targets.ndim == 2:
@@ -330,14 +430,14 @@ class MixupCallback(BatchTransform):
         height, width = images.shape[-2:]
         if params.per_batch:
             if bool(params.use_cutmix[0]):  # swap the one box between partners (box-sized buffers)
-                y0, y1, x0, x1 = params.boxes[0].tolist()
+                y0, y1, x0, x1 = (int(v) for v in params.boxes[0])
                 mix_with_reversed_(images[:, :, y0:y1, x0:x1], 1.0, chunk)
             else:
                 mix_with_reversed_(images, 1.0 - float(params.lam[0]), chunk, self._buffers(images, chunk))
             return
         any_cutmix = bool(params.use_cutmix.any())
-        use_cutmix = params.use_cutmix.to(images.device, non_blocking=True) if any_cutmix else None
-        boxes = params.boxes.to(images.device, non_blocking=True) if any_cutmix else None
+        use_cutmix = torch.from_numpy(params.use_cutmix).to(images.device) if any_cutmix else None
+        boxes = torch.from_numpy(params.boxes).to(images.device) if any_cutmix else None
 
         def weight(start: int, stop: int) -> Tensor:
             return pair_weights(

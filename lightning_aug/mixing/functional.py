@@ -17,15 +17,14 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "box_lam",
     "box_mask",
     "chunk_buffers",
     "default_chunk",
+    "mix_reversed_batched_",
     "mix_targets",
     "mix_with_reversed_",
+    "mixed_one_hot",
     "pair_weights",
-    "rand_bbox",
-    "rand_bbox_minmax",
     "smooth_one_hot",
 ]
 
@@ -56,47 +55,43 @@ def mix_targets(soft: Tensor, lam: Tensor) -> Tensor:
     return torch.lerp(soft.flip(0), soft, lam)
 
 
-def rand_bbox(height: int, width: int, lam: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """CutMix boxes (CutMix paper): side ratio ``sqrt(1 - lam)``, uniform centre, clipped to the image.
+def mixed_one_hot(targets: Tensor, coefficients: Tensor, off: float, num_classes: int) -> Tensor:
+    """Smoothed one-hot rows of ``targets`` mixed with their partners' (``B - 1 - i``) in three ops:
+    ``off + c_own * onehot(y_i) + c_partner * onehot(y_partner)``, the coefficients ``(B, 2)`` computed
+    on the host (``lam * (1 - s)``, ``(1 - lam) * (1 - s)``, ``off = s / C``).
+
+    Example::
+
+        >>> mixed_one_hot(torch.tensor([0, 1]), torch.tensor([[0.7, 0.3], [0.7, 0.3]]), 0.0, 2)
+        tensor([[0.7000, 0.3000],
+                [0.3000, 0.7000]])
+    """
+    out = torch.full((targets.shape[0], num_classes), off, dtype=coefficients.dtype, device=targets.device)
+    return out.scatter_add_(1, torch.stack([targets, targets.flip(0)], 1), coefficients)
+
+
+def mix_reversed_batched_(images: Tensor, weight: Tensor | float, partner: Tensor, reverse: Tensor) -> Tensor:
+    """In place: ``images[i] = lerp(images[i], images[B-1-i], w_i)``, the whole batch in two ops.
+
+    The few-launch kernel for GPUs: the partners are gathered into ``partner`` (a persistent buffer
+    of the images' shape, or of the view's shape), then one ``lerp_`` blends. ``weight`` 1 copies.
 
     Args:
-        lam: ``(N,)`` mixing weights of the image kept outside the box.
+        images: ``(B, ...)`` floating tensor (or a view of one, e.g. a box), modified in place.
+        weight: a float, or a tensor broadcastable to ``images`` (``(B, 1, 1, 1)``, ``(B, 1, H, W)``).
+        partner: a tensor of ``images``' shape, overwritten.
+        reverse: ``arange(B - 1, -1, -1)`` on the images' device.
 
-    Returns:
-        int64 ``(N, 4)`` boxes ``[y_low, y_high, x_low, x_high)``.
+    Example::
+
+        >>> x = torch.tensor([[0.0], [10.0], [20.0]])
+        >>> mix_reversed_batched_(x, 0.25, torch.empty(3, 1), torch.arange(2, -1, -1)).flatten().tolist()
+        [5.0, 10.0, 15.0]
     """
-    ratio = torch.sqrt(1.0 - lam.double())
-    cut_h, cut_w = (height * ratio).long(), (width * ratio).long()
-    cy = torch.randint(0, height, lam.shape, generator=generator)
-    cx = torch.randint(0, width, lam.shape, generator=generator)
-    y0, y1 = (cy - cut_h // 2).clamp(0, height), (cy + cut_h // 2).clamp(0, height)
-    x0, x1 = (cx - cut_w // 2).clamp(0, width), (cx + cut_w // 2).clamp(0, width)
-    return torch.stack([y0, y1, x0, x1], dim=1)
-
-
-def rand_bbox_minmax(
-    height: int, width: int, minmax: tuple[float, float], n: int, generator: torch.Generator | None = None
-) -> Tensor:
-    """Boxes whose sides are uniform in ``[min, max)`` of the image side, placed uniformly inside it.
-
-    Returns:
-        int64 ``(n, 4)`` boxes ``[y_low, y_high, x_low, x_high)``.
-    """
-
-    def side(length: int) -> Tensor:
-        low, high = int(length * minmax[0]), int(length * minmax[1])
-        return low + (torch.rand(n, generator=generator, dtype=torch.float64) * max(high - low, 1)).long()
-
-    cut_h, cut_w = side(height), side(width)
-    y0 = (torch.rand(n, generator=generator, dtype=torch.float64) * (height - cut_h + 1)).long()
-    x0 = (torch.rand(n, generator=generator, dtype=torch.float64) * (width - cut_w + 1)).long()
-    return torch.stack([y0, y0 + cut_h, x0, x0 + cut_w], dim=1)
-
-
-def box_lam(boxes: Tensor, height: int, width: int) -> Tensor:
-    """The weight of the kept image when ``boxes`` are pasted in: ``1 - box area / image area``."""
-    area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2])
-    return 1.0 - area.double() / (height * width)
+    torch.index_select(images, 0, reverse, out=partner)
+    if isinstance(weight, float) and weight == 1.0:
+        return images.copy_(partner)
+    return images.lerp_(partner, weight)
 
 
 def _box_axes(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
