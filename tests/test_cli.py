@@ -18,6 +18,7 @@ from conftest import fake_cifar, write_image_folder
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
 from PIL import Image
 
@@ -132,19 +133,48 @@ def test_every_option_composes_and_instantiates(
         assert model.hparams.num_classes == 10 and model.hparams.arch == option
     elif group == "trainer":
         assert isinstance(instantiate(cfg.trainer, logger=False), Trainer)
-    elif group in ("callbacks", "logger"):
-        node = cfg[group]
-        built = (
-            [instantiate(v) for v in node.values()]
-            if group == "callbacks"
-            else [instantiate(node)]
-            if node
-            else []
-        )
-        assert all(isinstance(c, Callback) for c in built) if group == "callbacks" else True
-        assert len(built) == len(node) if group == "callbacks" else len(built) == (option != "none")
+    elif group == "callbacks":
+        built = [instantiate(v) for v in cfg.callbacks.values()]
+        assert all(isinstance(c, Callback) for c in built) and len(built) == (option != "none")
+    elif group == "logger":
+        built = [instantiate(cfg.logger)] if cfg.logger else []
+        assert all(isinstance(lg, Logger) for lg in built) and len(built) == (option != "none")
     else:
         pytest.fail(f"no check for group {group}")
+
+
+TOP_LEVEL = {
+    "task_name",
+    "seed",
+    "ckpt_path",
+    "test",
+    "paths",
+    "datamodule",
+    "data",
+    "augment",
+    "loader",
+    "model",
+    "trainer",
+    "callbacks",
+    "logger",
+}
+EVERY = [(g, o) for g, options in sorted(GROUPS.items()) for o in options]
+
+
+@pytest.mark.parametrize(("group", "option"), EVERY, ids=[f"{g}={o}" for g, o in EVERY])
+def test_every_option_adds_no_stray_top_level_key(group: str, option: str, tmp_path: Path) -> None:
+    """A file whose package header Hydra ignores (a ``# @package`` line that is not first) lands at
+    the top level: every option of every group must only fill the keys of the app's config."""
+    config = "bench" if option.startswith("bench_") else "train"  # the bench recipes set bench.*
+    overrides = [f"{group}={option}"]
+    if option in ("imagefolder", "imagefolder_finetune"):
+        overrides.append(f"data.root={tmp_path}")
+    cfg = compose_train(overrides, tmp_path, config=config)
+    expected = TOP_LEVEL | ({"bench"} if config == "bench" else set())
+    assert set(cfg) <= expected, sorted(set(cfg) - expected)
+    if group == "mixup":
+        mixers = [c for c in cfg.callbacks.values() if c["_target_"] == "lightning_aug.MixupCallback"]
+        assert len(mixers) == (option != "none")
 
 
 @pytest.mark.gpu

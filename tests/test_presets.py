@@ -26,19 +26,6 @@ def load(name: str) -> dict:
     return OmegaConf.to_container(OmegaConf.load(CONF / f"{name}.yaml"), resolve=True)  # type: ignore[return-value]
 
 
-def test_the_required_presets_exist() -> None:
-    required = {
-        "cifar_tv",
-        "cifar_alb",
-        "imagenet_tv",
-        "imagenet_alb",
-        "none",
-        "randaugment",
-        "trivialaugment",
-    }
-    assert required <= set(PRESETS)
-
-
 @pytest.mark.parametrize("name", PRESETS)
 def test_preset_builds_and_outputs_uint8_chw(name: str) -> None:
     preset = load(name)
