@@ -1,12 +1,26 @@
-"""Test helpers: a recording LightningModule and a quiet CPU Trainer."""
+"""Test helpers, shared by the test modules: a recording LightningModule, a quiet CPU Trainer, small
+datasets and folders written on the fly, composing the shipped configs and running the apps."""
 
 from __future__ import annotations
 
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
 import torch
+import torchvision
 from lightning.pytorch import LightningModule, Trainer
+from omegaconf import DictConfig
+from PIL import Image
 from torch import Tensor, nn
+from torch.utils.data import Dataset
 
 
 class Recorder(LightningModule):
@@ -53,3 +67,119 @@ def tiny_trainer(**kwargs: Any) -> Trainer:
         **kwargs,
     }
     return Trainer(**options)
+
+
+BIN = Path(sys.executable).parent  # the console scripts of the installed package
+
+
+def compose_config(config: str, overrides: list[str]) -> DictConfig:
+    """The shipped config ``config`` (``train``, ``bench``, ``preview``) composed with ``overrides``."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+        return compose(config, overrides=overrides)
+
+
+def run_command(
+    args: list[str], cwd: Path | None = None, timeout: int = 900, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run a command (an app: ``[str(BIN / "lightning-aug-train"), ...]``) with warnings quiet and
+    Hydra's short errors; the result, whatever its exit code."""
+    environment = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **env}
+    return subprocess.run(
+        args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment, check=False
+    )
+
+
+class RepeatedImage(Dataset):
+    """``length`` copies of one image: differences between samples can only come from augmentation."""
+
+    def __init__(self, length: int = 16, size: int = 48) -> None:
+        rng = np.random.default_rng(0)
+        self.image = rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
+        return self.image, 0
+
+
+class RepeatedImageFactory:
+    """Dataset factory of :class:`RepeatedImage` for every split."""
+
+    num_classes = 2
+
+    def __init__(self, length: int = 16) -> None:
+        self.length = length
+
+    def __call__(self, split: str) -> RepeatedImage:
+        return RepeatedImage(self.length)
+
+
+def write_image_folder(root: Path, classes: dict[str, int], size: int = 20) -> None:
+    """``root/<class>/<i>.png`` with ``classes[name]`` small random images each."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for name, count in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(count):
+            Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(
+                root / name / f"{i}.png"
+            )
+
+
+def fake_cifar(
+    root: Path, tv_class: type, monkeypatch: pytest.MonkeyPatch, n_train: int = 20, n_test: int = 10
+) -> Path:
+    """Write tiny CIFAR files in torchvision's layout, point the class's checksums at them and return a
+    ``.tar.gz`` of them (for the download path)."""
+    rng = np.random.default_rng(0)
+    label_key = "labels" if tv_class is torchvision.datasets.CIFAR10 else "fine_labels"
+    folder = root / tv_class.base_folder
+    folder.mkdir(parents=True)
+    n_classes = 10 if tv_class is torchvision.datasets.CIFAR10 else 100
+
+    def write(name: str, n: int) -> list[str]:
+        entry = {
+            "data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+            label_key: rng.integers(0, n_classes, n).tolist(),
+        }
+        (folder / name).write_bytes(pickle.dumps(entry))
+        return [name, hashlib.md5((folder / name).read_bytes()).hexdigest()]
+
+    train_names = [e[0] for e in tv_class.train_list]
+    per = n_train // len(train_names)
+    monkeypatch.setattr(tv_class, "train_list", [write(name, per) for name in train_names])
+    monkeypatch.setattr(tv_class, "test_list", [write(tv_class.test_list[0][0], n_test)])
+    meta = dict(tv_class.meta)
+    (folder / meta["filename"]).write_bytes(pickle.dumps({meta["key"]: [f"c{i}" for i in range(n_classes)]}))
+    meta["md5"] = hashlib.md5((folder / meta["filename"]).read_bytes()).hexdigest()
+    monkeypatch.setattr(tv_class, "meta", meta)
+    archive = root / "archive.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=tv_class.base_folder)
+    return archive
+
+
+def bad_image_folder(root: Path) -> list[str]:
+    """An image folder with a truncated JPEG, a text file named .jpg, a CMYK JPEG, an RGBA PNG and a
+    grey image; returns the two bad paths (the truncated one sorts first)."""
+    rng = np.random.default_rng(0)
+    for split in ("train", "val"):
+        folder = root / split / "cls"
+        folder.mkdir(parents=True)
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / "a_truncated.jpg")
+        data = (folder / "a_truncated.jpg").read_bytes()
+        (folder / "a_truncated.jpg").write_bytes(data[: len(data) // 2])
+        (folder / "b_text.jpg").write_text("this is not an image")
+        Image.new("CMYK", (24, 24), (10, 200, 30, 0)).save(folder / "c_cmyk.jpg")
+        Image.fromarray(rng.integers(0, 256, (24, 24, 4), dtype=np.uint8)).save(folder / "d_rgba.png")
+        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(folder / "e_grey.png")
+        (root / split / "other").mkdir()
+        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
+            root / split / "other" / "ok.png"
+        )
+    return [str(root / "train" / "cls" / "a_truncated.jpg"), str(root / "train" / "cls" / "b_text.jpg")]

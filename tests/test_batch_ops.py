@@ -6,8 +6,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import RepeatedImageFactory
-from helpers import Recorder, tiny_trainer
+from helpers import Recorder, RepeatedImageFactory, tiny_trainer
 from torch import Tensor
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF

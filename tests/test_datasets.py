@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torchvision
-from conftest import fake_cifar, write_image_folder
+from helpers import bad_image_folder, fake_cifar, write_image_folder
 from PIL import Image
 
 from lightning_aug.datasets import CIFAR10, CIFAR100, ImageFolder, ImageFolderDataset, SyntheticShapes
@@ -281,30 +281,9 @@ def test_cmyk_jpeg_and_exif_orientation(tmp_path: Path, decoder: str) -> None:
     assert shown[:, :4, 0].mean() > 200 and shown[:, :4, 1].mean() < 80  # the band is on the left again
 
 
-def _bad_folder(root: Path) -> list[str]:
-    """An image folder with a truncated JPEG, a text file named .jpg, a CMYK JPEG, an RGBA PNG and a
-    grey image; returns the two bad paths (the truncated one sorts first)."""
-    rng = np.random.default_rng(0)
-    for split in ("train", "val"):
-        folder = root / split / "cls"
-        folder.mkdir(parents=True)
-        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(folder / "a_truncated.jpg")
-        data = (folder / "a_truncated.jpg").read_bytes()
-        (folder / "a_truncated.jpg").write_bytes(data[: len(data) // 2])
-        (folder / "b_text.jpg").write_text("this is not an image")
-        Image.new("CMYK", (24, 24), (10, 200, 30, 0)).save(folder / "c_cmyk.jpg")
-        Image.fromarray(rng.integers(0, 256, (24, 24, 4), dtype=np.uint8)).save(folder / "d_rgba.png")
-        Image.fromarray(rng.integers(0, 256, (24, 24), dtype=np.uint8)).save(folder / "e_grey.png")
-        (root / split / "other").mkdir()
-        Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).save(
-            root / split / "other" / "ok.png"
-        )
-    return [str(root / "train" / "cls" / "a_truncated.jpg"), str(root / "train" / "cls" / "b_text.jpg")]
-
-
 @pytest.mark.parametrize("decoder", ["pil", "cv2"])
 def test_raise_names_the_truncated_file(tmp_path: Path, decoder: str) -> None:
-    bad = _bad_folder(tmp_path)
+    bad = bad_image_folder(tmp_path)
     data = ImageFolder(tmp_path, decoder=decoder)("train")
     with pytest.raises(ValueError, match=f"cannot decode image file '{bad[0]}'"):
         data[0]
@@ -315,7 +294,7 @@ def test_raise_names_the_truncated_file(tmp_path: Path, decoder: str) -> None:
 
 @pytest.mark.parametrize("decoder", ["pil", "cv2"])
 def test_skip_replaces_bad_files_and_names_them(tmp_path: Path, decoder: str) -> None:
-    bad = _bad_folder(tmp_path)
+    bad = bad_image_folder(tmp_path)
     data = ImageFolder(tmp_path, decoder=decoder, on_bad_image="skip")("train")
     image, label, skipped = data[0]  # both bad files, then the CMYK one
     assert skipped == tuple(bad) and np.asarray(image).shape == (24, 24, 3) and label == 0

@@ -18,9 +18,3 @@ def test_docstring_examples(name: str) -> None:
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0, f"{result.failed} of {result.attempted} doctest examples failed in {name}"
-
-
-def test_examples_exist() -> None:
-    finder = doctest.DocTestFinder()
-    examples = sum(len(t.examples) for m in MODULES for t in finder.find(importlib.import_module(m)))
-    assert examples >= 10

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from helpers import BIN, run_command
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
-BIN = Path(sys.executable).parent
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        args, cwd=cwd, capture_output=True, text=True, timeout=900, env={**os.environ, **env}, check=False
-    )
+    result = run_command(args, cwd=cwd, **env)
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 

@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import RepeatedImageFactory
-from helpers import tiny_trainer
+from helpers import RepeatedImageFactory, tiny_trainer
 
 from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
 from lightning_aug.batch_ops import ColorJitter, HorizontalFlip, RandomCrop, RandomErasing

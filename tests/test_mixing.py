@@ -7,8 +7,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
-from conftest import RepeatedImageFactory
-from helpers import Recorder, tiny_trainer
+from helpers import Recorder, RepeatedImageFactory, tiny_trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset

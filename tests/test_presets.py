@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import RepeatedImageFactory
 from omegaconf import OmegaConf
 
 from lightning_aug import AugDataModule
@@ -47,8 +48,10 @@ def test_preset_builds_and_outputs_uint8_chw(name: str) -> None:
 def test_preset_keys_are_datamodule_arguments(name: str) -> None:
     preset = load(name)
     sizes = {k: preset.pop(k) for k in ("crop_size", "padding", "resize_size") if k in preset}  # interpolated
-    dm = AugDataModule(lambda split: None, **preset)
-    assert dm.train_pipeline.backend == preset["backend"]
+    dm = AugDataModule(RepeatedImageFactory(), **preset)
+    dm.setup("fit")
+    image, label = dm.datasets["train"][0]  # a training sample through the preset's pipeline
+    assert image.dtype == torch.uint8 and image.ndim == 3 and label == 0
     assert all(isinstance(v, int) for v in sizes.values())
 
 
