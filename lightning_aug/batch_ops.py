@@ -395,7 +395,7 @@ def check_ops(ops: Any, name: str = "batch_transforms") -> list[BatchOp]:
         TypeError: ``ops`` is not a list of ops.
         ValueError: an unknown target or argument.
     """
-    from lightning_aug.pipeline import build_transform
+    from lightning_aug.targets import build_transform
 
     if isinstance(ops, (str, BatchOp, Mapping)) or not isinstance(ops, Sequence):
         raise TypeError(f"{name} must be a list of lightning_aug.batch_ops ops, got {type(ops).__name__}")

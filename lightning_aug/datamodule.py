@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -20,17 +19,15 @@ from lightning_aug.batch import BatchTransform
 from lightning_aug.batch_ops import BatchOp, apply_ops, apply_ops_moving_first, check_ops, sample_ops
 from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
 from lightning_aug.datasets.memory import InMemoryDataset
-from lightning_aug.loader import LoaderSettings, derive_seed
+from lightning_aug.loader import LoaderSettings
 from lightning_aug.ops import IMAGENET_MEAN, IMAGENET_STD, normalization_affine, normalize_uint8
 from lightning_aug.pipeline import Backend, Pipeline
+from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
 
 __all__ = ["AugDataModule"]
-
-# stream ids mixed into the run seed, so each consumer of randomness draws its own stream
-_TRAIN_PIPELINE, _EVAL_PIPELINE, _TRAIN_LOADER, _EVAL_LOADER, _BATCH_OPS = range(5)
 
 
 def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
@@ -73,7 +70,7 @@ class AugDataModule(LightningDataModule):
 
     Randomness: everything derives from ``seed`` and the global rank. Train and eval loaders have their
     own ``torch.Generator`` (shuffling and the workers' base seeds), workers are seeded per worker,
-    rank and epoch by :func:`~lightning_aug.loader.seed_worker` (albumentations' ``Compose`` seed
+    rank and epoch by :func:`~lightning_aug.seeding.seed_worker` (albumentations' ``Compose`` seed
     included), and with ``num_workers=0`` the pipelines draw from their own RNG state. The same seed
     reproduces the same batches; workers, ranks and epochs differ.
 
@@ -192,13 +189,7 @@ class AugDataModule(LightningDataModule):
     def run_seed(self) -> int:
         """The resolved seed of this run (see ``seed``); fixed on first use."""
         if self._run_seed is None:
-            if self.seed is not None:
-                self._run_seed = self.seed
-            elif "PL_GLOBAL_SEED" in os.environ:
-                self._run_seed = int(os.environ["PL_GLOBAL_SEED"])
-            else:
-                self._run_seed = int(np.random.SeedSequence().generate_state(1)[0])
-                rank_zero_info(f"AugDataModule: no seed given, drew seed={self._run_seed}")
+            self._run_seed = resolve_run_seed(self.seed, "AugDataModule")
         return self._run_seed
 
     @property
@@ -243,9 +234,9 @@ class AugDataModule(LightningDataModule):
                 self.datasets[split] = InMemoryDataset.from_dataset(data)
                 continue
             pipeline = self.train_pipeline if train else self.eval_pipeline
-            stream = _TRAIN_PIPELINE if train else _EVAL_PIPELINE
+            stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
             transformed = self.datasets[split] = TransformedDataset(
-                data, pipeline, derive_seed(self.run_seed, self._rank, stream)
+                data, pipeline, stream_seed(self.run_seed, self._rank, stream)
             )
             said = _decoding(data, pipeline, transformed.fused)
             if said is not None:
@@ -316,7 +307,9 @@ class AugDataModule(LightningDataModule):
     def batch_generator(self) -> np.random.Generator:
         """The host generator of the ``batch_transforms`` parameters (run seed and global rank)."""
         if self._batch_generator is None:
-            self._batch_generator = np.random.default_rng(derive_seed(self.run_seed, self._rank, _BATCH_OPS))
+            self._batch_generator = np.random.default_rng(
+                stream_seed(self.run_seed, self._rank, Stream.BATCH_OPS)
+            )
         return self._batch_generator
 
     def augment_batch(self, images: Tensor) -> Tensor:
@@ -345,8 +338,8 @@ class AugDataModule(LightningDataModule):
     def loader_generator(self, train: bool) -> torch.Generator:
         """The generator of the train or eval loaders: shuffling and the workers' per-epoch base seeds."""
         if train not in self._generators:
-            stream = _TRAIN_LOADER if train else _EVAL_LOADER
-            seed = derive_seed(self.run_seed, self._rank, stream)
+            stream = Stream.TRAIN_LOADER if train else Stream.EVAL_LOADER
+            seed = stream_seed(self.run_seed, self._rank, stream)
             self._generators[train] = torch.Generator().manual_seed(seed)
         return self._generators[train]
 

@@ -1,25 +1,25 @@
-"""DataLoader worker settings: validation, ``auto`` resolution, worker seeding and collation.
+"""DataLoader worker settings: validation, ``auto`` resolution and collation (workers are seeded by
+:func:`lightning_aug.seeding.seed_worker`).
 
-Small pure helpers first (:func:`available_cpus`, :func:`derive_seed`), then the worker init, the
-collate function and :class:`LoaderSettings`, which the DataModule turns into DataLoader arguments.
+Small pure helpers first (:func:`available_cpus`), then the collate function and
+:class:`LoaderSettings`, which the DataModule turns into DataLoader arguments.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import torch
 
 from lightning_aug._checks import check_bool, check_int
 from lightning_aug.datasets.memory import PreCollated
+from lightning_aug.seeding import seed_worker
 
-__all__ = ["LoaderSettings", "available_cpus", "collate_uint8", "derive_seed", "seed_worker"]
+__all__ = ["LoaderSettings", "available_cpus", "collate_uint8"]
 
 
 def available_cpus() -> int:
@@ -27,50 +27,6 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
-
-
-def derive_seed(*entropy: int) -> int:
-    """A 63-bit seed mixed from several integers (run seed, rank, worker, ...) by ``numpy.SeedSequence``.
-
-    Nearby inputs (seed 0 rank 1 vs seed 1 rank 0) give unrelated seeds, unlike ``seed + rank``.
-
-    Example::
-
-        >>> derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(1, 0)
-        True
-    """
-    words = [int(e) & 0xFFFF_FFFF_FFFF_FFFF for e in entropy]
-    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
-
-
-def seed_worker(worker_id: int, rank: int = 0) -> None:
-    """``worker_init_fn`` of every AugDataModule loader.
-
-    Sets torch to one thread and OpenCV to none (the workers already run in parallel), then seeds
-    torch, numpy, ``random`` and the dataset's augmentation pipeline from the worker's torch seed, the
-    worker id and the global rank. The worker's torch seed is the loader's per-iterator base seed plus
-    the worker id, and the base seed is drawn anew for every epoch from the loader's generator, so
-    augmentations differ between workers, ranks and epochs and repeat for the same run seed. With
-    persistent workers this runs once; later epochs continue the streams it seeded.
-    """
-    torch.set_num_threads(1)
-    try:
-        import cv2
-
-        cv2.setNumThreads(0)
-    except ImportError:  # pragma: no cover - albumentations depends on OpenCV
-        pass
-    base_seed = torch.initial_seed() - worker_id
-    torch_seed, np_seed, py_seed, aug_seed = np.random.SeedSequence(
-        [base_seed & 0xFFFF_FFFF_FFFF_FFFF, worker_id, rank]
-    ).generate_state(4, dtype=np.uint64)
-    torch.manual_seed(int(torch_seed))
-    np.random.seed(int(np_seed) & 0xFFFF_FFFF)
-    random.seed(int(py_seed))
-    info = torch.utils.data.get_worker_info()
-    reseed = getattr(info.dataset, "reseed", None) if info is not None else None
-    if reseed is not None:
-        reseed(int(aug_seed >> np.uint64(1)))
 
 
 def collate_uint8(samples: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
@@ -178,6 +134,9 @@ class LoaderSettings:
     def resolve_num_workers(self, local_devices: int = 1) -> int:
         """``num_workers`` as an int: ``"auto"`` is the usable CPUs divided by ``local_devices``."""
         if self.num_workers == "auto":
+            # not Lightning's suggested_max_num_workers, which leaves a core to the main process: the
+            # bench's workers sweep measured as many workers as cores fastest (the device stage is not
+            # on the CPU when training on a GPU)
             return available_cpus() // max(1, local_devices)
         return int(self.num_workers)
 

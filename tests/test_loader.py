@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from lightning_aug import loader as loader_mod
-from lightning_aug.loader import LoaderSettings, collate_uint8, derive_seed
+from lightning_aug.loader import LoaderSettings, collate_uint8
+from lightning_aug.seeding import derive_seed
 
 
 @pytest.mark.parametrize(

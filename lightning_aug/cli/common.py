@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from lightning_aug.datamodule import AugDataModule
-from lightning_aug.pipeline import check_target_args
+from lightning_aug.targets import check_target_args
 
 __all__ = [
     "build_batch_path",

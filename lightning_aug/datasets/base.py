@@ -37,7 +37,7 @@ class TransformedDataset(Dataset):
     ``set_crop_decoder(head) -> bool`` that accepts :meth:`~lightning_aug.pipeline.Pipeline.decode_first`,
     the dataset runs that crop while decoding (``fused``) and the rest of the pipeline runs here.
 
-    In DataLoader workers, :func:`~lightning_aug.loader.seed_worker` seeds everything per worker. In
+    In DataLoader workers, :func:`~lightning_aug.seeding.seed_worker` seeds everything per worker. In
     the main process (``num_workers=0``) the pipeline draws from its own torch RNG state, swapped in
     around each sample, so augmentations do not depend on the model's RNG use and differ between
     ranks even where the global seed is the same.

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import MutableMapping, MutableSequence, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
-from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int, check_prob, describe
 from lightning_aug.batch import BatchTransform
-from lightning_aug.loader import derive_seed
 from lightning_aug.mixing.functional import (
     chunk_buffers,
     default_chunk,
@@ -27,13 +24,13 @@ from lightning_aug.mixing.functional import (
 )
 from lightning_aug.mixing.sampling import MixParams, Mode, sample_mix_params
 from lightning_aug.ops import to_device
+from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
 
 __all__ = ["MixupCallback"]
 
-_MIXUP_STREAM = 100  # stream id mixed into the run seed (see AugDataModule's streams)
 Kernel = Literal["auto", "batched", "chunked"]
 KERNELS: tuple[str, ...] = ("auto", "batched", "chunked")
 # measured (python -m lightning_aug.bench.mixup, 2-core CPU): the chunked kernel wins on the CPU from
@@ -225,21 +222,15 @@ class MixupCallback(BatchTransform):
             self.generator.bit_generator.state = state
 
     def _run_seed(self, trainer: Trainer | None) -> int:
-        if self.seed is not None:
-            return self.seed
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-        if datamodule is not None and hasattr(datamodule, "run_seed"):
-            return int(datamodule.run_seed)
-        if "PL_GLOBAL_SEED" in os.environ:
-            return int(os.environ["PL_GLOBAL_SEED"])
-        seed = int(np.random.SeedSequence().generate_state(1)[0])
-        rank_zero_info(f"MixupCallback: no seed given, drew seed={seed}")
-        return seed
+        if self.seed is None and datamodule is not None and hasattr(datamodule, "run_seed"):
+            return int(datamodule.run_seed)  # the DataModule's run seed (also a drawn one)
+        return resolve_run_seed(self.seed, "MixupCallback")
 
     def _generator(self, trainer: Trainer | None) -> np.random.Generator:
         if self.generator is None:
             rank = trainer.global_rank if trainer is not None else 0
-            self.generator = np.random.default_rng(derive_seed(self._run_seed(trainer), rank, _MIXUP_STREAM))
+            self.generator = np.random.default_rng(stream_seed(self._run_seed(trainer), rank, Stream.MIXUP))
             if self._pending_state is not None:
                 self.generator.bit_generator.state = self._pending_state
                 self._pending_state = None

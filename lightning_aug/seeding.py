@@ -1,0 +1,86 @@
+"""Every random stream of a run comes from one run seed: its resolution, the streams' ids, how a
+stream's seed is derived (run seed, global rank, stream), and the seeding of DataLoader workers.
+
+The DataModule (loaders, per-sample pipelines, device-batched ops) and ``MixupCallback`` draw from
+their own streams, so no consumer of randomness shifts another's draws, and DDP ranks differ.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import IntEnum
+
+import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+
+__all__ = ["Stream", "derive_seed", "resolve_run_seed", "seed_worker", "stream_seed"]
+
+
+class Stream(IntEnum):
+    """The id of each random stream, mixed into its seed."""
+
+    TRAIN_PIPELINE = 0  # the train pipeline in the main process (num_workers=0)
+    EVAL_PIPELINE = 1
+    TRAIN_LOADER = 2  # shuffling and the workers' per-epoch base seeds
+    EVAL_LOADER = 3
+    BATCH_OPS = 4  # device-batched augmentation parameters
+    WORKER_PIPELINE = 5  # a worker's pipeline, from the worker's torch seed
+    MIXUP = 100
+
+
+def derive_seed(*entropy: int) -> int:
+    """A 63-bit seed mixed from several integers (run seed, rank, stream, ...) by ``numpy.SeedSequence``.
+
+    Nearby inputs (seed 0 rank 1 vs seed 1 rank 0) give unrelated seeds, unlike ``seed + rank``.
+
+    Example::
+
+        >>> derive_seed(0, 1) == derive_seed(0, 1) != derive_seed(1, 0)
+        True
+    """
+    words = [int(e) & 0xFFFF_FFFF_FFFF_FFFF for e in entropy]
+    return int(np.random.SeedSequence(words).generate_state(1, dtype=np.uint64)[0] >> np.uint64(1))
+
+
+def stream_seed(run_seed: int, rank: int, stream: Stream) -> int:
+    """The seed of ``stream`` on global ``rank`` for the run seed."""
+    return derive_seed(run_seed, rank, int(stream))
+
+
+def resolve_run_seed(seed: int | None, owner: str) -> int:
+    """``seed`` if given, else Lightning's global seed (``seed_everything`` sets ``PL_GLOBAL_SEED``),
+    else a fresh seed, logged with ``owner``'s name so that the run can be repeated."""
+    if seed is not None:
+        return seed
+    if "PL_GLOBAL_SEED" in os.environ:
+        return int(os.environ["PL_GLOBAL_SEED"])
+    drawn = int(np.random.SeedSequence().generate_state(1)[0])
+    rank_zero_info(f"{owner}: no seed given, drew seed={drawn}")
+    return drawn
+
+
+def seed_worker(worker_id: int, rank: int = 0) -> None:
+    """``worker_init_fn`` of every AugDataModule loader.
+
+    Sets torch to one thread and OpenCV to none (the workers already run in parallel), seeds torch,
+    numpy and ``random`` with Lightning's ``pl_worker_init_function`` (from the loader's per-epoch base
+    seed, the worker id and the global rank), then the dataset's augmentation pipeline from the
+    worker's new torch seed. The base seed is drawn anew for every epoch from the loader's generator, so
+    augmentations differ between workers, ranks and epochs and repeat for the same run seed. With
+    persistent workers this runs once; later epochs continue the streams it seeded.
+    """
+    from lightning.fabric.utilities.seed import pl_worker_init_function
+
+    torch.set_num_threads(1)
+    try:
+        import cv2
+
+        cv2.setNumThreads(0)
+    except ImportError:  # pragma: no cover - albumentations depends on OpenCV
+        pass
+    pl_worker_init_function(worker_id, rank)
+    info = torch.utils.data.get_worker_info()
+    reseed = getattr(info.dataset, "reseed", None) if info is not None else None
+    if reseed is not None:
+        reseed(derive_seed(torch.initial_seed(), int(Stream.WORKER_PIPELINE)))
