@@ -9,7 +9,7 @@ import albumentations as A
 from lightning.pytorch import Trainer, seed_everything
 
 from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
-from lightning_aug.datasets import SyntheticShapes
+from lightning_aug.data.datasets import SyntheticShapes
 
 
 def main() -> None:

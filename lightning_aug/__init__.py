@@ -10,20 +10,20 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from lightning_aug.batch import BatchTransform
+    from lightning_aug.data.loader import LoaderSettings
+    from lightning_aug.data.pipeline import Pipeline
     from lightning_aug.datamodule import AugDataModule
-    from lightning_aug.loader import LoaderSettings
-    from lightning_aug.mixing import MixupCallback
+    from lightning_aug.device.mixing import MixupCallback
+    from lightning_aug.device.protocol import BatchTransform
     from lightning_aug.models import ImageClassifier
-    from lightning_aug.pipeline import Pipeline
 
 _EXPORTS = {
     "AugDataModule": "lightning_aug.datamodule",
-    "BatchTransform": "lightning_aug.batch",
+    "BatchTransform": "lightning_aug.device.protocol",
     "ImageClassifier": "lightning_aug.models",
-    "LoaderSettings": "lightning_aug.loader",
-    "MixupCallback": "lightning_aug.mixing",
-    "Pipeline": "lightning_aug.pipeline",
+    "LoaderSettings": "lightning_aug.data.loader",
+    "MixupCallback": "lightning_aug.device.mixing",
+    "Pipeline": "lightning_aug.data.pipeline",
 }
 __all__ = [
     "AugDataModule",

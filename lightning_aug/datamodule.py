@@ -15,13 +15,13 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int
-from lightning_aug.batch import BatchTransform
-from lightning_aug.batch_ops import BatchOp, apply_ops, apply_ops_moving_first, check_ops, sample_ops
-from lightning_aug.datasets.base import DatasetFactory, Split, TransformedDataset
-from lightning_aug.datasets.memory import InMemoryDataset
-from lightning_aug.loader import LoaderSettings
-from lightning_aug.ops import IMAGENET_MEAN, IMAGENET_STD, normalization_affine, normalize_uint8
-from lightning_aug.pipeline import Backend, Pipeline
+from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedDataset
+from lightning_aug.data.datasets.memory import InMemoryDataset
+from lightning_aug.data.loader import LoaderSettings
+from lightning_aug.data.pipeline import Backend, Pipeline
+from lightning_aug.device.augment import DeviceOp, apply_ops, apply_ops_moving_first, check_ops, sample_ops
+from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD, normalization_affine, normalize_uint8
+from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
@@ -58,10 +58,10 @@ class AugDataModule(LightningDataModule):
     """A ``LightningDataModule`` built from configuration that keeps per-pixel float work on the device.
 
     Data flow: the dataset factory's ``(image, label)`` samples pass through the train or eval
-    :class:`~lightning_aug.pipeline.Pipeline` in the DataLoader workers (uint8 in, CHW uint8 out) and
+    :class:`~lightning_aug.data.pipeline.Pipeline` in the DataLoader workers (uint8 in, CHW uint8 out) and
     are stacked into uint8 batches; after the transfer to the device, :meth:`on_after_batch_transfer`
     converts them to float and normalises them with ``mean``/``std`` for every stage, then, during
-    training only, hands ``(images, targets)`` to each :class:`~lightning_aug.batch.BatchTransform`
+    training only, hands ``(images, targets)`` to each :class:`~lightning_aug.device.protocol.BatchTransform`
     callback (mixup, cutmix) in ``trainer.callbacks`` order.
 
     If your LightningModule also overrides ``on_after_batch_transfer``, Lightning calls only the
@@ -75,7 +75,7 @@ class AugDataModule(LightningDataModule):
     reproduces the same batches; workers, ranks and epochs differ.
 
     Args:
-        dataset: a :class:`~lightning_aug.datasets.DatasetFactory`: called with ``"train"``, ``"val"``,
+        dataset: a :class:`~lightning_aug.data.datasets.DatasetFactory`: called with ``"train"``, ``"val"``,
             ``"test"``; may have ``prepare()`` (called once per node) and ``num_classes``.
         train_transforms: per-sample training transforms of ``backend`` (objects, or mappings with
             ``_target_``). Empty: tensor conversion only.
@@ -88,12 +88,12 @@ class AugDataModule(LightningDataModule):
         loader: DataLoader worker settings; ``None``: ``LoaderSettings()``.
         num_classes: number of classes; ``None``: the dataset factory's ``num_classes`` or the train
             dataset's ``classes``.
-        batch_transforms: device-batched augmentation (:mod:`lightning_aug.batch_ops`) run on each
+        device_transforms: device-batched augmentation (:mod:`lightning_aug.device.augment`) run on each
             whole training batch on the device, between the float conversion and the normalisation;
             the workers then only decode.
         in_memory: hold every split as one uint8 tensor and serve whole batches by index
-            (:class:`~lightning_aug.datasets.InMemoryDataset`): for small datasets (CIFAR-scale), with
-            empty per-sample pipelines (augment with ``batch_transforms``).
+            (:class:`~lightning_aug.data.datasets.InMemoryDataset`): for small datasets (CIFAR-scale), with
+            empty per-sample pipelines (augment with ``device_transforms``).
         seed: run seed; ``None``: Lightning's global seed (``seed_everything``), else a fresh seed that
             is logged.
 
@@ -105,7 +105,7 @@ class AugDataModule(LightningDataModule):
 
     Example::
 
-        >>> from lightning_aug.datasets import SyntheticShapes
+        >>> from lightning_aug.data.datasets import SyntheticShapes
         >>> from torchvision.transforms import v2
         >>> dm = AugDataModule(SyntheticShapes(), train_transforms=[v2.RandomHorizontalFlip()],
         ...                    loader=LoaderSettings(batch_size=32, num_workers=2), seed=0)
@@ -124,7 +124,7 @@ class AugDataModule(LightningDataModule):
         loader: LoaderSettings | None = None,
         num_classes: int | None = None,
         seed: int | None = None,
-        batch_transforms: Sequence[BatchOp] = (),
+        device_transforms: Sequence[DeviceOp] = (),
         in_memory: bool = False,
     ) -> None:
         super().__init__()
@@ -150,12 +150,12 @@ class AugDataModule(LightningDataModule):
         self.loader = loader
         self._num_classes = check_int("num_classes", num_classes, 2, optional=True)
         self.seed = check_int("seed", seed, 0, optional=True)
-        self.batch_transforms = check_ops(batch_transforms)
+        self.device_transforms = check_ops(device_transforms)
         self.in_memory = check_bool("in_memory", in_memory)
         if in_memory and (self.train_pipeline.transforms or self.eval_pipeline.transforms):
             raise ValueError(
                 "in_memory=True serves whole batches without per-sample transforms, but train_transforms or "
-                "eval_transforms are set; move the augmentation to batch_transforms"
+                "eval_transforms are set; move the augmentation to device_transforms"
             )
         self._batch_generator: np.random.Generator | None = None
         self.skipped_files: dict[int, list[str]] = {}  # epoch -> unreadable files skipped (on_bad_image)
@@ -305,7 +305,7 @@ class AugDataModule(LightningDataModule):
         return normalize_uint8(images, *self._affine_on(images.device, 255.0))
 
     def batch_generator(self) -> np.random.Generator:
-        """The host generator of the ``batch_transforms`` parameters (run seed and global rank)."""
+        """The host generator of the ``device_transforms`` parameters (run seed and global rank)."""
         if self._batch_generator is None:
             self._batch_generator = np.random.default_rng(
                 stream_seed(self.run_seed, self._rank, Stream.BATCH_OPS)
@@ -313,11 +313,11 @@ class AugDataModule(LightningDataModule):
         return self._batch_generator
 
     def augment_batch(self, images: Tensor) -> Tensor:
-        """The ``batch_transforms`` on a uint8 batch, then normalised. The leading ops that only move
+        """The ``device_transforms`` on a uint8 batch, then normalised. The leading ops that only move
         pixels (crops, flips) run on the uint8 batch on the CPU (a quarter of the bytes of floats), and
         as one ``grid_sample`` of the float batch elsewhere (a few launches whatever the batch size);
         the other ops on floats in [0, 1]."""
-        ops = self.batch_transforms
+        ops = self.device_transforms
         n, _, height, width = images.shape
         params = sample_ops(ops, n, height, width, self.batch_generator())
         moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
@@ -345,7 +345,7 @@ class AugDataModule(LightningDataModule):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        """The generators' states (loaders, ``batch_transforms``), saved in checkpoints.
+        """The generators' states (loaders, ``device_transforms``), saved in checkpoints.
 
         Resuming from a checkpoint taken at an epoch's end continues every stream: the next epochs
         get the shuffle order, worker seeds and device augmentations of the uninterrupted run. (A
@@ -353,7 +353,7 @@ class AugDataModule(LightningDataModule):
         augmentations of a new epoch.)
         """
         state: dict[str, Any] = {"train_loader_generator": self.loader_generator(True).get_state()}
-        if self.batch_transforms:
+        if self.device_transforms:
             state["batch_generator"] = self.batch_generator().bit_generator.state
         train = self.datasets.get("train")
         if isinstance(train, TransformedDataset):  # the pipeline's streams when it runs in this process
@@ -380,7 +380,7 @@ class AugDataModule(LightningDataModule):
         trainer: Trainer | None = None,
         train: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        """The work after the transfer: for training batches (``train``) the ``batch_transforms`` and
+        """The work after the transfer: for training batches (``train``) the ``device_transforms`` and
         normalisation, then ``transforms`` in order; otherwise normalisation only.
 
         :meth:`on_after_batch_transfer` calls it with the trainer's ``BatchTransform`` callbacks
@@ -392,7 +392,7 @@ class AugDataModule(LightningDataModule):
             raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
         if len(batch) == 3:  # paths of unreadable files replaced in this batch (on_bad_image="skip")
             self._record_skipped(batch[2], trainer)
-        if train and self.batch_transforms:
+        if train and self.device_transforms:
             images, targets = self.augment_batch(batch[0]), batch[1]
         else:
             images, targets = self.normalize(batch[0]), batch[1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from helpers import RepeatedImageFactory
 
-from lightning_aug.datasets import SyntheticShapes
+from lightning_aug.data.datasets import SyntheticShapes
 
 
 @pytest.fixture(scope="session", autouse=True)

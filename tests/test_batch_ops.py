@@ -12,9 +12,10 @@ from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_aug import AugDataModule, LoaderSettings
-from lightning_aug.batch_ops import (
-    BatchOp,
+from lightning_aug.data.datasets import InMemoryDataset, SyntheticShapes
+from lightning_aug.device.augment import (
     ColorJitter,
+    DeviceOp,
     HorizontalFlip,
     RandomCrop,
     RandomErasing,
@@ -22,10 +23,9 @@ from lightning_aug.batch_ops import (
     apply_ops_moving_first,
     sample_ops,
 )
-from lightning_aug.datasets import InMemoryDataset, SyntheticShapes
 
 
-def reference(op: BatchOp, image: Tensor, p: dict[str, Tensor]) -> Tensor:
+def reference(op: DeviceOp, image: Tensor, p: dict[str, Tensor]) -> Tensor:
     """The per-sample torchvision equivalent of ``op`` with the sample's parameters ``p``."""
     if isinstance(op, RandomCrop):
         h, w = op._out(image.shape[1], image.shape[2])
@@ -118,7 +118,7 @@ def test_bad_arguments(make: Any, message: str) -> None:
 def test_datamodule_applies_batch_ops_to_training_batches_only(repeated: RepeatedImageFactory) -> None:
     ops = [RandomCrop(padding=4), HorizontalFlip()]
     dm = AugDataModule(
-        repeated, batch_transforms=ops, loader=LoaderSettings(batch_size=8, num_workers=0), seed=0
+        repeated, device_transforms=ops, loader=LoaderSettings(batch_size=8, num_workers=0), seed=0
     )
     model = Recorder(num_classes=2)
     tiny_trainer(max_steps=2, limit_val_batches=1).fit(model, dm)
@@ -141,9 +141,9 @@ def test_datamodule_applies_batch_ops_to_training_batches_only(repeated: Repeate
     ids=["mixed", "moves_only", "half_fill", "crop_last"],
 )
 def test_datamodule_device_stage_equals_reference_then_normalise(
-    repeated: RepeatedImageFactory, ops: list[BatchOp]
+    repeated: RepeatedImageFactory, ops: list[DeviceOp]
 ) -> None:
-    dm = AugDataModule(repeated, batch_transforms=ops, seed=3)
+    dm = AugDataModule(repeated, device_transforms=ops, seed=3)
     raw = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
     state = copy.deepcopy(dm.batch_generator().bit_generator.state)
     images, _ = dm.device_stage((raw, torch.zeros(5, dtype=torch.int64)), train=True)
@@ -159,21 +159,21 @@ def test_datamodule_device_stage_equals_reference_then_normalise(
 
 
 def test_batch_generator_state_resumes(repeated: RepeatedImageFactory) -> None:
-    dm = AugDataModule(repeated, batch_transforms=[HorizontalFlip()], seed=0)
+    dm = AugDataModule(repeated, device_transforms=[HorizontalFlip()], seed=0)
     raw = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
     dm.augment_batch(raw)
     state = dm.state_dict()
     expected = [dm.augment_batch(raw) for _ in range(3)]
-    other = AugDataModule(repeated, batch_transforms=[HorizontalFlip()], seed=99)
+    other = AugDataModule(repeated, device_transforms=[HorizontalFlip()], seed=99)
     other.load_state_dict(state)
     assert all(torch.equal(a, other.augment_batch(raw)) for a in expected)
 
 
 def test_batch_transforms_must_be_ops(repeated: RepeatedImageFactory) -> None:
     with pytest.raises(
-        TypeError, match=r"batch_transforms\[0\] must be a lightning_aug.batch_ops.BatchOp, got str"
+        TypeError, match=r"device_transforms\[0\] must be a lightning_aug.device.augment.DeviceOp, got str"
     ):
-        AugDataModule(repeated, batch_transforms=["flip"])  # type: ignore[list-item]
+        AugDataModule(repeated, device_transforms=["flip"])  # type: ignore[list-item]
 
 
 # ---------------------------------------------------------------- in memory
@@ -223,7 +223,7 @@ def test_in_memory_needs_one_image_size() -> None:
 @pytest.mark.parametrize(
     "op", [RandomCrop(padding=4), RandomCrop(padding=2, size=12, fill=1.0), HorizontalFlip(p=0.5)]
 )
-def test_pixel_moving_ops_give_the_same_result_on_uint8(op: BatchOp) -> None:
+def test_pixel_moving_ops_give_the_same_result_on_uint8(op: DeviceOp) -> None:
     raw = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
     params = sample_ops([op], 6, 16, 16, np.random.default_rng(0))[0]
     assert op.moves_pixels_only
@@ -253,7 +253,7 @@ def test_which_ops_only_move_pixels() -> None:
         ],
     ],
 )
-def test_device_path_moves_pixels_as_the_gather_path(ops: list[BatchOp]) -> None:
+def test_device_path_moves_pixels_as_the_gather_path(ops: list[DeviceOp]) -> None:
     """The GPU path (crops and flips as one grid_sample of the float batch, every parameter in one
     copy) gives the CPU path's batch exactly; run here on CPU tensors."""
     raw = torch.randint(0, 256, (9, 3, 17, 15), dtype=torch.uint8)
@@ -273,7 +273,7 @@ def test_device_path_moves_pixels_as_the_gather_path(ops: list[BatchOp]) -> None
     "ops",
     [[RandomCrop(padding=2, fill=1.0)], [RandomCrop(padding=2, size=6), RandomCrop(padding=1)]],
 )
-def test_moves_without_one_pixel_map_take_the_generic_path(ops: list[BatchOp]) -> None:
+def test_moves_without_one_pixel_map_take_the_generic_path(ops: list[DeviceOp]) -> None:
     """A crop filling with a non-zero value, or a padded crop after a crop (its padding would show
     pixels the first crop cut away), has no single pixel map."""
     raw = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)

@@ -20,7 +20,7 @@ from lightning_aug.cli.bench import (
     baseline_transform,
     bench,
 )
-from lightning_aug.decoders import nvimgcodec_available
+from lightning_aug.data.decoders import nvimgcodec_available
 
 TINY = [
     "data.train_per_class=6",

@@ -14,8 +14,8 @@ from torch import Tensor
 from torchvision.transforms import v2
 
 from lightning_aug import AugDataModule, BatchTransform, ImageClassifier, LoaderSettings
-from lightning_aug.datasets import SyntheticShapes
-from lightning_aug.ops import IMAGENET_MEAN, IMAGENET_STD
+from lightning_aug.data.datasets import SyntheticShapes
+from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 BACKENDS = ["albumentations", "torchvision"]
 
@@ -254,7 +254,7 @@ def test_constructor_errors(repeated: RepeatedImageFactory, kwargs: dict, error:
 def test_mean_and_std_default_to_the_factory_then_imagenet(
     repeated: RepeatedImageFactory, tmp_path: Any
 ) -> None:
-    from lightning_aug.datasets import CIFAR10
+    from lightning_aug.data.datasets import CIFAR10
 
     cifar = AugDataModule(CIFAR10(tmp_path))
     assert (cifar.mean, cifar.std) == (CIFAR10.mean, CIFAR10.std)
@@ -351,7 +351,7 @@ def test_unknown_stage(repeated: RepeatedImageFactory) -> None:
 def test_skip_trains_through_and_reports_exactly_the_bad_files(tmp_path: Any, num_workers: int) -> None:
     from helpers import bad_image_folder
 
-    from lightning_aug.datasets import ImageFolder
+    from lightning_aug.data.datasets import ImageFolder
 
     bad = bad_image_folder(tmp_path)
     dm = AugDataModule(
@@ -370,7 +370,7 @@ def test_skip_trains_through_and_reports_exactly_the_bad_files(tmp_path: Any, nu
 def test_raise_stops_training_naming_the_file(tmp_path: Any) -> None:
     from helpers import bad_image_folder
 
-    from lightning_aug.datasets import ImageFolder
+    from lightning_aug.data.datasets import ImageFolder
 
     bad = bad_image_folder(tmp_path)
     dm = AugDataModule(ImageFolder(tmp_path), loader=LoaderSettings(batch_size=6, num_workers=0), seed=0)

@@ -12,8 +12,8 @@ import torchvision
 from helpers import bad_image_folder, fake_cifar, write_image_folder
 from PIL import Image
 
-from lightning_aug.datasets import CIFAR10, CIFAR100, ImageFolder, ImageFolderDataset, SyntheticShapes
-from lightning_aug.datasets.synthetic import CLASS_NAMES
+from lightning_aug.data.datasets import CIFAR10, CIFAR100, ImageFolder, ImageFolderDataset, SyntheticShapes
+from lightning_aug.data.datasets.synthetic import CLASS_NAMES
 
 # ---------------------------------------------------------------- synthetic
 
@@ -22,9 +22,9 @@ DECODERS = ["pil", "cv2", "nvimgcodec"]
 
 def _loader(decoder: str):  # type: ignore[no-untyped-def]
     """The whole-image decode of ``decoder`` (a PIL image for "pil", an RGB array otherwise)."""
-    from lightning_aug.datasets.folder import load_rgb
-    from lightning_aug.decoders import make_decoder
-    from lightning_aug.jpeg import read_image_bytes
+    from lightning_aug.data.datasets.folder import load_rgb
+    from lightning_aug.data.decoders import make_decoder
+    from lightning_aug.data.jpeg import read_image_bytes
 
     if decoder == "pil":
         return load_rgb

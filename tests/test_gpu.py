@@ -13,7 +13,7 @@ import torch
 from helpers import RepeatedImageFactory, tiny_trainer
 
 from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
-from lightning_aug.batch_ops import ColorJitter, HorizontalFlip, RandomCrop, RandomErasing
+from lightning_aug.device.augment import ColorJitter, HorizontalFlip, RandomCrop, RandomErasing
 
 pytestmark = [
     pytest.mark.gpu,
@@ -48,7 +48,7 @@ def test_device_stage_and_mixup_on_cuda_equal_the_cpu_path_without_a_sync(
     labels = torch.randint(0, 10, (32,))
     results = []
     for device in ("cpu", "cuda"):
-        dm = AugDataModule(repeated, batch_transforms=OPS, num_classes=10, seed=5)
+        dm = AugDataModule(repeated, device_transforms=OPS, num_classes=10, seed=5)
         mixup = MixupCallback(num_classes=10, seed=5, mode=mode, cutmix_alpha=1.0)  # type: ignore[arg-type]
         batch_raw, batch_labels = raw.to(device), labels.to(device)
         _stage(dm, batch_raw, batch_labels, mixup)  # buffers made, generators advanced alike
@@ -95,7 +95,7 @@ def test_short_fit_on_cuda_has_no_host_sync_in_the_device_stage(repeated: Repeat
 
     dm = _NoSyncDataModule(
         repeated,
-        batch_transforms=OPS,
+        device_transforms=OPS,
         loader=LoaderSettings(batch_size=8, num_workers=0, persistent_workers=False),
         seed=0,
     )

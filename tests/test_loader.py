@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lightning_aug import loader as loader_mod
-from lightning_aug.loader import LoaderSettings, collate_uint8
+from lightning_aug.data import loader as loader_mod
+from lightning_aug.data.loader import LoaderSettings, collate_uint8
 from lightning_aug.seeding import derive_seed
 
 

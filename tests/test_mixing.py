@@ -14,9 +14,9 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision.transforms import v2
 
 from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
-from lightning_aug.datasets import SyntheticShapes
-from lightning_aug.mixing.functional import chunk_buffers, mix_with_reversed_, smooth_one_hot
-from lightning_aug.mixing.sampling import rand_bbox
+from lightning_aug.data.datasets import SyntheticShapes
+from lightning_aug.device.mixing.functional import chunk_buffers, mix_with_reversed_, smooth_one_hot
+from lightning_aug.device.mixing.sampling import rand_bbox
 
 C = 10
 CONFIGS = {

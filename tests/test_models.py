@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from lightning_aug import ImageClassifier
-from lightning_aug.mixing.functional import smooth_one_hot
+from lightning_aug.device.mixing.functional import smooth_one_hot
 
 
 @pytest.mark.parametrize(

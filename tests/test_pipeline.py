@@ -8,7 +8,7 @@ import torchvision.transforms as T1
 from PIL import Image
 from torchvision.transforms import v2
 
-from lightning_aug.pipeline import Pipeline, to_rgb_array, to_rgb_tensor
+from lightning_aug.data.pipeline import Pipeline, to_rgb_array, to_rgb_tensor
 from lightning_aug.targets import check_target_args
 
 RNG = np.random.default_rng(0)

@@ -11,7 +11,7 @@ from helpers import RepeatedImageFactory
 from omegaconf import OmegaConf
 
 from lightning_aug import AugDataModule
-from lightning_aug.pipeline import Pipeline
+from lightning_aug.data.pipeline import Pipeline
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "augment"
 PRESETS = sorted(p.stem for p in CONF.glob("*.yaml"))

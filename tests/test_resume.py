@@ -16,8 +16,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.transforms import v2
 
 from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
-from lightning_aug.batch_ops import HorizontalFlip, RandomCrop
-from lightning_aug.datasets import SyntheticShapes
+from lightning_aug.data.datasets import SyntheticShapes
+from lightning_aug.device.augment import HorizontalFlip, RandomCrop
 
 
 def run(
@@ -28,7 +28,7 @@ def run(
         data,
         [v2.RandomResizedCrop(48, scale=(0.5, 1.0))],
         [v2.CenterCrop(48)],
-        batch_transforms=[RandomCrop(padding=2), HorizontalFlip()],
+        device_transforms=[RandomCrop(padding=2), HorizontalFlip()],
         loader=LoaderSettings(batch_size=16, num_workers=workers),  # fresh workers each epoch
         seed=3,
     )

@@ -12,12 +12,12 @@ import torch
 from PIL import Image
 
 from lightning_aug import AugDataModule, LoaderSettings
-from lightning_aug.datasets import ImageFolderDataset
-from lightning_aug.datasets.base import TransformedDataset
-from lightning_aug.decoders import ImageDecoder, OpenCVDecoder, make_decoder
-from lightning_aug.jpeg import decode_rgb, jpeg_shape, read_image_bytes
-from lightning_aug.pipeline import Pipeline
-from lightning_aug.transforms import RandomResizedCrop, decode_head, reduction_for
+from lightning_aug.data.datasets import ImageFolderDataset
+from lightning_aug.data.datasets.base import TransformedDataset
+from lightning_aug.data.decoders import ImageDecoder, OpenCVDecoder, make_decoder
+from lightning_aug.data.jpeg import decode_rgb, jpeg_shape, read_image_bytes
+from lightning_aug.data.pipeline import Pipeline
+from lightning_aug.data.transforms import RandomResizedCrop, decode_head, reduction_for
 
 DECODERS = ["cv2", "nvimgcodec"]
 
@@ -235,8 +235,8 @@ def test_auto_without_nvimgcodec_is_opencv_and_says_so(
 ) -> None:
     import logging
 
-    import lightning_aug.decoders as decoders
-    from lightning_aug.datasets import ImageFolder
+    import lightning_aug.data.decoders as decoders
+    from lightning_aug.data.datasets import ImageFolder
 
     monkeypatch.setattr(decoders, "nvimgcodec_available", lambda: False)
     assert isinstance(make_decoder("auto"), OpenCVDecoder)
@@ -270,7 +270,11 @@ def test_random_resized_crop_is_albumentations_elsewhere() -> None:
 # ------------------------------------------------------------------------------- in the pipeline
 
 TRANSFORMS = [
-    {"_target_": "lightning_aug.transforms.RandomResizedCrop", "size": [32, 32], "reduced_decoding": False},
+    {
+        "_target_": "lightning_aug.data.transforms.RandomResizedCrop",
+        "size": [32, 32],
+        "reduced_decoding": False,
+    },
     {"_target_": "albumentations.HorizontalFlip", "p": 0.5},
     {"_target_": "albumentations.RandomBrightnessContrast", "p": 0.5},
 ]
@@ -378,7 +382,7 @@ def test_fused_skips_bad_files_and_reaches_workers(tmp_path: Path, caplog) -> No
     worker processes too, and the DataModule says that the crop runs while decoding."""
     import logging
 
-    from lightning_aug.datasets import ImageFolder
+    from lightning_aug.data.datasets import ImageFolder
 
     for split in ("train", "val"):
         _folder(tmp_path / split, [(90, 80)] * 6)
@@ -417,7 +421,7 @@ def test_fused_skips_bad_files_and_reaches_workers(tmp_path: Path, caplog) -> No
 def test_jpeg_decoders_give_the_image_pil_gives(tmp_path: Path, decoder: str, mode: str, save: dict) -> None:
     """Every fast decoder returns, for a JPEG and for a region of it, the pixels of the ``pil``
     decoder (within JPEG decoder tolerance: all of them are libjpeg-turbo)."""
-    from lightning_aug.datasets.folder import load_rgb
+    from lightning_aug.data.datasets.folder import load_rgb
 
     impl = _decoder(decoder)
     path = tmp_path / "x.jpg"

@@ -1,7 +1,7 @@
 """A dataset of your own, plugged in through ``_target_``: a factory called with the split name.
 
-    cd examples/custom_dataset
-    PYTHONPATH=. lightning-aug-train --config-dir . data=my_data
+cd examples/custom_dataset
+PYTHONPATH=. lightning-aug-train --config-dir . data=my_data
 """
 
 from __future__ import annotations

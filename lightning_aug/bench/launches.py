@@ -61,7 +61,7 @@ def mixup_launches(
 ) -> dict[str, int]:
     """Top-level ops of one ``MixupCallback.transform_batch`` per mode (the most over a few draws, so
     a batch that happened to draw mixup and one that drew cutmix are both seen)."""
-    from lightning_aug.mixing.callback import MixupCallback
+    from lightning_aug.device.mixing.callback import MixupCallback
 
     counts = {}
     for name, kwargs in _mixup_cases().items():
@@ -80,7 +80,7 @@ def mixup_launches(
 def device_stage_launches(shape: tuple[int, int, int, int], device: str = "meta") -> dict[str, int]:
     """Top-level ops of ``AugDataModule.device_stage`` on a uint8 training batch, per batch-op set."""
     from lightning_aug import AugDataModule
-    from lightning_aug.batch_ops import ColorJitter, HorizontalFlip, RandomCrop, RandomErasing
+    from lightning_aug.device.augment import ColorJitter, HorizontalFlip, RandomCrop, RandomErasing
 
     cases = {
         "normalise only": [],
@@ -94,7 +94,7 @@ def device_stage_launches(shape: tuple[int, int, int, int], device: str = "meta"
     }
     counts = {}
     for name, ops in cases.items():
-        dm = AugDataModule(lambda split: None, batch_transforms=ops, num_classes=10, seed=0)
+        dm = AugDataModule(lambda split: None, device_transforms=ops, num_classes=10, seed=0)
         images = torch.empty(shape, dtype=torch.uint8, device=device)
         targets = torch.zeros(shape[0], dtype=torch.int64, device=device)
         dm.device_stage((images, targets), [], train=True)  # warm-up

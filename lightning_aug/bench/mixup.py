@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from lightning_aug.mixing.callback import MixupCallback
+from lightning_aug.device.mixing.callback import MixupCallback
 
 __all__ = ["bench_mixup", "main"]
 

@@ -105,13 +105,13 @@ def baseline_eval_transform(cfg: DictConfig, mean: Sequence[float], std: Sequenc
 
 
 def _compare_pipelines(cfg: DictConfig, names: Sequence[str]) -> dict[str, Any]:
-    """The train and eval :class:`~lightning_aug.pipeline.Pipeline` of each shipped augment preset in
+    """The train and eval :class:`~lightning_aug.data.pipeline.Pipeline` of each shipped augment preset in
     ``names`` (``conf/augment/NAME.yaml``), its interpolations resolved against this run's config."""
     from importlib.resources import files
 
     from omegaconf import OmegaConf
 
-    from lightning_aug.pipeline import Pipeline
+    from lightning_aug.data.pipeline import Pipeline
 
     pipelines = {}
     for name in names:
@@ -139,7 +139,7 @@ def baseline_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[flo
     ops: list[Any] = []
     if "resize_size" in augment:
         ops += [T.RandomResizedCrop(augment.crop_size), T.RandomHorizontalFlip()]
-    elif "crop_size" in augment or augment.get("batch_transforms"):
+    elif "crop_size" in augment or augment.get("device_transforms"):
         size = augment.get("crop_size") or cfg.data.get("image_size") or 32
         ops += [T.RandomCrop(size, padding=augment.get("padding", 4)), T.RandomHorizontalFlip()]
     return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
@@ -149,7 +149,7 @@ class _BaselineDataset:
     """PIL-decoded samples of the same files (or arrays) through the v1 ``Compose``."""
 
     def __init__(self, raw: Any, transform: Any) -> None:
-        from lightning_aug.datasets.folder import load_rgb
+        from lightning_aug.data.datasets.folder import load_rgb
 
         self.raw, self.transform, self._load = raw, transform, load_rgb
 
@@ -170,7 +170,7 @@ class _BaselineDataset:
 def _per_transform(dm: Any, raw: Any, count: int) -> dict[str, float]:
     """ms per image of decoding and of each transform of the configured train pipeline (on decoded
     images)."""
-    from lightning_aug.pipeline import to_rgb_array, to_rgb_tensor
+    from lightning_aug.data.pipeline import to_rgb_array, to_rgb_tensor
 
     pipeline = dm.train_pipeline
     start = time.perf_counter()
@@ -232,8 +232,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     cases: dict[str, Callable[[int, int], int]] = {}
     files = [path for path, _ in getattr(raw, "samples", [])]
     if files:  # an image folder: the whole-image OpenCV decode is the reference of the speed targets
-        from lightning_aug.decoders import OpenCVDecoder
-        from lightning_aug.jpeg import read_image_bytes
+        from lightning_aug.data.decoders import OpenCVDecoder
+        from lightning_aug.data.jpeg import read_image_bytes
 
         opencv = OpenCVDecoder()
         cases[DECODE_OPENCV] = lambda a, b: sum(
@@ -248,7 +248,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         )
     else:
         cases[CONFIGURED] = each(train)
-    from lightning_aug.datasets.base import TransformedDataset
+    from lightning_aug.data.datasets.base import TransformedDataset
 
     compare = _compare_pipelines(cfg, list(settings.get("compare_augment") or []))
     for name, (train_pipe, _) in compare.items():
@@ -274,7 +274,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         results["per_transform_ms"] = _per_transform(dm, raw, min(count, 64))
     results["crop_while_decoding"] = bool(getattr(train, "fused", False))
     if results["crop_while_decoding"]:  # what the fused decode + crop costs, against decoding alone
-        from lightning_aug.jpeg import read_image_bytes
+        from lightning_aug.data.jpeg import read_image_bytes
 
         paths = [path for path, _ in raw.samples[: min(count, 64)]]
         start = time.perf_counter()

@@ -90,8 +90,8 @@ def build_batch_path(cfg: DictConfig, app: str) -> tuple[AugDataModule, list[Any
     config, exactly as training would use them: what the preview and bench apps show and time."""
     from lightning.pytorch import seed_everything
 
-    from lightning_aug.batch import BatchTransform
-    from lightning_aug.mixing.callback import MixupCallback
+    from lightning_aug.device.mixing.callback import MixupCallback
+    from lightning_aug.device.protocol import BatchTransform
 
     with config_errors(app):
         check_config(cfg)

@@ -3,7 +3,7 @@
 A :class:`DecodeHead` holds a pipeline's first transform(s) where they only take a part of the image
 and resize it. Run over image bytes, it draws its random parameters from the size in the JPEG header
 (the same draws, in the same order, as on the decoded image), asks the
-:class:`~lightning_aug.decoders.ImageDecoder` for only the region it keeps (nvImageCodec decodes just
+:class:`~lightning_aug.data.decoders.ImageDecoder` for only the region it keeps (nvImageCodec decodes just
 that region; OpenCV decodes the whole image, at 1/2, 1/4 or 1/8 size where the crop allows it), and
 resizes it as the transform would. :func:`decode_head` finds one at the start of a pipeline:
 
@@ -25,8 +25,8 @@ import torch
 from torch import Tensor
 
 from lightning_aug._checks import check_bool
-from lightning_aug.decoders import ImageDecoder
-from lightning_aug.jpeg import REDUCTIONS
+from lightning_aug.data.decoders import ImageDecoder
+from lightning_aug.data.jpeg import REDUCTIONS
 
 __all__ = ["DecodeHead", "RandomResizedCrop", "decode_head", "reduction_for"]
 

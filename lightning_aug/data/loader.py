@@ -16,7 +16,7 @@ from typing import Any, Literal
 import torch
 
 from lightning_aug._checks import check_bool, check_int
-from lightning_aug.datasets.memory import PreCollated
+from lightning_aug.data.datasets.memory import PreCollated
 from lightning_aug.seeding import seed_worker
 
 __all__ = ["LoaderSettings", "available_cpus", "collate_uint8"]

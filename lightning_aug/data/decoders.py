@@ -1,6 +1,6 @@
 """Image decoders behind one interface: bytes in, the RGB HWC uint8 pixels of an image region out.
 
-A crop applied while decoding (:mod:`lightning_aug.transforms`) asks a decoder for the region it
+A crop applied while decoding (:mod:`lightning_aug.data.transforms`) asks a decoder for the region it
 needs, in the coordinates of the image as it is meant to be seen (EXIF orientation applied), and
 optionally at 1/2, 1/4 or 1/8 of the size (libjpeg's DCT scaling). Each decoder does what it can do
 cheaply and slices the rest:
@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from lightning_aug.jpeg import REDUCTIONS, decode_rgb, jpeg_shape
+from lightning_aug.data.jpeg import REDUCTIONS, decode_rgb, jpeg_shape
 
 __all__ = [
     "DecoderName",
@@ -213,7 +213,8 @@ class NvImageCodecDecoder(ImageDecoder):
 
 def make_decoder(name: str) -> ImageDecoder | None:
     """The decoder called ``name``: ``"auto"`` (nvImageCodec where installed, else OpenCV), ``"cv2"``,
-    ``"nvimgcodec"``; ``None`` for ``"pil"`` (PIL images, :func:`~lightning_aug.datasets.folder.load_rgb`).
+    ``"nvimgcodec"``; ``None`` for ``"pil"`` (PIL images,
+    :func:`~lightning_aug.data.datasets.folder.load_rgb`).
 
     Raises:
         ValueError: an unknown name.

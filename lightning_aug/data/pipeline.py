@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lightning_aug.decoders import ImageDecoder
+from lightning_aug.data.decoders import ImageDecoder
 from lightning_aug.targets import build_transform
 
 __all__ = ["Backend", "Pipeline", "to_rgb_array", "to_rgb_tensor"]
@@ -103,7 +103,7 @@ class Pipeline:
 
     A pipeline that starts with a crop that can run while decoding (``RandomResizedCrop`` of either
     backend; ``SmallestMaxSize`` or ``Resize`` followed by ``CenterCrop``) exposes it as
-    :attr:`decode_head` (:func:`lightning_aug.transforms.decode_head`): a dataset that reads image
+    :attr:`decode_head` (:func:`lightning_aug.data.transforms.decode_head`): a dataset that reads image
     bytes (an image folder with any decoder but ``pil``) runs :meth:`decode_first` instead of decoding,
     then :meth:`after_decode` runs the rest of the pipeline. The two make the same random draws as the
     whole pipeline on the decoded image.
@@ -142,7 +142,7 @@ class Pipeline:
         self.transforms = built
         self._compose: Any
         self._rest: Any = None
-        from lightning_aug.transforms import decode_head
+        from lightning_aug.data.transforms import decode_head
 
         self.decode_head = decode_head(built, backend)
         rest = built[len(self.decode_head.transforms) :] if self.decode_head is not None else []

@@ -1,12 +1,12 @@
 """Device-batched augmentation: per-sample-random ops applied to a whole batch at once on the device.
 
 Each op draws per-sample parameters on the host from a ``numpy.random.Generator``
-(:meth:`BatchOp.sample`; no torch op, so the device sees none of it) and applies them to the whole
-batch with vectorised tensor operations (:meth:`BatchOp.apply`): no Python loop over samples. The
+(:meth:`DeviceOp.sample`; no torch op, so the device sees none of it) and applies them to the whole
+batch with vectorised tensor operations (:meth:`DeviceOp.apply`): no Python loop over samples. The
 parameters of all ops of a batch reach the device in one copy (:func:`apply_ops`). With them the
 DataLoader workers only decode (and collate uint8); :class:`~lightning_aug.AugDataModule` runs them in
 its device stage, training batches only, between the uint8-to-float conversion and the
-normalisation (``batch_transforms``).
+normalisation (``device_transforms``).
 
 Each op equals its torchvision per-sample counterpart given the same parameters (the tests check
 it): ``pad`` + ``crop``, ``horizontal_flip``, ``adjust_brightness`` / ``adjust_contrast`` /
@@ -29,11 +29,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lightning_aug._checks import check_int, check_prob
-from lightning_aug.ops import to_device
+from lightning_aug.device.normalize import to_device
 
 __all__ = [
-    "BatchOp",
     "ColorJitter",
+    "DeviceOp",
     "HorizontalFlip",
     "RandomCrop",
     "RandomErasing",
@@ -45,7 +45,7 @@ Params = dict[str, np.ndarray]  # on the host: (n,) per-sample scalars, (n, k) p
 DeviceParams = dict[str, Tensor]  # on the device, float32: scalars as (n, 1, 1, 1), rows flat (n * k,)
 
 
-class BatchOp:
+class DeviceOp:
     """A per-sample-random augmentation of whole batches: :meth:`sample` on the host, :meth:`apply`
     on the batch's device.
 
@@ -88,7 +88,7 @@ def _scalar(params: DeviceParams, name: str, n: int) -> Tensor:
     return params[name].reshape(n)
 
 
-class RandomCrop(BatchOp):
+class RandomCrop(DeviceOp):
     """Zero-pad by ``padding`` and crop ``size`` at a random offset per sample (CIFAR's translate).
 
     Args:
@@ -139,7 +139,7 @@ class RandomCrop(BatchOp):
         return padded.flatten(2).gather(2, flat).view(n, c, out_h, out_w)  # one gather per batch
 
 
-class HorizontalFlip(BatchOp):
+class HorizontalFlip(DeviceOp):
     """Mirror each sample left-right with probability ``p``."""
 
     moves_pixels_only = True
@@ -163,7 +163,7 @@ class HorizontalFlip(BatchOp):
         return images.gather(3, index.view(n, 1, 1, width).expand(n, c, height, width))
 
 
-class ColorJitter(BatchOp):
+class ColorJitter(DeviceOp):
     """Per-sample brightness, contrast and saturation factors, uniform in ``[1 - x, 1 + x]``, applied
     in that order (torchvision's ``ColorJitter`` shuffles the order; this one does not).
 
@@ -210,7 +210,7 @@ class ColorJitter(BatchOp):
         return out
 
 
-class RandomErasing(BatchOp):
+class RandomErasing(DeviceOp):
     """Erase a random rectangle per sample with probability ``p`` (Zhong et al. 2017,
     https://arxiv.org/abs/1708.04896): area a fraction ``scale`` of the image, aspect ``ratio``
     (log-uniform), clipped to the image, filled with ``value``.
@@ -258,7 +258,7 @@ class RandomErasing(BatchOp):
 
 
 def sample_ops(
-    ops: Sequence[BatchOp], n: int, height: int, width: int, rng: np.random.Generator
+    ops: Sequence[DeviceOp], n: int, height: int, width: int, rng: np.random.Generator
 ) -> list[Params]:
     """Parameters of every op for one batch, drawn in order from ``rng`` (host, numpy).
 
@@ -271,7 +271,7 @@ def sample_ops(
     return params
 
 
-def _sizes(ops: Sequence[BatchOp], height: int, width: int) -> list[tuple[int, int]]:
+def _sizes(ops: Sequence[DeviceOp], height: int, width: int) -> list[tuple[int, int]]:
     """The input size of each op."""
     sizes = []
     for op in ops:
@@ -281,7 +281,7 @@ def _sizes(ops: Sequence[BatchOp], height: int, width: int) -> list[tuple[int, i
 
 
 def params_to_device(
-    ops: Sequence[BatchOp],
+    ops: Sequence[DeviceOp],
     params: Sequence[Params],
     n: int,
     height: int,
@@ -289,7 +289,7 @@ def params_to_device(
     device: torch.device,
     extra: np.ndarray | None = None,
 ) -> tuple[list[DeviceParams], Tensor | None]:
-    """Every op's :meth:`BatchOp.device_params` (and ``extra``, returned in its shape) in one
+    """Every op's :meth:`DeviceOp.device_params` (and ``extra``, returned in its shape) in one
     host-to-device copy of float32: per-sample scalars as ``(n, 1, 1, 1)``, rows flat ``(n * k,)``."""
     host = [
         op.device_params(p, h, w)
@@ -315,7 +315,7 @@ def params_to_device(
     return out, moved
 
 
-def apply_ops(images: Tensor, ops: Sequence[BatchOp], params: Sequence[Params]) -> Tensor:
+def apply_ops(images: Tensor, ops: Sequence[DeviceOp], params: Sequence[Params]) -> Tensor:
     """Apply ``ops`` with their host ``params`` (moved to the images' device in one copy)."""
     if not ops:
         return images
@@ -327,7 +327,7 @@ def apply_ops(images: Tensor, ops: Sequence[BatchOp], params: Sequence[Params]) 
 
 
 def pixel_maps(
-    ops: Sequence[BatchOp], params: Sequence[Params], height: int, width: int
+    ops: Sequence[DeviceOp], params: Sequence[Params], height: int, width: int
 ) -> tuple[np.ndarray, tuple[int, int]] | None:
     """The composed pixel map of pixel-moving ``ops`` as ``affine_grid`` thetas ``(n, 2, 3)`` (float64)
     for ``align_corners=False``, and the output size; ``None`` if an op has no pixel map."""
@@ -365,7 +365,7 @@ def move_pixels(images: Tensor, theta: Tensor, size: tuple[int, int]) -> Tensor:
 
 
 def apply_ops_moving_first(
-    images: Tensor, ops: Sequence[BatchOp], params: Sequence[Params], moving: int
+    images: Tensor, ops: Sequence[DeviceOp], params: Sequence[Params], moving: int
 ) -> tuple[Tensor, bool] | None:
     """On a non-CPU device: the first ``moving`` ops (pixel moves) as one :func:`move_pixels` of the
     float batch, then the rest on floats in [0, 1], every parameter in one copy. Returns the batch and
@@ -387,8 +387,8 @@ def apply_ops_moving_first(
     return x, False
 
 
-def check_ops(ops: Any, name: str = "batch_transforms") -> list[BatchOp]:
-    """The ops of ``ops``: :class:`BatchOp` objects, or ``{"_target_": ...}`` mappings (checked
+def check_ops(ops: Any, name: str = "device_transforms") -> list[DeviceOp]:
+    """The ops of ``ops``: :class:`DeviceOp` objects, or ``{"_target_": ...}`` mappings (checked
     against the class signature, then instantiated).
 
     Raises:
@@ -397,12 +397,16 @@ def check_ops(ops: Any, name: str = "batch_transforms") -> list[BatchOp]:
     """
     from lightning_aug.targets import build_transform
 
-    if isinstance(ops, (str, BatchOp, Mapping)) or not isinstance(ops, Sequence):
-        raise TypeError(f"{name} must be a list of lightning_aug.batch_ops ops, got {type(ops).__name__}")
+    if isinstance(ops, (str, DeviceOp, Mapping)) or not isinstance(ops, Sequence):
+        raise TypeError(
+            f"{name} must be a list of lightning_aug.device.augment ops, got {type(ops).__name__}"
+        )
     built = []
     for i, op in enumerate(ops):
         op = build_transform(op, f"{name}[{i}]")
-        if not isinstance(op, BatchOp):
-            raise TypeError(f"{name}[{i}] must be a lightning_aug.batch_ops.BatchOp, got {type(op).__name__}")
+        if not isinstance(op, DeviceOp):
+            raise TypeError(
+                f"{name}[{i}] must be a lightning_aug.device.augment.DeviceOp, got {type(op).__name__}"
+            )
         built.append(op)
     return built

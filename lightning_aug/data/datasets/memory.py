@@ -11,13 +11,13 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lightning_aug.pipeline import to_rgb_tensor
+from lightning_aug.data.pipeline import to_rgb_tensor
 
 __all__ = ["InMemoryDataset", "PreCollated"]
 
 
 class PreCollated(tuple):
-    """A ``(images, labels)`` batch that :func:`~lightning_aug.loader.collate_uint8` passes through."""
+    """A ``(images, labels)`` batch that :func:`~lightning_aug.data.loader.collate_uint8` passes through."""
 
 
 class InMemoryDataset(Dataset):
@@ -51,7 +51,7 @@ class InMemoryDataset(Dataset):
     def from_dataset(cls, dataset: Any) -> InMemoryDataset:
         """Materialise a map-style dataset of ``(image, label)`` (any image type the pipelines take).
 
-        An NHWC uint8 ``images`` array with ``labels`` (as :class:`~lightning_aug.datasets.ArrayDataset`
+        An NHWC uint8 ``images`` array with ``labels`` (as :class:`~lightning_aug.data.datasets.ArrayDataset`
         has) is taken in one copy; otherwise every sample is converted once.
 
         Raises:

@@ -19,9 +19,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from lightning_aug.datasets.base import Split
-from lightning_aug.datasets.folder import ImageFolderDataset, check_decoding
-from lightning_aug.decoders import DecoderName
+from lightning_aug.data.datasets.base import Split
+from lightning_aug.data.datasets.folder import ImageFolderDataset, check_decoding
+from lightning_aug.data.decoders import DecoderName
 
 __all__ = ["CLASS_NAMES", "SyntheticShapes", "default_cache_dir", "draw_sample"]
 
@@ -129,8 +129,8 @@ class SyntheticShapes:
             (``test_per_class=0``: no test split).
         seed: the seed the images are drawn from.
         decoder: ``"auto"`` (default), ``"nvimgcodec"``, ``"cv2"`` or ``"pil"``, see
-            :class:`~lightning_aug.datasets.ImageFolderDataset`.
-        on_bad_image: ``"raise"`` or ``"skip"``, see :class:`~lightning_aug.datasets.ImageFolderDataset`.
+            :class:`~lightning_aug.data.datasets.ImageFolderDataset`.
+        on_bad_image: ``"raise"`` or ``"skip"``, see :class:`~lightning_aug.data.datasets.ImageFolderDataset`.
 
     Example::
 

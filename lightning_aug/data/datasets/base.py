@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from lightning_aug.pipeline import Pipeline
+from lightning_aug.data.pipeline import Pipeline
 
 __all__ = ["DatasetFactory", "Split", "TransformedDataset"]
 
@@ -31,10 +31,11 @@ class DatasetFactory(Protocol):
 
 
 class TransformedDataset(Dataset):
-    """Applies a :class:`~lightning_aug.pipeline.Pipeline` to each ``(image, label)`` of ``dataset``.
+    """Applies a :class:`~lightning_aug.data.pipeline.Pipeline` to each ``(image, label)`` of ``dataset``.
 
-    Where the pipeline has a :attr:`~lightning_aug.pipeline.Pipeline.decode_head` and the dataset a
-    ``set_crop_decoder(head) -> bool`` that accepts :meth:`~lightning_aug.pipeline.Pipeline.decode_first`,
+    Where the pipeline has a :attr:`~lightning_aug.data.pipeline.Pipeline.decode_head` and the dataset a
+    ``set_crop_decoder(head) -> bool`` that accepts
+    :meth:`~lightning_aug.data.pipeline.Pipeline.decode_first`,
     the dataset runs that crop while decoding (``fused``) and the rest of the pipeline runs here.
 
     In DataLoader workers, :func:`~lightning_aug.seeding.seed_worker` seeds everything per worker. In

@@ -13,9 +13,9 @@ from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lightning_aug._checks import check_fraction
-from lightning_aug.datasets.base import Split
-from lightning_aug.decoders import DECODER_NAMES, DecoderName, ImageDecoder, make_decoder
-from lightning_aug.jpeg import read_image_bytes
+from lightning_aug.data.datasets.base import Split
+from lightning_aug.data.decoders import DECODER_NAMES, DecoderName, ImageDecoder, make_decoder
+from lightning_aug.data.jpeg import read_image_bytes
 
 __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
 
@@ -83,7 +83,7 @@ class ImageFolderDataset(Dataset):
         indices: keep only these sample positions (a split of the folder).
         decoder: ``"auto"`` (nvImageCodec where installed, else OpenCV), ``"nvimgcodec"``, ``"cv2"``
             (OpenCV): RGB HWC uint8 arrays, and a pipeline that starts with a crop runs it while
-            decoding (:mod:`lightning_aug.transforms`); ``"pil"``: PIL RGB images, decoded whole.
+            decoding (:mod:`lightning_aug.data.transforms`); ``"pil"``: PIL RGB images, decoded whole.
         on_bad_image: what a corrupt, truncated or non-image file does. ``"raise"``: a ``ValueError``
             naming the file. ``"skip"``: the sample is replaced by the next readable one (the batch keeps
             its shape) and the sample becomes ``(image, label, skipped_paths)``; ``AugDataModule`` takes
@@ -122,7 +122,7 @@ class ImageFolderDataset(Dataset):
 
     def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
         """Decode files with ``head(bytes, decoder, path)`` (a crop applied while decoding:
-        :meth:`lightning_aug.pipeline.Pipeline.decode_first`) instead of decoding them whole; ``None``:
+        :meth:`lightning_aug.data.pipeline.Pipeline.decode_first`) instead of decoding them whole; ``None``:
         back to whole images. Not with ``decoder="pil"`` (its images stay PIL's); returns whether it was
         taken. Unreadable files are handled as ``on_bad_image`` says either way.
         """

@@ -11,7 +11,7 @@ import torchvision
 from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_bool, check_fraction
-from lightning_aug.datasets.base import Split
+from lightning_aug.data.datasets.base import Split
 
 __all__ = ["CIFAR10", "CIFAR100", "ArrayDataset"]
 

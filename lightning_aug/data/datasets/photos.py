@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from lightning_aug.datasets.synthetic import SyntheticShapes
+from lightning_aug.data.datasets.synthetic import SyntheticShapes
 
 __all__ = ["PHOTO_NAMES", "Photos", "source_photos"]
 
@@ -68,14 +68,14 @@ class Photos(SyntheticShapes):
     """Dataset factory of ImageNet-like JPEGs cut from real photographs (classes: the source photos).
 
     Generated once by :meth:`prepare` into ``root/photos-<hash>/{train,val,test}/<NN_name>/*.jpg``, as
-    :class:`~lightning_aug.datasets.SyntheticShapes` is.
+    :class:`~lightning_aug.data.datasets.SyntheticShapes` is.
 
     Args:
-        root: cache folder; ``None``: :func:`~lightning_aug.datasets.synthetic.default_cache_dir`.
+        root: cache folder; ``None``: :func:`~lightning_aug.data.datasets.synthetic.default_cache_dir`.
         num_classes: 2 to 9 source photographs.
         image_size: the long side in pixels (500: ImageNet's typical 500x375); the short side is 3/4.
         train_per_class, val_per_class, test_per_class, seed, decoder, on_bad_image: as
-            :class:`~lightning_aug.datasets.SyntheticShapes`.
+            :class:`~lightning_aug.data.datasets.SyntheticShapes`.
 
     Raises:
         ImportError: scikit-image or scikit-learn is missing (at :meth:`prepare`).

@@ -11,8 +11,7 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int, check_prob, describe
-from lightning_aug.batch import BatchTransform
-from lightning_aug.mixing.functional import (
+from lightning_aug.device.mixing.functional import (
     chunk_buffers,
     default_chunk,
     mix_reversed_batched_,
@@ -22,8 +21,9 @@ from lightning_aug.mixing.functional import (
     pair_weights,
     smooth_one_hot,
 )
-from lightning_aug.mixing.sampling import MixParams, Mode, sample_mix_params
-from lightning_aug.ops import to_device
+from lightning_aug.device.mixing.sampling import MixParams, Mode, sample_mix_params
+from lightning_aug.device.normalize import to_device
+from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
