@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
@@ -19,9 +17,11 @@ from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedD
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
-from lightning_aug.device.augment import DeviceOp, apply_ops, apply_ops_moving_first, check_ops, sample_ops
-from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD, normalization_affine, normalize_uint8
+from lightning_aug.data.skips import SkipReport
+from lightning_aug.device.augment import DeviceOp, check_ops
+from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
 from lightning_aug.device.protocol import BatchTransform
+from lightning_aug.device.stage import DeviceStage
 from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
@@ -151,21 +151,23 @@ class AugDataModule(LightningDataModule):
         self._num_classes = check_int("num_classes", num_classes, 2, optional=True)
         self.seed = check_int("seed", seed, 0, optional=True)
         self.device_transforms = check_ops(device_transforms)
+        self.stage = DeviceStage(
+            self.mean,
+            self.std,
+            self.device_transforms,
+            lambda: stream_seed(self.run_seed, self._rank, Stream.BATCH_OPS),
+        )
         self.in_memory = check_bool("in_memory", in_memory)
         if in_memory and (self.train_pipeline.transforms or self.eval_pipeline.transforms):
             raise ValueError(
                 "in_memory=True serves whole batches without per-sample transforms, but train_transforms or "
                 "eval_transforms are set; move the augmentation to device_transforms"
             )
-        self._batch_generator: np.random.Generator | None = None
-        self.skipped_files: dict[int, list[str]] = {}  # epoch -> unreadable files skipped (on_bad_image)
-        self._skip_epoch: int | None = None
-        self._reported: set[int] = set()
+        self.skips = SkipReport()  # unreadable files replaced (on_bad_image="skip"), per epoch
         self._pending_pipeline_state: dict[str, Any] | None = None
         self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
-        self._affine: dict[tuple[torch.device, float], tuple[Tensor, Tensor]] = {}
 
     # ---------------------------------------------------------------- properties
     @property
@@ -191,6 +193,9 @@ class AugDataModule(LightningDataModule):
         if self._run_seed is None:
             self._run_seed = resolve_run_seed(self.seed, "AugDataModule")
         return self._run_seed
+
+    def _device_ops_seed(self) -> int:
+        return stream_seed(self.run_seed, self._rank, Stream.BATCH_OPS)
 
     @property
     def _rank(self) -> int:
@@ -290,50 +295,11 @@ class AugDataModule(LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self._loader("test", train=False)
 
-    # ---------------------------------------------------------------- device stage
-    def _affine_on(self, device: torch.device, max_value: float) -> tuple[Tensor, Tensor]:
-        key = (device, max_value)
-        affine = self._affine.get(key)
-        if affine is None:
-            affine = self._affine[key] = normalization_affine(
-                self.mean, self.std, device, max_value=max_value
-            )
-        return affine
-
-    def normalize(self, images: Tensor) -> Tensor:
-        """uint8 ``(N, C, H, W)`` batch to normalised float32 on the batch's device."""
-        return normalize_uint8(images, *self._affine_on(images.device, 255.0))
-
-    def batch_generator(self) -> np.random.Generator:
-        """The host generator of the ``device_transforms`` parameters (run seed and global rank)."""
-        if self._batch_generator is None:
-            self._batch_generator = np.random.default_rng(
-                stream_seed(self.run_seed, self._rank, Stream.BATCH_OPS)
-            )
-        return self._batch_generator
-
-    def augment_batch(self, images: Tensor) -> Tensor:
-        """The ``device_transforms`` on a uint8 batch, then normalised. The leading ops that only move
-        pixels (crops, flips) run on the uint8 batch on the CPU (a quarter of the bytes of floats), and
-        as one ``grid_sample`` of the float batch elsewhere (a few launches whatever the batch size);
-        the other ops on floats in [0, 1]."""
-        ops = self.device_transforms
-        n, _, height, width = images.shape
-        params = sample_ops(ops, n, height, width, self.batch_generator())
-        moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
-        done = apply_ops_moving_first(images, ops, params, moving) if images.device.type != "cpu" else None
-        if done is not None:
-            x, on_255 = done
-        else:  # the CPU: the moves on uint8, then floats
-            images = apply_ops(images, ops[:moving], params[:moving])
-            if moving == len(ops):
-                return self.normalize(images)
-            x, on_255 = (
-                apply_ops(images.to(torch.float32).mul_(1.0 / 255.0), ops[moving:], params[moving:]),
-                False,
-            )
-        scale, shift = self._affine_on(x.device, 255.0 if on_255 else 1.0)
-        return x.mul_(scale).sub_(shift)
+    # ---------------------------------------------------------------- randomness and state
+    @property
+    def skipped_files(self) -> dict[int, list[str]]:
+        """The unreadable files skipped in each epoch (``on_bad_image="skip"``), by epoch."""
+        return self.skips.files
 
     def loader_generator(self, train: bool) -> torch.Generator:
         """The generator of the train or eval loaders: shuffling and the workers' per-epoch base seeds."""
@@ -354,7 +320,7 @@ class AugDataModule(LightningDataModule):
         """
         state: dict[str, Any] = {"train_loader_generator": self.loader_generator(True).get_state()}
         if self.device_transforms:
-            state["batch_generator"] = self.batch_generator().bit_generator.state
+            state["batch_generator"] = self.stage.generator.bit_generator.state
         train = self.datasets.get("train")
         if isinstance(train, TransformedDataset):  # the pipeline's streams when it runs in this process
             state["train_pipeline"] = train.rng_state()
@@ -365,7 +331,7 @@ class AugDataModule(LightningDataModule):
         if "train_loader_generator" in state_dict:
             self.loader_generator(True).set_state(state_dict["train_loader_generator"])
         if "batch_generator" in state_dict:
-            self.batch_generator().bit_generator.state = state_dict["batch_generator"]
+            self.stage.generator.bit_generator.state = state_dict["batch_generator"]
         if "train_pipeline" in state_dict:
             train = self.datasets.get("train")
             if isinstance(train, TransformedDataset):
@@ -380,8 +346,9 @@ class AugDataModule(LightningDataModule):
         trainer: Trainer | None = None,
         train: bool = False,
     ) -> tuple[Tensor, Tensor]:
-        """The work after the transfer: for training batches (``train``) the ``device_transforms`` and
-        normalisation, then ``transforms`` in order; otherwise normalisation only.
+        """The work after the transfer (:class:`~lightning_aug.device.stage.DeviceStage`): for training
+        batches (``train``) the ``device_transforms`` and normalisation, then ``transforms`` in order;
+        otherwise normalisation only.
 
         :meth:`on_after_batch_transfer` calls it with the trainer's ``BatchTransform`` callbacks
         during training; the preview and bench apps call it directly, so they show and time exactly
@@ -391,38 +358,12 @@ class AugDataModule(LightningDataModule):
             got = type(batch).__name__
             raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
         if len(batch) == 3:  # paths of unreadable files replaced in this batch (on_bad_image="skip")
-            self._record_skipped(batch[2], trainer)
-        if train and self.device_transforms:
-            images, targets = self.augment_batch(batch[0]), batch[1]
-        else:
-            images, targets = self.normalize(batch[0]), batch[1]
-        for transform in transforms:
-            images, targets = transform.transform_batch(images, targets, trainer)
-        return images, targets
-
-    def _record_skipped(self, paths: Sequence[str], trainer: Trainer | None) -> None:
-        epoch = trainer.current_epoch if trainer is not None else 0
-        if self._skip_epoch is not None and epoch != self._skip_epoch:
-            self.report_skipped()
-        self._skip_epoch = epoch
-        seen = self.skipped_files.setdefault(epoch, [])
-        seen += [p for p in paths if p not in seen]
+            self.skips.record(batch[2], trainer.current_epoch if trainer is not None else 0, self._rank)
+        return self.stage(batch[0], batch[1], transforms, trainer, train)
 
     def report_skipped(self) -> None:
-        """Warn once about the unreadable files skipped in the epoch being recorded (called when the
-        next epoch's first skip arrives, and at ``teardown``); ``skipped_files`` keeps them all."""
-        epoch = self._skip_epoch
-        if epoch is None or epoch in self._reported:
-            return
-        self._reported.add(epoch)
-        paths = self.skipped_files.get(epoch, [])
-        first = f"{paths[:5]}{' ...' if len(paths) > 5 else ''}"
-        warnings.warn(
-            f"on_bad_image='skip': rank {self._rank} skipped {len(paths)} unreadable image file(s) in epoch "
-            f"{epoch} (each replaced by the next readable sample): {first}",
-            UserWarning,
-            stacklevel=2,
-        )
+        """Warn about the unreadable files skipped in the current epoch (``skipped_files`` keeps all)."""
+        self.skips.report(self._rank)
 
     @override
     def teardown(self, stage: str) -> None:

@@ -123,7 +123,7 @@ def test_datamodule_applies_batch_ops_to_training_batches_only(repeated: Repeate
     model = Recorder(num_classes=2)
     tiny_trainer(max_steps=2, limit_val_batches=1).fit(model, dm)
     raw = torch.from_numpy(repeated("train").image).permute(2, 0, 1)
-    plain = dm.normalize(raw.unsqueeze(0))[0]
+    plain = dm.stage.normalize(raw.unsqueeze(0))[0]
     for images in model.seen["val"]:
         assert all(torch.equal(img, plain) for img in images)  # never augmented
     trained = torch.cat(model.seen["train"])
@@ -145,7 +145,7 @@ def test_datamodule_device_stage_equals_reference_then_normalise(
 ) -> None:
     dm = AugDataModule(repeated, device_transforms=ops, seed=3)
     raw = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
-    state = copy.deepcopy(dm.batch_generator().bit_generator.state)
+    state = copy.deepcopy(dm.stage.generator.bit_generator.state)
     images, _ = dm.device_stage((raw, torch.zeros(5, dtype=torch.int64)), train=True)
     rng = np.random.default_rng()
     rng.bit_generator.state = state
@@ -161,12 +161,12 @@ def test_datamodule_device_stage_equals_reference_then_normalise(
 def test_batch_generator_state_resumes(repeated: RepeatedImageFactory) -> None:
     dm = AugDataModule(repeated, device_transforms=[HorizontalFlip()], seed=0)
     raw = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
-    dm.augment_batch(raw)
+    dm.stage.augment(raw)
     state = dm.state_dict()
-    expected = [dm.augment_batch(raw) for _ in range(3)]
+    expected = [dm.stage.augment(raw) for _ in range(3)]
     other = AugDataModule(repeated, device_transforms=[HorizontalFlip()], seed=99)
     other.load_state_dict(state)
-    assert all(torch.equal(a, other.augment_batch(raw)) for a in expected)
+    assert all(torch.equal(a, other.stage.augment(raw)) for a in expected)
 
 
 def test_batch_transforms_must_be_ops(repeated: RepeatedImageFactory) -> None:

@@ -316,7 +316,7 @@ def test_trainer_with_augdatamodule_mixes_training_batches_only(small_shapes: Sy
     val = dm.datasets["val"]
     assert val is not None
     raw = torch.stack([val[i][0] for i in range(8)])  # the val loader does not shuffle
-    torch.testing.assert_close(model.seen["val"][0], dm.normalize(raw))  # normalised, never mixed
+    torch.testing.assert_close(model.seen["val"][0], dm.stage.normalize(raw))  # normalised, never mixed
 
 
 class FloatPairs(Dataset):
