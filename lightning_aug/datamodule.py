@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -52,6 +52,16 @@ def _decoding(data: Any, pipeline: Pipeline, fused: bool) -> str | None:
         return f"{said}; {pipeline.decode_head.name} runs while decoding (only the crop's region is decoded)"
     why = "decoder 'pil' decodes whole images" if name == "pil" else "the dataset gives decoded images"
     return f"{said}; {pipeline.decode_head.name} runs after decoding ({why})"
+
+
+def _loader_hook(split: Split) -> Callable[[AugDataModule], DataLoader]:
+    """A ``*_dataloader`` hook serving ``split`` (shuffled, with the train loader settings, for "train")."""
+
+    def hook(self: AugDataModule) -> DataLoader:
+        return self._loader(split, train=split == "train")
+
+    hook.__name__ = hook.__qualname__ = f"{'predict' if split == 'test' else split}_dataloader"
+    return hook
 
 
 class AugDataModule(LightningDataModule):
@@ -279,21 +289,11 @@ class AugDataModule(LightningDataModule):
         )
         return DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
 
-    @override
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", train=True)
-
-    @override
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", train=False)
-
-    @override
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
-
-    @override
-    def predict_dataloader(self) -> DataLoader:
-        return self._loader("test", train=False)
+    # Lightning's four loader hooks; predict reads the test split
+    train_dataloader = override(_loader_hook("train"))
+    val_dataloader = override(_loader_hook("val"))
+    test_dataloader = override(_loader_hook("test"))
+    predict_dataloader = override(_loader_hook("test"))
 
     # ---------------------------------------------------------------- randomness and state
     @property

@@ -24,13 +24,17 @@ Decoder = DecoderName
 BadImagePolicy = Literal["raise", "skip"]
 
 
-def check_decoding(decoder: Any, on_bad_image: Any) -> None:
-    """Raises:
-    ValueError: an unknown ``decoder`` or ``on_bad_image`` policy."""
+def check_decoding(decoder: Any, on_bad_image: Any) -> tuple[Decoder, BadImagePolicy]:
+    """``(decoder, on_bad_image)``, checked.
+
+    Raises:
+        ValueError: an unknown ``decoder`` or ``on_bad_image`` policy.
+    """
     if decoder not in DECODER_NAMES:
         raise ValueError(f"decoder must be one of {sorted(DECODER_NAMES)}, got {decoder!r}")
     if on_bad_image not in ("raise", "skip"):
         raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
+    return decoder, on_bad_image
 
 
 _HIGH_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0, "I": 257.0, "F": 257.0}
@@ -102,9 +106,7 @@ class ImageFolderDataset(Dataset):
         decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
     ) -> None:
-        check_decoding(decoder, on_bad_image)
-        self.decoder = decoder
-        self.on_bad_image = on_bad_image
+        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
         self.image_decoder: ImageDecoder | None = make_decoder(decoder)  # None: PIL
         self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
         self.root = Path(root)
@@ -186,9 +188,7 @@ class ImageFolder:
         decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
     ) -> None:
-        check_decoding(decoder, on_bad_image)
-        self.decoder = decoder
-        self.on_bad_image = on_bad_image
+        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
         self.val_split = check_fraction("val_split", val_split)
         self.root = Path(root).expanduser()
         self.seed = seed

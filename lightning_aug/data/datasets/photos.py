@@ -11,7 +11,6 @@ packages (``pip install lightning-aug[bench]``).
 from __future__ import annotations
 
 import functools
-import os
 
 import numpy as np
 
@@ -70,12 +69,10 @@ class Photos(SyntheticShapes):
     Generated once by :meth:`prepare` into ``root/photos-<hash>/{train,val,test}/<NN_name>/*.jpg``, as
     :class:`~lightning_aug.data.datasets.SyntheticShapes` is.
 
-    Args:
-        root: cache folder; ``None``: :func:`~lightning_aug.data.datasets.synthetic.default_cache_dir`.
-        num_classes: 2 to 9 source photographs.
-        image_size: the long side in pixels (500: ImageNet's typical 500x375); the short side is 3/4.
-        train_per_class, val_per_class, test_per_class, seed, decoder, on_bad_image: as
-            :class:`~lightning_aug.data.datasets.SyntheticShapes`.
+    Args: those of :class:`~lightning_aug.data.datasets.SyntheticShapes`, except:
+        num_classes: 2 to 9 source photographs; ``None``: all 9.
+        image_size: the long side in pixels; ``None``: 500 (ImageNet's typical 500x375); the short side
+            is 3/4 of it.
 
     Raises:
         ImportError: scikit-image or scikit-learn is missing (at :meth:`prepare`).
@@ -83,30 +80,7 @@ class Photos(SyntheticShapes):
 
     kind = "photos"
     class_names = PHOTO_NAMES
-
-    def __init__(
-        self,
-        root: str | os.PathLike[str] | None = None,
-        num_classes: int = 9,
-        image_size: int = 500,
-        train_per_class: int = 60,
-        val_per_class: int = 6,
-        test_per_class: int = 0,
-        seed: int = 0,
-        decoder: str = "auto",
-        on_bad_image: str = "raise",
-    ) -> None:
-        super().__init__(
-            root=root,
-            num_classes=num_classes,
-            image_size=image_size,
-            train_per_class=train_per_class,
-            val_per_class=val_per_class,
-            test_per_class=test_per_class,
-            seed=seed,
-            decoder=decoder,  # type: ignore[arg-type]
-            on_bad_image=on_bad_image,  # type: ignore[arg-type]
-        )
+    default_image_size = 500
 
     def prepare(self) -> None:
         source_photos()  # fail before writing anything when the packages are missing

@@ -123,8 +123,8 @@ class SyntheticShapes:
     Args:
         root: cache folder; ``None``: :func:`default_cache_dir`.
         num_classes: 2 to 10 classes (disk, square, triangle, cross, ring, stripes in three
-            directions, checkerboard, dots).
-        image_size: side of the square images in pixels (at least 16).
+            directions, checkerboard, dots); ``None``: all of them.
+        image_size: side of the square images in pixels (at least 16); ``None``: 64.
         train_per_class, val_per_class, test_per_class: images per class in each split
             (``test_per_class=0``: no test split).
         seed: the seed the images are drawn from.
@@ -145,12 +145,13 @@ class SyntheticShapes:
 
     kind = "synthetic"  # the cache folder's prefix
     class_names: tuple[str, ...] = CLASS_NAMES
+    default_image_size = 64
 
     def __init__(
         self,
         root: str | os.PathLike[str] | None = None,
-        num_classes: int = 10,
-        image_size: int = 64,
+        num_classes: int | None = None,
+        image_size: int | None = None,
         train_per_class: int = 300,
         val_per_class: int = 50,
         test_per_class: int = 50,
@@ -158,8 +159,9 @@ class SyntheticShapes:
         decoder: DecoderName = "auto",
         on_bad_image: Literal["raise", "skip"] = "raise",
     ) -> None:
-        check_decoding(decoder, on_bad_image)
-        self.decoder, self.on_bad_image = decoder, on_bad_image
+        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
+        num_classes = len(self.class_names) if num_classes is None else num_classes
+        image_size = self.default_image_size if image_size is None else image_size
         checks = {
             "num_classes": (num_classes, 2, len(self.class_names)),
             "image_size": (image_size, 16, 4096),
