@@ -11,7 +11,7 @@ from helpers import BIN, compose_config, run_command
 from omegaconf import DictConfig
 from PIL import Image
 
-from lightning_aug.cli.bench import (
+from lightning_aug.bench.data_path import (
     BASELINE,
     CONFIGURED,
     DECODE_OPENCV,

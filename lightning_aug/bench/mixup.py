@@ -22,46 +22,17 @@ import argparse
 import ctypes
 import json
 import re
-import statistics
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from lightning_aug.bench.timing import median_ms, sync
 from lightning_aug.device.mixing.callback import MixupCallback
 
 __all__ = ["bench_mixup", "main"]
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time(
-    fn: Callable[[], Any],
-    device: torch.device,
-    repeats: int,
-    warmup: int = 2,
-    before: Callable[[], Any] | None = None,
-) -> float:
-    """Median seconds of ``fn`` over ``repeats`` calls in a row; ``before`` runs untimed before each."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    times = []
-    for _ in range(repeats):
-        if before is not None:
-            before()
-            _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _proc_status_bytes(key: str) -> int:
@@ -84,11 +55,11 @@ def _extra_memory(fn: Callable[[], Any], device: torch.device) -> int | None:
     """
     global _MALLOC_TUNED
     if device.type == "cuda":
-        _sync(device)
+        sync(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
         fn()
-        _sync(device)
+        sync(device)
         return torch.cuda.max_memory_allocated(device) - before
     if not sys.platform.startswith("linux"):
         return None
@@ -179,7 +150,9 @@ def bench_mixup(
     cases[after_alloc] = cases[f"ours batch mixup [{kernels[0]}]"]
     befores: dict[str, Callable[[], Any]] = {after_alloc: lambda: torch.empty_like(x).fill_(0.5)}
     # all timings first: the CPU memory probe changes how glibc allocates for the rest of the process
-    timings = {name: _time(fn, dev, repeats, before=befores.get(name)) * 1e3 for name, fn in cases.items()}
+    timings = {
+        name: median_ms(fn, dev, repeats, warmup=2, before=befores.get(name)) for name, fn in cases.items()
+    }
     clone_ms = timings["x.clone()"]
     rows = []
     for name, fn in cases.items():

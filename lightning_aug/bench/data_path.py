@@ -1,0 +1,318 @@
+"""The measurements of ``lightning-aug-bench``: how fast the configured data path is, beside the
+classic one.
+
+For the configured data and pipeline (the same config tree and overrides as ``lightning-aug-train``)
+it measures in one run, on the same files:
+
+- ``decode``: decoding only (the dataset factory's samples): the limit of any pipeline;
+- ``pipeline``: the configured per-sample pipeline (decode included) in one process (per worker);
+- ``baseline``: the classic torchvision v1 PIL ``Compose`` (PIL decode, same crop/flip, ``ToTensor``
+  + ``Normalize`` float work in the worker) in one process;
+- ``loader`` / ``baseline loader``: both through a DataLoader with the configured workers;
+- the cost of each transform of the configured pipeline;
+- the device stage (float conversion, batch transforms, normalisation, mixup) and the mixup kernel
+  in ms per batch against ``x.clone()`` of the same batch;
+- a ``num_workers`` sweep with the recommended setting;
+- optionally (``bench.fit_epochs > 0``) ``trainer.fit`` wall time with the configured pipeline
+  against the baseline pipeline, same model and loader settings (validation off for both).
+
+It prints a table and writes ``bench.json`` and a bar chart ``bench.png`` into the run folder::
+
+    lightning-aug-bench                                             # built-in dataset, defaults
+    lightning-aug-bench experiment=bench_imagenet                    # ImageNet-size JPEGs
+    lightning-aug-bench experiment=bench_cifar bench.fit_epochs=2    # CIFAR-size, device-batched
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig
+from PIL import Image
+
+from lightning_aug.bench.timing import median_ms, per_worker_rates
+
+__all__ = [
+    "BASELINE",
+    "CONFIGURED",
+    "DECODE_OPENCV",
+    "EVAL_BASELINE",
+    "EVAL_CONFIGURED",
+    "baseline_transform",
+    "bench",
+]
+
+BASELINE = "classic (v1 PIL Compose, float)"
+CONFIGURED = "pipeline (configured)"
+DECODE_OPENCV = "decode only (OpenCV, whole image)"
+EVAL_BASELINE = "eval classic (v1 PIL Resize+CenterCrop, float)"
+EVAL_CONFIGURED = "eval pipeline (configured)"
+
+
+def baseline_eval_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """The classic torchvision v1 evaluation ``Compose`` of ImageNet-style presets (with
+    ``resize_size``): Resize + CenterCrop + ``ToTensor`` + ``Normalize``; ``None`` for other presets."""
+    import torchvision.transforms as T
+
+    augment = cfg.augment
+    if "resize_size" not in augment:
+        return None
+    return T.Compose(
+        [T.Resize(augment.resize_size), T.CenterCrop(augment.crop_size), T.ToTensor(), T.Normalize(mean, std)]
+    )
+
+
+def _compare_pipelines(cfg: DictConfig, names: Sequence[str]) -> dict[str, Any]:
+    """The train and eval :class:`~lightning_aug.data.pipeline.Pipeline` of each shipped augment preset in
+    ``names`` (``conf/augment/NAME.yaml``), its interpolations resolved against this run's config."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    from lightning_aug.data.pipeline import Pipeline
+
+    pipelines = {}
+    for name in names:
+        preset = files("lightning_aug.conf") / "augment" / f"{name}.yaml"
+        if not preset.is_file():
+            raise ValueError(f"bench.compare_augment: no augment preset {name!r} in the shipped config tree")
+        run = cfg.copy()
+        OmegaConf.set_struct(run, False)
+        run.augment = OmegaConf.create(preset.read_text())
+        spec: Any = OmegaConf.to_container(run.augment, resolve=True)
+        pipelines[name] = (
+            Pipeline(spec["train_transforms"], spec["backend"], name=f"{name} train pipeline"),
+            Pipeline(spec["eval_transforms"], spec["backend"], name=f"{name} eval pipeline"),
+        )
+    return pipelines
+
+
+def baseline_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """The classic torchvision v1 training ``Compose`` doing what the configured preset does:
+    ImageNet-style presets (with ``resize_size``): RandomResizedCrop + flip; others: RandomCrop with
+    padding + flip (``augment=none``: no augmentation); then ``ToTensor`` + ``Normalize`` (float)."""
+    import torchvision.transforms as T
+
+    augment = cfg.augment
+    ops: list[Any] = []
+    if "resize_size" in augment:
+        ops += [T.RandomResizedCrop(augment.crop_size), T.RandomHorizontalFlip()]
+    elif "crop_size" in augment or augment.get("device_transforms"):
+        size = augment.get("crop_size") or cfg.data.get("image_size") or 32
+        ops += [T.RandomCrop(size, padding=augment.get("padding", 4)), T.RandomHorizontalFlip()]
+    return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
+
+
+class _BaselineDataset:
+    """PIL-decoded samples of the same files (or arrays) through the v1 ``Compose``."""
+
+    def __init__(self, raw: Any, transform: Any) -> None:
+        from lightning_aug.data.datasets.folder import load_rgb
+
+        self.raw, self.transform, self._load = raw, transform, load_rgb
+
+    def __len__(self) -> int:
+        return len(self.raw)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        samples = getattr(self.raw, "samples", None)
+        if samples is not None:  # an image folder: decode the file with PIL, as torchvision's ImageFolder
+            path, label = samples[index]
+            return self.transform(self._load(path)), label
+        image, label = self.raw[index]
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        return self.transform(image), label
+
+
+def _per_transform(dm: Any, raw: Any, count: int) -> dict[str, float]:
+    """ms per image of decoding and of each transform of the configured train pipeline (on decoded
+    images)."""
+    from lightning_aug.data.pipeline import to_rgb_array, to_rgb_tensor
+
+    pipeline = dm.train_pipeline
+    start = time.perf_counter()
+    images = [raw[i][0] for i in range(count)]
+    costs: dict[str, float] = {"decode (the dataset's decoder)": (time.perf_counter() - start) * 1e3 / count}
+    current: list[Any]
+    if pipeline.backend == "albumentations":
+        current = [np.ascontiguousarray(to_rgb_array(im)) for im in images]
+        calls = [(type(t).__name__, lambda x, t=t: t(image=x)["image"]) for t in pipeline.transforms]
+    else:
+        current = [to_rgb_tensor(im) if isinstance(im, np.ndarray) else im for im in images]
+        calls = [(type(t).__name__, t) for t in pipeline.transforms]
+    for name, call in calls:
+        start = time.perf_counter()
+        current = [call(x) for x in current]
+        costs[name] = (time.perf_counter() - start) * 1e3 / count
+    start = time.perf_counter()
+    for x in current:
+        pipeline.to_output(x)
+    costs["to CHW uint8 tensor"] = (time.perf_counter() - start) * 1e3 / count
+    return costs
+
+
+def _loader_rate(loader: Any, images: int) -> float:
+    """img/s of a DataLoader after its first batch (worker start-up excluded)."""
+    iterator = iter(loader)
+    next(iterator)
+    seen, start = 0, time.perf_counter()
+    for batch in iterator:
+        seen += len(batch[0])
+        if seen >= images:
+            break
+    return seen / max(time.perf_counter() - start, 1e-9)
+
+
+def bench(cfg: DictConfig) -> dict[str, Any]:
+    """Run every measurement and return the results (also written to ``bench.json``)."""
+    import dataclasses
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from lightning_aug.bench.mixup import bench_mixup
+    from lightning_aug.cli.common import build_batch_path
+
+    dm, transforms = build_batch_path(cfg, "lightning-aug-bench")
+    settings = cfg.bench
+    raw: Any = dm.dataset("train")
+    train: Any = dm.datasets["train"]
+    count = min(int(settings.images), len(raw))
+    repeats = int(settings.repeats)
+    baseline = _BaselineDataset(raw, baseline_transform(cfg, dm.mean, dm.std))
+    loader = dm.loader
+    results: dict[str, Any] = {"config": {"data": cfg.data._target_, "augment": dict(cfg.augment)}}
+
+    def each(dataset: Any) -> Callable[[int, int], int]:
+        return lambda a, b: sum(dataset[i] is not None for i in range(a, b))
+
+    cases: dict[str, Callable[[int, int], int]] = {}
+    files = [path for path, _ in getattr(raw, "samples", [])]
+    if files:  # an image folder: the whole-image OpenCV decode is the reference of the speed targets
+        from lightning_aug.data.decoders import OpenCVDecoder
+        from lightning_aug.data.jpeg import read_image_bytes
+
+        opencv = OpenCVDecoder()
+        cases[DECODE_OPENCV] = lambda a, b: sum(
+            opencv.decode(read_image_bytes(files[i]), files[i]) is not None for i in range(a, b)
+        )
+    cases[f"decode only ({getattr(raw, 'decoder_name', 'dataset')})"] = each(raw)
+    cases[BASELINE] = each(baseline)
+    if hasattr(train, "__getitems__"):
+        bs = loader.batch_size
+        cases[CONFIGURED] = lambda a, b: sum(
+            len(train.__getitems__(list(range(s, min(s + bs, b))))[0]) for s in range(a, b, bs)
+        )
+    else:
+        cases[CONFIGURED] = each(train)
+    from lightning_aug.data.datasets.base import TransformedDataset
+
+    compare = _compare_pipelines(cfg, list(settings.get("compare_augment") or []))
+    for name, (train_pipe, _) in compare.items():
+        cases[f"pipeline (augment={name})"] = each(TransformedDataset(dm.dataset("train"), train_pipe, 0))  # type: ignore[arg-type]
+    eval_baseline = baseline_eval_transform(cfg, dm.mean, dm.std)
+    if eval_baseline is not None and not dm.in_memory:  # the eval pipelines, on the same train files
+        cases[EVAL_BASELINE] = each(_BaselineDataset(raw, eval_baseline))
+        cases[EVAL_CONFIGURED] = each(TransformedDataset(dm.dataset("train"), dm.eval_pipeline, 0))  # type: ignore[arg-type]
+        for name, (_, eval_pipe) in compare.items():
+            cases[f"eval pipeline (augment={name})"] = each(
+                TransformedDataset(dm.dataset("train"), eval_pipe, 0)  # type: ignore[arg-type]
+            )
+    rates = per_worker_rates(cases, count, repeats, chunk=max(32, loader.batch_size))
+    results["per_worker_img_s"] = rates
+
+    workers = loader.resolve_num_workers(1)
+    kwargs = {"batch_size": loader.batch_size, "num_workers": workers, "shuffle": True}
+    results["loader_img_s"] = {
+        f"pipeline, {workers} workers": _loader_rate(dm.train_dataloader(), count),
+        f"baseline, {workers} workers": _loader_rate(DataLoader(baseline, **kwargs), count),  # type: ignore[arg-type]
+    }
+    if not dm.in_memory:
+        results["per_transform_ms"] = _per_transform(dm, raw, min(count, 64))
+    results["crop_while_decoding"] = bool(getattr(train, "fused", False))
+    if results["crop_while_decoding"]:  # what the fused decode + crop costs, against decoding alone
+        from lightning_aug.data.jpeg import read_image_bytes
+
+        paths = [path for path, _ in raw.samples[: min(count, 64)]]
+        start = time.perf_counter()
+        for path in paths:
+            dm.train_pipeline.decode_first(read_image_bytes(path), raw.image_decoder, path)
+        results["per_transform_ms"]["decode + crop (fused)"] = (
+            (time.perf_counter() - start) * 1e3 / len(paths)
+        )
+        # the floor of region decoding: a JPEG's rows are entropy-coded one after the other, so even
+        # the last 8 rows alone cost the Huffman decoding of every row above them
+        decoder, shapes = raw.image_decoder, [raw.image_decoder.shape(read_image_bytes(p)) for p in paths]
+        start = time.perf_counter()
+        for path, shape in zip(paths, shapes, strict=True):
+            if shape is not None:
+                decoder.decode(read_image_bytes(path), path, (shape[0] - 8, 0, shape[0], shape[1]))
+        results["per_transform_ms"][f"{decoder.name}: last 8 rows only (floor)"] = (
+            (time.perf_counter() - start) * 1e3 / len(paths)
+        )
+
+    sweep = {}
+    for n in settings.workers_sweep:
+        dm.loader = dataclasses.replace(
+            loader, num_workers=int(n), persistent_workers=False, prefetch_factor=None
+        )
+        sweep[int(n)] = _loader_rate(dm.train_dataloader(), count)
+    dm.loader = loader
+    best = max(sweep.values())
+    results["workers_sweep_img_s"] = sweep
+    results["recommended_num_workers"] = min(n for n, r in sweep.items() if r >= 0.95 * best)
+
+    device = torch.device("cuda" if torch.cuda.is_available() and settings.device == "auto" else "cpu")
+    if settings.device not in ("auto", "cpu"):
+        device = torch.device(settings.device)
+
+    uint8_batch, labels = next(iter(dm.train_dataloader()))
+    uint8_batch, labels = uint8_batch.to(device), labels.to(device)
+    out, _ = dm.device_stage((uint8_batch, labels), transforms, train=True)
+    stage_ms = median_ms(
+        lambda: dm.device_stage((uint8_batch, labels), transforms, train=True), device, repeats
+    )
+    clone_ms = median_ms(lambda: out.clone(), device, repeats)
+    other, into = torch.empty_like(out), torch.empty_like(out)
+    add_ms = median_ms(lambda: torch.add(out, other, out=into), device, repeats)  # the bandwidth floor
+    results["device_stage"] = {
+        "batch": list(out.shape),
+        "device": str(device),
+        "ms": round(stage_ms, 3),
+        "clone_ms": round(clone_ms, 3),
+        "add_out_ms": round(add_ms, 3),
+        "x_clone": round(stage_ms / clone_ms, 3),
+    }
+    # kernel launches per batch, counted on meta tensors (the non-CPU path; no GPU needed)
+    from lightning_aug.bench.launches import device_stage_launches, mixup_launches
+
+    results["launches"] = {
+        "device_stage": device_stage_launches(tuple(uint8_batch.shape)),
+        "mixup": mixup_launches(tuple(settings.mixup_shape), dm.num_classes),
+    }
+    # what the training step receives per second: the configured loader plus the device stage
+    # (on this device), against the baseline loader, whose workers already normalised
+    pipeline_loader = results["loader_img_s"][f"pipeline, {workers} workers"]
+    per_image_s = 1 / pipeline_loader + stage_ms / 1e3 / out.shape[0]
+    results["to_training_step_img_s"] = {
+        "configured (loader + device stage)": 1 / per_image_s,
+        "baseline (loader)": results["loader_img_s"][f"baseline, {workers} workers"],
+    }
+    shape = list(settings.mixup_shape)
+    results["mixup_kernel"] = {
+        "shape": shape,
+        "rows": bench_mixup(shape[0], shape[-1], str(device), repeats=repeats),
+    }
+    if int(settings.fit_epochs) > 0:
+        from lightning_aug.bench.fit import fit_speedup
+
+        results["fit"] = fit_speedup(cfg, dm, baseline, int(settings.fit_epochs), list(out.shape[1:]))
+    from lightning_aug.bench.report import write
+
+    write(results, Path(cfg.paths.output_dir))
+    return results

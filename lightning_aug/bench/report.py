@@ -1,0 +1,90 @@
+"""The report of ``lightning-aug-bench``: a text table, ``bench.json`` and a bar chart ``bench.png``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from lightning_aug.bench.data_path import BASELINE, DECODE_OPENCV, EVAL_BASELINE
+
+__all__ = ["table", "write"]
+
+
+def table(results: dict[str, Any]) -> str:
+    lines = ["per worker (one process)                   img/s  x classic  x OpenCV decode"]
+    rates = results["per_worker_img_s"]
+    decode = rates.get(DECODE_OPENCV)
+    for k, v in rates.items():
+        base = rates[EVAL_BASELINE] if k.startswith("eval") else rates[BASELINE]
+        versus = f"{v / decode:>15.2f}" if decode else ""
+        lines.append(f"  {k:<40} {v:>6.0f} {v / base:>9.2f}{versus}")
+    if results.get("crop_while_decoding"):
+        lines.append("  (the configured pipeline crops while decoding: only the crop's region is decoded)")
+    lines.append("DataLoader (configured workers)            img/s")
+    lines += [f"  {k:<38} {v:>8.0f}" for k, v in results["loader_img_s"].items()]
+    to_step = results["to_training_step_img_s"]
+    ratio = to_step["configured (loader + device stage)"] / to_step["baseline (loader)"]
+    lines.append(f"to training_step (loader + device stage)   img/s   ({ratio:.1f}x baseline)")
+    lines += [f"  {k:<38} {v:>8.0f}" for k, v in to_step.items()]
+    if "per_transform_ms" in results:
+        lines.append("per-transform cost                         ms/img")
+        lines += [f"  {k:<38} {v:>8.3f}" for k, v in results["per_transform_ms"].items()]
+    lines.append("num_workers sweep                          img/s")
+    lines += [f"  {k:<38} {v:>8.0f}" for k, v in results["workers_sweep_img_s"].items()]
+    lines.append(f"  recommended num_workers: {results['recommended_num_workers']}")
+    stage = results["device_stage"]
+    lines.append(
+        f"device stage {stage['batch']} on {stage['device']}: {stage['ms']:.2f} ms/batch, "
+        f"x.clone() {stage['clone_ms']:.2f} ms ({stage['x_clone']:.2f}x), "
+        f"add(x, y, out=z) {stage['add_out_ms']:.2f} ms"
+    )
+    lines.append("kernel launches per batch (top-level aten ops on meta tensors)")
+    for group, counts in results["launches"].items():
+        lines += [f"  {group:<13} {name:<44} {count:>4}" for name, count in counts.items()]
+    mix = results["mixup_kernel"]
+    lines.append(f"mixup kernel {mix['shape']}            ms/batch  x clone  extra mem")
+    for row in mix["rows"]:
+        extra = "n/a" if row["extra_memory"] is None else f"{row['extra_memory']:.2f}"
+        lines.append(f"  {row['case']:<38} {row['ms']:>8.2f} {row['x_clone']:>8.2f} {extra:>9}")
+    if "fit" in results:
+        fit = results["fit"]
+        lines.append(
+            f"trainer.fit: configured {fit['configured_s']:.1f} s, baseline {fit['baseline_s']:.1f} s, "
+            f"speed-up {fit['speedup']:.2f}x"
+        )
+        if "speedup_limit" in fit:
+            lines.append(
+                f"  the model's step alone: {fit['model_step_ms_per_image']:.2f} ms/img, the baseline fit "
+                f"{fit['baseline_ms_per_image']:.2f} ms/img: no data path can make it more than "
+                f"{fit['speedup_limit']:.2f}x faster"
+            )
+    return "\n".join(lines)
+
+
+def _chart(results: dict[str, Any], path: Path) -> None:
+    """A horizontal bar chart of the img/s measurements (PIL, no plotting dependency)."""
+    from PIL import Image, ImageDraw
+
+    bars = {**results["per_worker_img_s"], **results["loader_img_s"]}
+    width, row = 720, 26
+    image = Image.new("RGB", (width, row * len(bars) + 40), "white")
+    draw = ImageDraw.Draw(image)
+    draw.text((10, 8), "img/s (higher is better)", fill="black")
+    top = max(bars.values())
+    for i, (name, value) in enumerate(bars.items()):
+        y = 32 + i * row
+        length = int((width - 330) * value / top)
+        colour = (70, 110, 190) if "baseline" not in name else (190, 110, 70)
+        draw.text((10, y + 4), name[:42], fill="black")
+        draw.rectangle((300, y + 2, 300 + length, y + row - 6), fill=colour)
+        draw.text((305 + length, y + 4), f"{value:.0f}", fill="black")
+    image.save(path)
+
+
+def write(results: dict[str, Any], output_dir: Path) -> None:
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    _chart(results, output_dir / "bench.png")
+    print(table(results))
+    print(f"bench: {output_dir / 'bench.json'} {output_dir / 'bench.png'}")
