@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -88,7 +88,8 @@ class AugDataModule(LightningDataModule):
         dataset: a :class:`~lightning_aug.data.datasets.DatasetFactory`: called with ``"train"``, ``"val"``,
             ``"test"``; may have ``prepare()`` (called once per node) and ``num_classes``.
         train_transforms: per-sample training transforms of ``backend`` (objects, or mappings with
-            ``_target_``). Empty: tensor conversion only.
+            ``_target_``), as a list or a mapping of named transforms (the config presets use names so
+            that they inherit and drop one another's). Empty: tensor conversion only.
         eval_transforms: per-sample transforms of validation, test and predict.
         backend: ``"torchvision"`` (``torchvision.transforms.v2``) or ``"albumentations"`` (2.x).
         mean: per-channel mean on the 0-1 scale (1 or 3 values); ``None``: the dataset factory's
@@ -126,8 +127,8 @@ class AugDataModule(LightningDataModule):
     def __init__(
         self,
         dataset: DatasetFactory,
-        train_transforms: Sequence[Any] = (),
-        eval_transforms: Sequence[Any] = (),
+        train_transforms: Sequence[Any] | Mapping[str, Any] = (),
+        eval_transforms: Sequence[Any] | Mapping[str, Any] = (),
         backend: Backend = "torchvision",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,

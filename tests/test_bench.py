@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from lightning_aug.bench.data_path import (
     baseline_transform,
     bench,
 )
+from lightning_aug.cli.common import build_datamodule
 from lightning_aug.data.decoders import nvimgcodec_available
 
 TINY = [
@@ -93,9 +95,11 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
 
 
 def test_baseline_mirrors_the_preset(tmp_path: Path) -> None:
-    imagenet = baseline_transform(compose_bench(tmp_path, "augment=imagenet_tv"), [0.5] * 3, [0.2] * 3)
-    cifar = baseline_transform(compose_bench(tmp_path, "augment=cifar_device"), [0.5] * 3, [0.2] * 3)
-    none = baseline_transform(compose_bench(tmp_path, "augment=none"), [0.5] * 3, [0.2] * 3)
+    def baseline(augment: str) -> Any:
+        dm = build_datamodule(compose_bench(tmp_path, f"augment={augment}"))
+        return baseline_transform(dm, [0.5] * 3, [0.2] * 3, image_hw=(64, 64))
+
+    imagenet, cifar, none = baseline("imagenet_tv"), baseline("cifar_device"), baseline("none")
     names = [[type(t).__name__ for t in c.transforms] for c in (imagenet, cifar, none)]
     assert names == [
         ["RandomResizedCrop", "RandomHorizontalFlip", "ToTensor", "Normalize"],

@@ -223,7 +223,8 @@ def test_augment_presets_follow_the_dataset_size(tmp_path: Path, data_dirs: dict
     cifar = compose_train(
         ["augment=cifar_alb", "data=cifar10", f"data.root={data_dirs['cifar10']}"], tmp_path
     )
-    assert synthetic.augment.crop_size == 64 and cifar.augment.crop_size == 32
+    crops = [c.augment.train_transforms.crop for c in (synthetic, cifar)]
+    assert [(c.height, c.width) for c in crops] == [(64, 64), (32, 32)]
 
 
 def run_app(app: str, *args: str, cwd: Path, **extra_env: str) -> subprocess.CompletedProcess[str]:
@@ -370,3 +371,14 @@ def test_ddp_two_cpu_processes_shard_data_and_draw_different_mixup(tmp_path: Pat
     assert len(samples[0] | samples[1]) == 80  # together, the whole train split (8 x 10 classes)
     assert ranks[0]["lambdas"] and ranks[0]["lambdas"] != ranks[1]["lambdas"]  # mixup differs per rank
     assert "val/acc" in json.loads((run / "metrics.json").read_text())  # reduced metrics, written once
+
+
+def test_presets_change_and_drop_named_transforms_from_the_command_line(tmp_path: Path) -> None:
+    changed = build_datamodule(
+        compose_train(["augment=imagenet_tv", "augment.train_transforms.crop.size=192"], tmp_path)
+    )
+    assert list(changed.train_pipeline.transforms[0].size) == [192, 192]
+    dropped = build_datamodule(
+        compose_train(["augment=randaugment", "augment.train_transforms.flip=null"], tmp_path)
+    )
+    assert [type(t).__name__ for t in dropped.train_pipeline.transforms] == ["RandomCrop", "RandAugment"]

@@ -73,9 +73,28 @@ def test_unknown_backend() -> None:
         Pipeline([], backend="kornia")  # type: ignore[arg-type]
 
 
-def test_transforms_must_be_a_list() -> None:
-    with pytest.raises(TypeError, match="transforms must be a list of transforms, got HorizontalFlip"):
+def test_transforms_must_be_a_list_or_named() -> None:
+    with pytest.raises(
+        TypeError, match="transforms must be a list or a mapping of named transforms, got HorizontalFlip"
+    ):
         Pipeline(A.HorizontalFlip(), backend="albumentations")  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"got one transform \(albumentations.HorizontalFlip\); put it in a list"
+    ):
+        Pipeline({"_target_": "albumentations.HorizontalFlip"}, backend="albumentations")
+
+
+def test_named_transforms_keep_their_order_and_none_drops_one() -> None:
+    named = {
+        "crop": {"_target_": "albumentations.CenterCrop", "height": 4, "width": 4},
+        "flip": None,  # switched off, as augment.train_transforms.flip=null does
+        "pad": {"_target_": "albumentations.PadIfNeeded", "min_height": 6, "min_width": 6},
+    }
+    pipe = Pipeline(named, backend="albumentations")
+    assert [type(t).__name__ for t in pipe.transforms] == ["CenterCrop", "PadIfNeeded"]
+    assert tuple(pipe(np.zeros((8, 8, 3), dtype=np.uint8)).shape) == (3, 6, 6)  # crop, then pad
+    with pytest.raises(ValueError, match="train transform crop: unknown argument"):
+        Pipeline({"crop": {"_target_": "albumentations.CenterCrop", "hieght": 4}}, "albumentations", "train")
 
 
 def test_unknown_target() -> None:

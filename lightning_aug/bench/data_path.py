@@ -53,36 +53,59 @@ EVAL_BASELINE = "eval classic (v1 PIL Resize+CenterCrop, float)"
 EVAL_CONFIGURED = "eval pipeline (configured)"
 
 
-def baseline_eval_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[float]) -> Any:
-    """The classic torchvision v1 evaluation ``Compose`` of ImageNet-style presets (with
-    ``resize_size``): Resize + CenterCrop + ``ToTensor`` + ``Normalize``; ``None`` for other presets."""
+def _hw(size: Any) -> tuple[int, int]:
+    """A transform's size argument (int or (h, w)) as (h, w)."""
+    return (int(size), int(size)) if isinstance(size, (int, float)) else (int(size[0]), int(size[-1]))
+
+
+def baseline_eval_transform(dm: Any, mean: Sequence[float], std: Sequence[float]) -> Any:
+    """The classic torchvision v1 evaluation ``Compose`` doing what the configured eval pipeline does,
+    where it starts with a resize of the shorter side and a centre crop (either backend): Resize +
+    CenterCrop + ``ToTensor`` + ``Normalize``; ``None`` for other pipelines."""
     import torchvision.transforms as T
 
-    augment = cfg.augment
-    if "resize_size" not in augment:
+    head = dm.eval_pipeline.decode_head
+    if head is None or len(head.transforms) != 2:
         return None
-    return T.Compose(
-        [T.Resize(augment.resize_size), T.CenterCrop(augment.crop_size), T.ToTensor(), T.Normalize(mean, std)]
-    )
+    resize, crop = head.transforms
+    side = resize.max_size if hasattr(resize, "max_size") and resize.max_size else resize.size[0]
+    size = (crop.height, crop.width) if hasattr(crop, "height") else _hw(crop.size)
+    return T.Compose([T.Resize(side), T.CenterCrop(size), T.ToTensor(), T.Normalize(mean, std)])
+
+
+def _preset(name: str) -> Any:
+    """The shipped augment preset ``name`` as composed by Hydra (what it inherits included), its
+    interpolations left for the run's config to resolve."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import MissingConfigException
+    from omegaconf import OmegaConf
+
+    try:
+        if GlobalHydra.instance().is_initialized():  # inside the app
+            composed = compose("bench", overrides=[f"augment={name}"])
+        else:
+            with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+                composed = compose("bench", overrides=[f"augment={name}"])
+    except MissingConfigException:
+        raise ValueError(
+            f"bench.compare_augment: no augment preset {name!r} in the shipped config tree"
+        ) from None
+    return OmegaConf.to_container(composed.augment, resolve=False)
 
 
 def _compare_pipelines(cfg: DictConfig, names: Sequence[str]) -> dict[str, Any]:
-    """The train and eval :class:`~lightning_aug.data.pipeline.Pipeline` of each shipped augment preset in
-    ``names`` (``conf/augment/NAME.yaml``), its interpolations resolved against this run's config."""
-    from importlib.resources import files
-
+    """The train and eval :class:`~lightning_aug.data.pipeline.Pipeline` of each shipped augment preset
+    in ``names``, its interpolations resolved against this run's config."""
     from omegaconf import OmegaConf
 
     from lightning_aug.data.pipeline import Pipeline
 
     pipelines = {}
     for name in names:
-        preset = files("lightning_aug.conf") / "augment" / f"{name}.yaml"
-        if not preset.is_file():
-            raise ValueError(f"bench.compare_augment: no augment preset {name!r} in the shipped config tree")
         run = cfg.copy()
         OmegaConf.set_struct(run, False)
-        run.augment = OmegaConf.create(preset.read_text())
+        run.augment = _preset(name)
         spec: Any = OmegaConf.to_container(run.augment, resolve=True)
         pipelines[name] = (
             Pipeline(spec["train_transforms"], spec["backend"], name=f"{name} train pipeline"),
@@ -91,19 +114,32 @@ def _compare_pipelines(cfg: DictConfig, names: Sequence[str]) -> dict[str, Any]:
     return pipelines
 
 
-def baseline_transform(cfg: DictConfig, mean: Sequence[float], std: Sequence[float]) -> Any:
-    """The classic torchvision v1 training ``Compose`` doing what the configured preset does:
-    ImageNet-style presets (with ``resize_size``): RandomResizedCrop + flip; others: RandomCrop with
-    padding + flip (``augment=none``: no augmentation); then ``ToTensor`` + ``Normalize`` (float)."""
+def baseline_transform(
+    dm: Any, mean: Sequence[float], std: Sequence[float], image_hw: tuple[int, int] = (32, 32)
+) -> Any:
+    """The classic torchvision v1 training ``Compose`` doing what the configured augmentation does:
+    a random resized crop + flip where the train pipeline has one; a padded random crop + flip where the
+    pipeline (either backend) or the device ops have one (``image_hw``: the size the device ops see);
+    nothing else (``augment=none``); then ``ToTensor`` + ``Normalize`` (float in the worker)."""
     import torchvision.transforms as T
 
-    augment = cfg.augment
     ops: list[Any] = []
-    if "resize_size" in augment:
-        ops += [T.RandomResizedCrop(augment.crop_size), T.RandomHorizontalFlip()]
-    elif "crop_size" in augment or augment.get("device_transforms"):
-        size = augment.get("crop_size") or cfg.data.get("image_size") or 32
-        ops += [T.RandomCrop(size, padding=augment.get("padding", 4)), T.RandomHorizontalFlip()]
+    padding = 0
+    for t in [*dm.train_pipeline.transforms, *dm.device_transforms]:
+        kind = type(t).__name__
+        if kind == "RandomResizedCrop":
+            ops = [T.RandomResizedCrop(_hw(t.size)), T.RandomHorizontalFlip()]
+            break
+        if kind == "Pad":  # albumentations pads before its crop
+            padding = int(t.padding if isinstance(t.padding, int) else t.padding[0])
+        if kind == "RandomCrop":
+            if hasattr(t, "height"):  # albumentations
+                size = (t.height, t.width)
+            else:  # torchvision v2 (padding as 4 sides) or the device op (size None: the image's)
+                size = image_hw if t.size is None else _hw(t.size)
+                padding = t.padding if isinstance(t.padding, int) else int((t.padding or [0])[0])
+            ops = [T.RandomCrop(size, padding=padding), T.RandomHorizontalFlip()]
+            break
     return T.Compose([*ops, T.ToTensor(), T.Normalize(mean, std)])
 
 
@@ -184,7 +220,9 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     train: Any = dm.datasets["train"]
     count = min(int(settings.images), len(raw))
     repeats = int(settings.repeats)
-    baseline = _BaselineDataset(raw, baseline_transform(cfg, dm.mean, dm.std))
+    first = raw[0][0]
+    image_hw = (first.size[1], first.size[0]) if isinstance(first, Image.Image) else tuple(first.shape[:2])
+    baseline = _BaselineDataset(raw, baseline_transform(dm, dm.mean, dm.std, image_hw))
     loader = dm.loader
     results: dict[str, Any] = {"config": {"data": cfg.data._target_, "augment": dict(cfg.augment)}}
 
@@ -215,7 +253,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     compare = _compare_pipelines(cfg, list(settings.get("compare_augment") or []))
     for name, (train_pipe, _) in compare.items():
         cases[f"pipeline (augment={name})"] = each(TransformedDataset(dm.dataset("train"), train_pipe, 0))  # type: ignore[arg-type]
-    eval_baseline = baseline_eval_transform(cfg, dm.mean, dm.std)
+    eval_baseline = baseline_eval_transform(dm, dm.mean, dm.std)
     if eval_baseline is not None and not dm.in_memory:  # the eval pipelines, on the same train files
         cases[EVAL_BASELINE] = each(_BaselineDataset(raw, eval_baseline))
         cases[EVAL_CONFIGURED] = each(TransformedDataset(dm.dataset("train"), dm.eval_pipeline, 0))  # type: ignore[arg-type]

@@ -71,6 +71,28 @@ def _check_uint8_image(image: np.ndarray | Tensor, kind: str, channels_first: bo
         )
 
 
+def _named(transforms: Any, name: str) -> list[tuple[Any, Any]]:
+    """``(key, transform)`` pairs of a list (keys 0, 1, ...) or of a mapping of named transforms (keys
+    the names, in order: config presets inherit one another's and add or drop entries by name).
+
+    Raises:
+        TypeError: anything else, or one ``{"_target_": ...}`` transform where a collection is expected.
+    """
+    if isinstance(transforms, Mapping):
+        if "_target_" in transforms:
+            raise TypeError(
+                f"{name}: transforms must be a list or a mapping of named transforms, got one transform "
+                f"({transforms['_target_']}); put it in a list"
+            )
+        return list(transforms.items())
+    if isinstance(transforms, str) or not isinstance(transforms, Sequence):
+        raise TypeError(
+            f"{name}: transforms must be a list or a mapping of named transforms, "
+            f"got {type(transforms).__name__}"
+        )
+    return list(enumerate(transforms))
+
+
 def _check_backend(transform: Any, backend: str, where: str) -> None:
     if backend == "albumentations":
         import albumentations as A
@@ -94,9 +116,10 @@ class Pipeline:
     """A per-sample augmentation pipeline whose output is always a CHW uint8 tensor.
 
     Args:
-        transforms: transform objects of ``backend``, or ``{"_target_": "albumentations.HorizontalFlip",
-            ...}`` mappings (checked against the class signature, then instantiated). Empty: only the
-            conversion to a CHW uint8 tensor.
+        transforms: a list of transforms of ``backend``, each an object or a ``{"_target_":
+            "albumentations.HorizontalFlip", ...}`` mapping (checked against the class signature, then
+            instantiated); or a mapping of named ones, in order (``None`` entries are left out). Empty:
+            only the conversion to a CHW uint8 tensor.
         backend: ``"albumentations"`` (2.x, wrapped in an ``albumentations.Compose`` with its own seed)
             or ``"torchvision"`` (``torchvision.transforms.v2``, drawing from torch's RNG).
         name: used in error messages (``"train pipeline"``).
@@ -123,19 +146,20 @@ class Pipeline:
     """
 
     def __init__(
-        self, transforms: Sequence[Any] = (), backend: Backend = "torchvision", name: str = "pipeline"
+        self,
+        transforms: Sequence[Any] | Mapping[str, Any] = (),
+        backend: Backend = "torchvision",
+        name: str = "pipeline",
     ):
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
-        if isinstance(transforms, (str, Mapping)) or not isinstance(transforms, Sequence):
-            raise TypeError(
-                f"{name}: transforms must be a list of transforms, got {type(transforms).__name__}"
-            )
         self.backend = backend
         self.name = name
         built = []
-        for i, transform in enumerate(transforms):
-            where = f"{name} transform {i}"
+        for key, transform in _named(transforms, name):
+            if transform is None:  # a named transform switched off (augment.train_transforms.flip=null)
+                continue
+            where = f"{name} transform {key}"
             transform = build_transform(transform, where)
             _check_backend(transform, backend, where)
             built.append(transform)
