@@ -269,26 +269,16 @@ class AugDataModule(LightningDataModule):
             raise ValueError(
                 f"the dataset factory {type(self.dataset).__name__} has no {split!r} split (it returned None)"
             )
-        generator = self.loader_generator(train)
         trainer = self.trainer
-        if self.loader.pin_memory == "auto":
-            if trainer is not None:
-                pin = trainer.strategy.root_device.type == "cuda"
-            else:
-                pin = torch.cuda.is_available()
-        else:
-            pin = bool(self.loader.pin_memory)
-        if train and self.loader.drop_last and len(dataset) < self.loader.batch_size:  # type: ignore[arg-type]
-            raise ValueError(
-                f"the train split has {len(dataset)} samples, fewer than "  # type: ignore[arg-type]
-                f"batch_size={self.loader.batch_size} with drop_last=True: there would be no training batch; "
-                "lower batch_size or set drop_last=False"
-            )
-        num_workers = self.loader.resolve_num_workers(trainer.num_devices if trainer is not None else 1)
-        kwargs = self.loader.dataloader_kwargs(
-            train=train, num_workers=num_workers, pin_memory=pin, rank=self._rank
+        auto_pin = trainer is not None and self.loader.pin_memory == "auto"  # read the device only then
+        return self.loader.make_loader(
+            dataset,
+            train=train,
+            generator=self.loader_generator(train),
+            device_type=trainer.strategy.root_device.type if auto_pin else None,  # type: ignore[union-attr]
+            num_devices=trainer.num_devices if trainer is not None else 1,
+            rank=self._rank,
         )
-        return DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
 
     # Lightning's four loader hooks; predict reads the test split
     train_dataloader = override(_loader_hook("train"))

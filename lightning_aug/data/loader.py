@@ -140,6 +140,36 @@ class LoaderSettings:
             return available_cpus() // max(1, local_devices)
         return int(self.num_workers)
 
+    def make_loader(
+        self,
+        dataset: Any,
+        *,
+        train: bool,
+        generator: torch.Generator,
+        device_type: str | None = None,
+        num_devices: int = 1,
+        rank: int = 0,
+    ) -> torch.utils.data.DataLoader:
+        """The DataLoader of ``dataset`` (shuffled with ``generator`` when ``train``): ``auto`` workers
+        for ``num_devices`` on this node, ``auto`` pinning when training on ``device_type`` "cuda"
+        (``None``: when CUDA is available).
+
+        Raises:
+            ValueError: a train split smaller than one batch with ``drop_last``.
+        """
+        if self.pin_memory == "auto":
+            pin = device_type == "cuda" if device_type is not None else torch.cuda.is_available()
+        else:
+            pin = bool(self.pin_memory)
+        if train and self.drop_last and len(dataset) < self.batch_size:
+            raise ValueError(
+                f"the train split has {len(dataset)} samples, fewer than batch_size={self.batch_size} with "
+                "drop_last=True: there would be no training batch; lower batch_size or set drop_last=False"
+            )
+        num_workers = self.resolve_num_workers(num_devices)
+        kwargs = self.dataloader_kwargs(train=train, num_workers=num_workers, pin_memory=pin, rank=rank)
+        return torch.utils.data.DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
+
     def dataloader_kwargs(
         self, *, train: bool, num_workers: int, pin_memory: bool, rank: int = 0
     ) -> dict[str, Any]:
