@@ -17,7 +17,6 @@ import torch
 from torch import Tensor
 
 __all__ = [
-    "box_mask",
     "chunk_buffers",
     "default_chunk",
     "mix_reversed_batched_",
@@ -101,12 +100,6 @@ def _box_axes(boxes: Tensor, height: int, width: int, dtype: torch.dtype) -> tup
     rows = (ys >= boxes[:, 0:1]) & (ys < boxes[:, 1:2])
     cols = (xs >= boxes[:, 2:3]) & (xs < boxes[:, 3:4])
     return rows.to(dtype), cols.to(dtype)
-
-
-def box_mask(boxes: Tensor, height: int, width: int, dtype: torch.dtype = torch.float32) -> Tensor:
-    """``(N, 1, H, W)`` masks, 1 inside each box, on the boxes' device."""
-    rows, cols = _box_axes(boxes, height, width, dtype)
-    return rows[:, None, :, None] * cols[:, None, None, :]
 
 
 def pair_weights(
