@@ -21,6 +21,8 @@ from typing import Any
 
 import torch
 
+from lightning_aug._stdio import quiet_stderr
+
 __all__ = ["count_ops", "launch_table", "main", "top_level_ops"]
 
 
@@ -28,7 +30,7 @@ def top_level_ops(fn: Callable[[], Any]) -> Counter[str]:
     """The top-level ``aten::`` ops one call of ``fn`` dispatches, by name (with their counts)."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
+    with quiet_stderr(), profile(activities=[ProfilerActivity.CPU]) as prof:  # it logs every start
         fn()
     ops: Counter[str] = Counter()
     for event in prof.events():

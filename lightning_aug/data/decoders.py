@@ -18,14 +18,13 @@ device decoder (nvJPEG, batched) would be one more class with the same :meth:`Im
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import numpy as np
 
+from lightning_aug._stdio import quiet_stderr
 from lightning_aug.data.jpeg import REDUCTIONS, decode_rgb, jpeg_shape
 
 __all__ = [
@@ -108,31 +107,12 @@ class OpenCVDecoder(ImageDecoder):
         return _slice(image, region, full)
 
 
-@contextlib.contextmanager
-def _quiet_stderr() -> Iterator[None]:
-    """Silence file descriptor 2 (C-level writes) for the duration: nvImageCodec prints a paragraph for
-    every GPU library it fails to load when it is imported, whatever ``PYNVIMGCODEC_VERBOSITY`` says."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to silence
-        yield
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
 @functools.cache
 def _nvimgcodec() -> Any:
     """The ``nvidia.nvimgcodec`` module, or ``None`` where it is not installed."""
     os.environ.setdefault("PYNVIMGCODEC_VERBOSITY", "1")  # errors only
     try:
-        with _quiet_stderr():
+        with quiet_stderr():  # it prints a paragraph per GPU library it cannot load
             from nvidia import nvimgcodec
     except ImportError:
         return None
