@@ -304,3 +304,31 @@ def test_skip_replaces_bad_files_and_names_them(tmp_path: Path, decoder: str) ->
 def test_bad_policy_name(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="on_bad_image must be 'raise' or 'skip', got 'ignore'"):
         ImageFolder(tmp_path, on_bad_image="ignore")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_an_empty_file_is_named_once_and_skipped(tmp_path: Path, decoder: str) -> None:
+    """A 0-byte .jpg made OpenCV raise cv2.error past on_bad_image; every decoder now reports it."""
+    _loader(decoder)  # skips nvimgcodec where the extra is missing
+    write_image_folder(tmp_path / "a", {"cls": 2})
+    empty = tmp_path / "a" / "cls" / "0_empty.jpg"
+    empty.write_bytes(b"")
+    data = ImageFolderDataset(tmp_path / "a", decoder=decoder)
+    index = [path for path, _ in data.samples].index(str(empty))
+    with pytest.raises(ValueError, match="cannot decode image file") as raised:
+        data[index]
+    assert str(raised.value).count(str(empty)) == 1  # named once
+    skipping = ImageFolderDataset(tmp_path / "a", decoder=decoder, on_bad_image="skip")
+    assert skipping[index][2] == (str(empty),) and np.asarray(skipping[index][0]).shape[-1] == 3
+
+
+def test_any_library_error_becomes_the_named_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_image_folder(tmp_path / "a", {"cls": 1})
+    data = ImageFolderDataset(tmp_path / "a", decoder="cv2")
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("a library's own failure")
+
+    monkeypatch.setattr(data.image_decoder, "decode", broken)
+    with pytest.raises(ValueError, match=r"cannot decode image file .*0.png': a library's own failure"):
+        data[0]

@@ -23,10 +23,12 @@ def read_image_bytes(path: str | os.PathLike[str]) -> np.ndarray:
     """The bytes of an image file, as OpenCV's ``imdecode`` takes them.
 
     Raises:
-        ValueError: a JPEG without its end-of-image marker (truncated); OpenCV itself would decode the
-            partial image with only a warning.
+        ValueError: an empty file, or a JPEG without its end-of-image marker (truncated); OpenCV itself
+            would decode the partial image with only a warning.
     """
     data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    if data.size == 0:
+        raise ValueError(f"empty image file {os.fspath(path)!r} (0 bytes)")
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():
         raise ValueError(f"truncated JPEG file {os.fspath(path)!r} (no end-of-image marker)")
     return data
@@ -118,7 +120,10 @@ def decode_rgb(data: np.ndarray, reduction: int = 1, path: str | os.PathLike[str
     rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.12 converts to RGB while decoding
     if rgb is not None:  # the RGB bit replaces the (BGR) colour bit of the reduced flags
         flag = (flag & ~cv2.IMREAD_COLOR) | rgb
-    image = cv2.imdecode(data, flag)
+    try:
+        image = cv2.imdecode(data, flag)
+    except cv2.error as err:  # e.g. a BMP wider than OpenCV's limit, an empty buffer
+        raise ValueError(f"cannot decode image file {os.fspath(path)!r} with OpenCV: {err}".strip()) from err
     if image is None:
         raise ValueError(f"cannot decode image file {os.fspath(path)!r}")
     return image if rgb is not None else cv2.cvtColor(image, cv2.COLOR_BGR2RGB)

@@ -143,8 +143,9 @@ class ImageFolderDataset(Dataset):
         path, label = self.samples[index]
         try:
             return self._decode(path), label
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
-            raise ValueError(f"cannot decode image file {path!r}: {err}") from err
+        except Exception as err:  # whatever the decoding library raises: on_bad_image handles it
+            reason = str(err).replace(f" {path!r}", "").replace(repr(path), "the file")  # named once
+            raise ValueError(f"cannot decode image file {path!r}: {reason}") from err
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         if self.on_bad_image == "raise":
