@@ -332,3 +332,45 @@ def test_any_library_error_becomes_the_named_error(tmp_path: Path, monkeypatch: 
     monkeypatch.setattr(data.image_decoder, "decode", broken)
     with pytest.raises(ValueError, match=r"cannot decode image file .*0.png': a library's own failure"):
         data[0]
+
+
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_images_above_max_image_pixels_are_refused_before_decoding(
+    tmp_path: Path, decoder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _loader(decoder)
+    write_image_folder(tmp_path / "a", {"cls": 1}, size=40)  # a 40x40 PNG
+    Image.fromarray(np.zeros((30, 50, 3), np.uint8)).save(tmp_path / "a" / "cls" / "1.jpg")
+    data = ImageFolderDataset(tmp_path / "a", decoder=decoder, max_image_pixels=1000)
+    for index, size in ((0, "40x40 = 1600"), (1, "50x30 = 1500")):
+        with pytest.raises(
+            ValueError, match=f"cannot decode image file .*: {size} pixels, above max_image_pixels=1000"
+        ):
+            data[index]
+    assert ImageFolderDataset(tmp_path / "a", decoder=decoder, max_image_pixels=2000)[0][1] == 0
+    with pytest.raises(ValueError, match="max_image_pixels must be an int >= 1 or None, got 0"):
+        ImageFolderDataset(tmp_path / "a", max_image_pixels=0)
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 15000x15000 PNG (a few hundred KB; 675 MB as RGB) is refused by the default limit before any
+    decoder runs: memory stays bounded, and skip replaces it."""
+    folder = tmp_path / "a" / "cls"
+    folder.mkdir(parents=True)
+    Image.new("1", (15000, 15000)).save(folder / "bomb.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(folder / "ok.png")
+    data = ImageFolderDataset(tmp_path / "a", decoder="cv2", on_bad_image="skip")
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the bomb reached the decoder")
+
+    decode = data.image_decoder.decode
+    monkeypatch.setattr(
+        data.image_decoder,
+        "decode",
+        lambda d, p, *a: never() if Path(p).name == "bomb.png" else decode(d, p, *a),
+    )
+    image, _, skipped = data[0]
+    assert skipped == (str(folder / "bomb.png"),) and image.shape == (8, 8, 3)

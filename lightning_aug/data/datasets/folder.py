@@ -12,10 +12,10 @@ from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
-from lightning_aug._checks import check_fraction
+from lightning_aug._checks import check_fraction, check_int
 from lightning_aug.data.datasets.base import Split
 from lightning_aug.data.decoders import DECODER_NAMES, DecoderName, ImageDecoder, make_decoder
-from lightning_aug.data.jpeg import read_image_bytes
+from lightning_aug.data.jpeg import jpeg_shape, read_image_bytes
 
 __all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
 
@@ -38,6 +38,39 @@ def check_decoding(decoder: Any, on_bad_image: Any) -> tuple[Decoder, BadImagePo
 
 
 _HIGH_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0, "I": 257.0, "F": 257.0}
+
+
+DEFAULT_MAX_IMAGE_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)  # where PIL refuses a bomb
+
+
+def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
+    """Refuse an image whose header says it has more than ``limit`` pixels, before any decoder
+    allocates for it (a 1 MB PNG can hold 20000x20000 pixels: 1.2 GB decoded). ``None``: no limit.
+
+    Raises:
+        ValueError: the image is larger than ``limit``, or PIL refuses its header as a bomb.
+    """
+    if limit is None:
+        return
+    shape = jpeg_shape(data)
+    if shape is None:  # other formats: PIL reads the size from the header without decoding
+        import io
+        import warnings
+
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                with Image.open(io.BytesIO(data.tobytes())) as image:
+                    shape = (image.size[1], image.size[0])
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"{err} (decompression bomb)") from None
+        except Exception:  # not an image PIL knows: the decoder reports it
+            return
+    if shape[0] * shape[1] > limit:
+        raise ValueError(
+            f"{shape[1]}x{shape[0]} = {shape[0] * shape[1]} pixels, above max_image_pixels={limit} "
+            "(a decompression bomb?); raise max_image_pixels to read it"
+        )
 
 
 def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
@@ -88,6 +121,9 @@ class ImageFolderDataset(Dataset):
         decoder: ``"auto"`` (nvImageCodec where installed, else OpenCV), ``"nvimgcodec"``, ``"cv2"``
             (OpenCV): RGB HWC uint8 arrays, and a pipeline that starts with a crop runs it while
             decoding (:mod:`lightning_aug.data.transforms`); ``"pil"``: PIL RGB images, decoded whole.
+        max_image_pixels: images whose header says more pixels are refused before decoding, as
+            unreadable (``on_bad_image``); default: where PIL refuses a decompression bomb; ``None``: no
+            limit of ours.
         on_bad_image: what a corrupt, truncated or non-image file does. ``"raise"``: a ``ValueError``
             naming the file. ``"skip"``: the sample is replaced by the next readable one (the batch keeps
             its shape) and the sample becomes ``(image, label, skipped_paths)``; ``AugDataModule`` takes
@@ -105,8 +141,10 @@ class ImageFolderDataset(Dataset):
         indices: Sequence[int] | None = None,
         decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
+        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
         self.image_decoder: ImageDecoder | None = make_decoder(decoder)  # None: PIL
         self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
         self.root = Path(root)
@@ -132,9 +170,10 @@ class ImageFolderDataset(Dataset):
         return head is not None and self._head is not None
 
     def _decode(self, path: str) -> Any:
-        if self.image_decoder is None:
-            return load_rgb(path)
         data = read_image_bytes(path)
+        check_image_pixels(data, path, self.max_image_pixels)
+        if self.image_decoder is None:
+            return load_rgb(path)  # PIL opens the file itself, so that its messages name it
         if self._head is not None:
             return self._head(data, self.image_decoder, path)
         return self.image_decoder.decode(data, path)
@@ -173,7 +212,7 @@ class ImageFolder:
         seed: seed of the ``val_split`` draw (the same seed gives the same split on every rank).
         decoder: ``"auto"`` (default: nvImageCodec where installed, else OpenCV), ``"nvimgcodec"``,
             ``"cv2"`` or ``"pil"``, see :class:`ImageFolderDataset`.
-        on_bad_image: ``"raise"`` or ``"skip"``, see :class:`ImageFolderDataset`.
+        on_bad_image, max_image_pixels: see :class:`ImageFolderDataset`.
 
     Raises:
         ValueError: ``val_split`` outside (0, 1).
@@ -188,8 +227,10 @@ class ImageFolder:
         seed: int = 0,
         decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
         self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
+        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
         self.val_split = check_fraction("val_split", val_split)
         self.root = Path(root).expanduser()
         self.seed = seed
@@ -234,7 +275,11 @@ class ImageFolder:
             if split == "test" and not folder.exists():
                 return None
             return ImageFolderDataset(
-                folder, classes=classes, decoder=self.decoder, on_bad_image=self.on_bad_image
+                folder,
+                classes=classes,
+                decoder=self.decoder,
+                on_bad_image=self.on_bad_image,
+                max_image_pixels=self.max_image_pixels,
             )
         if split == "test":
             return None
@@ -246,4 +291,5 @@ class ImageFolder:
             indices=train if split == "train" else val,
             decoder=self.decoder,
             on_bad_image=self.on_bad_image,
+            max_image_pixels=self.max_image_pixels,
         )
