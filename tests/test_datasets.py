@@ -374,3 +374,37 @@ def test_a_decompression_bomb_is_refused_from_its_header(
     )
     image, _, skipped = data[0]
     assert skipped == (str(folder / "bomb.png"),) and image.shape == (8, 8, 3)
+
+
+def test_a_directory_link_back_into_the_folder_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    """root/a/up -> .. would list every image dozens of times, under the wrong class too."""
+    write_image_folder(tmp_path / "root", {"a": 2, "b": 2})
+    (tmp_path / "root" / "a" / "up").symlink_to("..")
+    (tmp_path / "root" / "b" / "self").symlink_to(".")
+    with pytest.warns(UserWarning, match=r"skipped the directory link .*a/up.* leads back into a folder"):
+        data = ImageFolderDataset(tmp_path / "root")
+    assert len(data) == 4 and len({path for path, _ in data.samples}) == 4
+    assert data.targets == [0, 0, 1, 1]
+
+
+def test_a_class_folder_without_images_is_refused_by_name(tmp_path: Path) -> None:
+    write_image_folder(tmp_path / "root", {"a": 2, "b": 2})
+    (tmp_path / "root" / "empty_one").mkdir()
+    (tmp_path / "root" / "empty_two").mkdir()
+    with pytest.raises(ValueError, match=r"class folders without images: \['empty_one', 'empty_two'\]"):
+        ImageFolderDataset(tmp_path / "root")
+    with pytest.raises(ValueError, match="class folders without images"):
+        ImageFolder(tmp_path / "root", val_split=0.5)("train")
+
+
+def test_a_val_split_folder_is_scanned_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import lightning_aug.data.datasets.folder as folder_module
+
+    write_image_folder(tmp_path / "root", {"a": 4, "b": 4})
+    scans = []
+    scan = folder_module._scan
+    monkeypatch.setattr(folder_module, "_scan", lambda *args: scans.append(args[0]) or scan(*args))
+    factory = ImageFolder(tmp_path / "root", val_split=0.25)
+    train, val = factory("train"), factory("val")
+    assert factory.num_classes == 2 and len(train) + len(val) == 8
+    assert scans == [tmp_path / "root"]  # was three walks of the folder for one split

@@ -88,7 +88,44 @@ def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
         return img.convert("RGB")
 
 
+def _image_files(top: Path) -> list[str]:
+    """Image files under ``top``, following directory links, but never a link back into a folder
+    already read (itself or an ancestor: a loop would list every image again and again); such a link is
+    skipped with a warning naming it."""
+    import warnings
+
+    seen: set[str] = set()
+    found: list[tuple[str, list[str]]] = []
+    for dirpath, dirnames, files in os.walk(top, followlinks=True):
+        seen.add(os.path.realpath(dirpath))
+        keep = []
+        for name in sorted(dirnames):
+            link = os.path.join(dirpath, name)
+            target = os.path.realpath(link)
+            if os.path.islink(link) and (
+                target in seen or os.path.realpath(dirpath).startswith(target + os.sep)
+            ):
+                warnings.warn(
+                    f"image folder: skipped the directory link {link!r} -> {target!r}: it leads back into a "
+                    "folder already read (a loop)",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                continue
+            keep.append(name)
+        dirnames[:] = keep
+        found.append((dirpath, sorted(f for f in files if f.lower().endswith(IMG_EXTENSIONS))))
+    return [os.path.join(dirpath, f) for dirpath, files in sorted(found) for f in files]
+
+
 def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
+    """The class folders of ``directory`` (sorted) and its ``(path, label)`` samples.
+
+    Raises:
+        FileNotFoundError: a missing folder, no class subfolders, or no images.
+        ValueError: class folders other than ``classes``, or (``classes`` None: the folder that
+            defines them) class folders without images, named.
+    """
     if not directory.is_dir():
         raise FileNotFoundError(f"image folder {str(directory)!r} does not exist or is not a directory")
     found = sorted(e.name for e in os.scandir(directory) if e.is_dir())
@@ -98,15 +135,17 @@ def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], li
         )
     if classes is not None and found != list(classes):
         raise ValueError(f"class folders of {str(directory)!r} are {found}, expected {list(classes)}")
-    samples = []
-    for label, name in enumerate(found):
-        for dirpath, _, files in sorted(os.walk(directory / name, followlinks=True)):
-            samples += [
-                (os.path.join(dirpath, f), label) for f in sorted(files) if f.lower().endswith(IMG_EXTENSIONS)
-            ]
+    per_class = [_image_files(directory / name) for name in found]
+    samples = [(path, label) for label, files in enumerate(per_class) for path in files]
     if not samples:
         raise FileNotFoundError(
             f"image folder {str(directory)!r} has no images with extensions {IMG_EXTENSIONS}"
+        )
+    empty = [name for name, files in zip(found, per_class, strict=True) if not files]
+    if empty and classes is None:  # a class no sample can teach: the model would output it in vain
+        raise ValueError(
+            f"image folder {str(directory)!r} has class folders without images: {empty}; "
+            "remove them or add images"
         )
     return found, samples
 
@@ -124,6 +163,8 @@ class ImageFolderDataset(Dataset):
         max_image_pixels: images whose header says more pixels are refused before decoding, as
             unreadable (``on_bad_image``); default: where PIL refuses a decompression bomb; ``None``: no
             limit of ours.
+        scanned: ``(classes, samples)`` of ``root`` where the caller has already scanned it (a factory
+            scans a folder once for all its splits: 1.28M files on network storage take minutes).
         on_bad_image: what a corrupt, truncated or non-image file does. ``"raise"``: a ``ValueError``
             naming the file. ``"skip"``: the sample is replaced by the next readable one (the batch keeps
             its shape) and the sample becomes ``(image, label, skipped_paths)``; ``AugDataModule`` takes
@@ -142,13 +183,15 @@ class ImageFolderDataset(Dataset):
         decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        *,
+        scanned: tuple[list[str], list[tuple[str, int]]] | None = None,
     ) -> None:
         self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
         self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
         self.image_decoder: ImageDecoder | None = make_decoder(decoder)  # None: PIL
         self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
         self.root = Path(root)
-        self.classes, samples = _scan(self.root, classes)
+        self.classes, samples = scanned if scanned is not None else _scan(self.root, classes)
         self.samples = samples if indices is None else [samples[i] for i in indices]
         self.targets = [label for _, label in self.samples]
 
@@ -234,16 +277,21 @@ class ImageFolder:
         self.val_split = check_fraction("val_split", val_split)
         self.root = Path(root).expanduser()
         self.seed = seed
-        self._classes: list[str] | None = None
+        self._scans: dict[Path, tuple[list[str], list[tuple[str, int]]]] = {}
 
     @property
     def num_classes(self) -> int:
         return len(self._train_classes())
 
     def _train_classes(self) -> list[str]:
-        if self._classes is None:
-            self._classes = _scan(self._train_root(), None)[0]
-        return self._classes
+        return self._scan(self._train_root())[0]
+
+    def _scan(self, folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+        """The scan of ``folder``, made once (its classes must be the train folder's)."""
+        if folder not in self._scans:
+            classes = None if folder == self._train_root() else self._train_classes()
+            self._scans[folder] = _scan(folder, classes)
+        return self._scans[folder]
 
     def _train_root(self) -> Path:
         if self.val_split is not None:
@@ -280,11 +328,12 @@ class ImageFolder:
                 decoder=self.decoder,
                 on_bad_image=self.on_bad_image,
                 max_image_pixels=self.max_image_pixels,
+                scanned=self._scan(folder),
             )
         if split == "test":
             return None
-        full = ImageFolderDataset(self.root, classes=classes)
-        train, val = self._split_indices(full.targets, self.val_split)
+        scanned = self._scan(self.root)
+        train, val = self._split_indices([label for _, label in scanned[1]], self.val_split)
         return ImageFolderDataset(
             self.root,
             classes=classes,
@@ -292,4 +341,5 @@ class ImageFolder:
             decoder=self.decoder,
             on_bad_image=self.on_bad_image,
             max_image_pixels=self.max_image_pixels,
+            scanned=scanned,
         )
