@@ -20,9 +20,13 @@ import os
 from typing import Any
 
 import albumentations as A
+import cv2
 import numpy as np
 import torch
 from torch import Tensor
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as F
+from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size  # Resize's size rule
 
 from lightning_aug._checks import check_bool
 from lightning_aug.data.decoders import ImageDecoder
@@ -104,11 +108,7 @@ class DecodeHead:
 
     Attributes:
         transforms: the pipeline transforms it stands for (``len(transforms)`` of them are consumed).
-        output: ``"array"`` (an RGB HWC uint8 ndarray, albumentations) or ``"tensor"`` (a CHW uint8
-            tensor, torchvision).
     """
-
-    output = "array"
 
     def __init__(self, *transforms: Any) -> None:
         self.transforms = transforms
@@ -170,16 +170,12 @@ def _size_only(shape: tuple[int, int]) -> Tensor:
 class _TorchvisionResizedCrop(DecodeHead):
     """torchvision v2 ``RandomResizedCrop``: its own draws from the header's size, its own resize."""
 
-    output = "tensor"
-
     def unfused(self, image: np.ndarray) -> Tensor:
         return self.transforms[0](_tensor(image))
 
     def fused(
         self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
     ) -> Tensor:
-        from torchvision.transforms.v2 import functional as F
-
         crop = self.transforms[0]
         make_params = getattr(crop, "make_params", None) or crop._get_params  # torchvision < 0.21
         params = make_params([_size_only(shape)])
@@ -203,7 +199,6 @@ class _ResizeCenterCrop(DecodeHead):
     def __init__(self, resize: Any, crop: Any, backend: str) -> None:
         super().__init__(resize, crop)
         self.backend = backend
-        self.output = "array" if backend == "albumentations" else "tensor"
 
     def unfused(self, image: np.ndarray) -> Any:
         if self.backend == "albumentations":
@@ -225,8 +220,6 @@ class _ResizeCenterCrop(DecodeHead):
             size = (crop.height, crop.width)
             anchor = ((resized[0] - size[0]) // 2, (resized[1] - size[1]) // 2)  # get_center_crop_coords
         else:
-            from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size
-
             out = _compute_resized_output_size((h, w), size=list(resize.size), max_size=None)
             resized = (out[0], out[1])
             size = (crop.size[0], crop.size[1])
@@ -235,8 +228,6 @@ class _ResizeCenterCrop(DecodeHead):
 
     def _resize(self, region: np.ndarray, fy: float, fx: float) -> Any:
         """``region`` resized by the factors of the whole image (not by its own size's ratio)."""
-        import cv2
-
         resize = self.transforms[0]
         if self.backend == "albumentations":
             interpolation = resize.interpolation
@@ -294,8 +285,6 @@ def decode_head(transforms: list[Any], backend: str) -> DecodeHead | None:
         ):
             return _ResizeCenterCrop(first, second, backend)
         return None
-    from torchvision.transforms import v2
-
     if type(first) is v2.RandomResizedCrop:
         return _TorchvisionResizedCrop(first)
     if (

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -54,9 +56,6 @@ def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
         return
     shape = jpeg_shape(data)
     if shape is None:  # other formats: PIL reads the size from the header without decoding
-        import io
-        import warnings
-
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -92,8 +91,6 @@ def _image_files(top: Path) -> list[str]:
     """Image files under ``top``, following directory links, but never a link back into a folder
     already read (itself or an ancestor: a loop would list every image again and again); such a link is
     skipped with a warning naming it."""
-    import warnings
-
     seen: set[str] = set()
     found: list[tuple[str, list[str]]] = []
     for dirpath, dirnames, files in os.walk(top, followlinks=True):
