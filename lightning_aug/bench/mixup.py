@@ -90,6 +90,17 @@ def _timm_elem(x: Tensor, lams: list[float]) -> None:
             x[i] = x[i] * lams[i] + x_orig[j] * (1 - lams[i])
 
 
+def _pair_blend(x: Tensor, w: Tensor) -> Tensor:
+    """Batch-mode mixup of the images written so that a compiler can fuse it into one pass that reads
+    each pair (i, B-1-i) once: what the eager kernels cannot express."""
+    half = x.shape[0] // 2
+    low, high = x[:half], x[x.shape[0] - half :].flip(0)
+    new_low, new_high = torch.lerp(low, high, w), torch.lerp(high, low, w)
+    x[:half] = new_low
+    x[x.shape[0] - half :] = new_high.flip(0)
+    return x
+
+
 def bench_mixup(
     batch: int = 256,
     size: int = 224,
@@ -97,6 +108,7 @@ def bench_mixup(
     repeats: int = 10,
     num_classes: int = 1000,
     kernels: tuple[str, ...] = ("chunked", "batched"),
+    compiled: bool = False,
 ) -> list[dict[str, Any]]:
     """Time each mixing kernel (``MixupCallback(kernel=...)`` for each of ``kernels``) and its baselines
     on one ``(batch, 3, size, size)`` float32 batch.
@@ -142,6 +154,10 @@ def bench_mixup(
             cases[name] = callback(name, kernel, mode, **kw)
     cases["timm-style batch mixup"] = lambda: _timm_batch(x, 0.7)
     cases["torchvision v2 MixUp"] = lambda: tv_mixup(x, labels)
+    if compiled:  # the batch-mode blend as one generated kernel (torch.compile), images only
+        blend = torch.compile(_pair_blend, dynamic=False)
+        weight = torch.tensor(0.3, device=dev)
+        cases["torch.compile pair blend (batch mixup, images only)"] = lambda: blend(x, weight)
     if batch * size * size <= 1024 * 64 * 64:  # the per-sample loop is too slow for large batches
         cases["timm-style elem mixup (loop)"] = lambda: _timm_elem(x, lams)
     # in training the kernel runs right after the batch's float copy was made (and an old one freed):
@@ -189,8 +205,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--classes", type=int, default=1000)
     parser.add_argument("--json", help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--compile", action="store_true", help="also time a torch.compile'd blend (slow to build)"
+    )
     args = parser.parse_args(argv)
-    rows = bench_mixup(args.batch, args.size, args.device, args.repeats, args.classes)
+    rows = bench_mixup(args.batch, args.size, args.device, args.repeats, args.classes, compiled=args.compile)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     print(
         f"mixup kernels on ({args.batch}, 3, {args.size}, {args.size}) float32, device={device}, "
