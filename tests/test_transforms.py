@@ -420,7 +420,8 @@ def test_fused_skips_bad_files_and_reaches_workers(tmp_path: Path, caplog) -> No
 )
 def test_jpeg_decoders_give_the_image_pil_gives(tmp_path: Path, decoder: str, mode: str, save: dict) -> None:
     """Every fast decoder returns, for a JPEG and for a region of it, the pixels of the ``pil``
-    decoder (within JPEG decoder tolerance: all of them are libjpeg-turbo)."""
+    decoder (within JPEG decoder tolerance: all of them are libjpeg-turbo). A CMYK JPEG is PIL's to
+    decode (its header gives no shape for crops while decoding), regions are slices of that."""
     from lightning_aug.data.datasets.folder import load_rgb
 
     impl = _decoder(decoder)
@@ -428,7 +429,7 @@ def test_jpeg_decoders_give_the_image_pil_gives(tmp_path: Path, decoder: str, mo
     Image.fromarray(_photo(75, 100)).convert(mode).save(path, quality=90, **save)
     want = np.asarray(load_rgb(path)).astype(int)
     data = read_image_bytes(path)
-    assert impl.shape(data) == want.shape[:2]
+    assert impl.shape(data) == (want.shape[:2] if mode != "CMYK" else None)
     got = impl.decode(data, path).astype(int)
     assert got.shape == want.shape and np.abs(got - want).max() <= 2, np.abs(got - want).max()
     y1, x1 = want.shape[0] - 5, want.shape[1] - 9

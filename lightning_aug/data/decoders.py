@@ -1,5 +1,13 @@
 """Image decoders behind one interface: bytes in, the RGB HWC uint8 pixels of an image region out.
 
+One decoding contract for all of them: the pixels PIL gives (:func:`load_rgb`: EXIF or XMP orientation
+applied, the first frame or an animation's default image, modes converted as documented there), JPEGs
+within decoder tolerance. A fast decoder handles only what it provably gets right, a plain baseline or
+progressive JPEG and a plain 8-bit PNG (:func:`~lightning_aug.data.jpeg.fast_format`), and hands
+everything else (WebP, BMP, TIFF, PNM, GIF, 16-bit or animated PNG, CMYK or 12-bit JPEG, orientation
+only in XMP, ...) to PIL. Every failure, whatever the library raises, is a ``ValueError`` naming the
+file.
+
 A crop applied while decoding (:mod:`lightning_aug.data.transforms`) asks a decoder for the region it
 needs, in the coordinates of the image as it is meant to be seen (EXIF orientation applied), and
 optionally at 1/2, 1/4 or 1/8 of the size (libjpeg's DCT scaling). Each decoder does what it can do
@@ -9,8 +17,8 @@ cheaply and slices the rest:
   slice of that.
 - :class:`NvImageCodecDecoder`: nvImageCodec's CPU backend (libjpeg-turbo) decodes only the region of
   a JPEG (no inverse DCT or colour conversion outside it, nothing below it), bit-exact with cropping
-  the full decode. Where a reduced size is asked for, it hands the JPEG to OpenCV. Other formats go to
-  OpenCV. Installed with the ``fast`` extra (``pip install lightning-aug[fast]``).
+  the full decode. Where a reduced size is asked for, it hands the JPEG to OpenCV; PNGs go to OpenCV.
+  Installed with the ``fast`` extra (``pip install lightning-aug[fast]``).
 
 ``decoder="auto"`` (:func:`make_decoder`) takes nvImageCodec where it is installed, else OpenCV. A
 device decoder (nvJPEG, batched) would be one more class with the same :meth:`ImageDecoder.decode`.
@@ -18,14 +26,20 @@ device decoder (nvJPEG, batched) would be one more class with the same :meth:`Im
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import io
 import os
-from typing import Any, Literal
+import threading
+import warnings
+from collections.abc import Iterator
+from typing import IO, Any, Literal
 
 import numpy as np
+from PIL import Image, ImageOps
 
 from lightning_aug._stdio import quiet_stderr
-from lightning_aug.data.jpeg import REDUCTIONS, decode_rgb, jpeg_shape
+from lightning_aug.data.jpeg import REDUCTIONS, FastFormat, decode_rgb, fast_format, jpeg_header
 
 __all__ = [
     "DecoderName",
@@ -33,6 +47,9 @@ __all__ = [
     "NvImageCodecDecoder",
     "OpenCVDecoder",
     "Region",
+    "decode_pil",
+    "image_size",
+    "load_rgb",
     "make_decoder",
     "nvimgcodec_available",
 ]
@@ -40,6 +57,85 @@ __all__ = [
 DecoderName = Literal["auto", "pil", "cv2", "nvimgcodec"]
 DECODER_NAMES: tuple[str, ...] = ("auto", "pil", "cv2", "nvimgcodec")
 Region = tuple[int, int, int, int]  # (y0, x0, y1, x1) of the image as it is meant to be seen, end excluded
+
+
+_HIGH_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0, "I": 257.0, "F": 257.0}
+_LIFT = threading.Lock()
+
+
+@contextlib.contextmanager
+def _pil_open(source: str | os.PathLike[str] | IO[bytes], pil_limit: bool) -> Iterator[Image.Image]:
+    """``Image.open(source)``; with ``pil_limit`` False, PIL's own decompression-bomb limit
+    (``Image.MAX_IMAGE_PIXELS``) does not apply: the caller has checked its own."""
+    if pil_limit:
+        with Image.open(source) as image:
+            yield image
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(source)
+        except Image.DecompressionBombError:  # above PIL's limit, within the caller's: open without it
+            if not isinstance(source, (str, os.PathLike)):
+                source.seek(0)
+            with _LIFT:
+                saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                try:
+                    image = Image.open(source)
+                finally:
+                    Image.MAX_IMAGE_PIXELS = saved
+        with image:
+            yield image
+
+
+def load_rgb(source: str | os.PathLike[str] | IO[bytes], *, pil_limit: bool = True) -> Image.Image:
+    """Decode an image file into an RGB PIL image, as it is meant to be seen: the decoding contract of
+    every decoder.
+
+    - EXIF orientation is applied (a photo taken upright comes out upright), also where PIL finds it in
+      XMP or in a PNG's raw EXIF profile.
+    - The first frame (GIF, multi-page TIFF), or an animated PNG's default image.
+    - Grey, grey+alpha, palette, CMYK and RGBA are converted to RGB; alpha is dropped (not composited).
+    - 16- and 32-bit images (modes ``I;16``, ``I``, ``F``) are scaled to 8 bits (``value / 257``,
+      rounded, clipped to 0..255).
+
+    Args:
+        source: a path or a binary file object.
+        pil_limit: whether PIL's decompression-bomb limit applies (``False`` where the caller has checked
+            the image's size against its own, e.g. ``max_image_pixels``).
+    """
+    with _pil_open(source, pil_limit) as img:
+        img = ImageOps.exif_transpose(img)
+        if img.mode in _HIGH_DEPTH:
+            scaled = np.asarray(img, dtype=np.float64) / _HIGH_DEPTH[img.mode]
+            return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).convert("RGB")
+        return img.convert("RGB")
+
+
+def image_size(data: np.ndarray) -> tuple[int, int] | None:
+    """``(height, width)`` of an image from its header alone (JPEG: parsed; other formats: PIL opens the
+    header without decoding, whatever PIL's own bomb limit); ``None`` where no reader knows the bytes."""
+    header = jpeg_header(data)
+    if header is not None:
+        return header.shape
+    try:
+        with _pil_open(io.BytesIO(data.tobytes()), pil_limit=False) as image:
+            return image.size[1], image.size[0]
+    except Exception:  # not an image PIL knows: the decoder reports it
+        return None
+
+
+def decode_pil(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
+    """:func:`load_rgb` of the bytes as an RGB HWC uint8 array (PIL's bomb limit lifted: the caller has
+    checked the size).
+
+    Raises:
+        ValueError: PIL cannot decode the bytes, whatever it raised; the message names ``path``.
+    """
+    try:
+        return np.asarray(load_rgb(io.BytesIO(data.tobytes()), pil_limit=False))
+    except Exception as err:
+        raise ValueError(f"cannot decode image file {os.fspath(path)!r} with PIL: {err}") from err
 
 
 class ImageDecoder:
@@ -54,21 +150,39 @@ class ImageDecoder:
     reductions: tuple[int, ...] = (1,)
 
     def shape(self, data: np.ndarray) -> tuple[int, int] | None:
-        """``(height, width)`` as meant to be seen, from the JPEG header; ``None`` for other formats."""
-        return jpeg_shape(data)
+        """``(height, width)`` as meant to be seen, from the header of a JPEG this decoder decodes
+        itself (region and reduced decoding); ``None`` for other files."""
+        header = jpeg_header(data)
+        return header.shape if header is not None and header.plain else None
 
     def decode(
         self, data: np.ndarray, path: str | os.PathLike[str], region: Region | None = None, reduction: int = 1
     ) -> np.ndarray:
-        """The pixels of ``region`` (``None``: all) as an RGB HWC uint8 array, EXIF orientation applied.
+        """The pixels of ``region`` (``None``: all) as an RGB HWC uint8 array: :func:`load_rgb`'s.
 
-        With ``reduction`` > 1 (JPEGs only, one of :attr:`reductions`) the image is decoded at that
-        fraction of its size (sides rounded up) and ``region`` is scaled by the same ratio, so the
-        result shows the same part of the image with fewer pixels.
+        With ``reduction`` > 1 (JPEGs that :meth:`shape` knows, one of :attr:`reductions`) the image
+        is decoded at that fraction of its size (sides rounded up) and ``region`` is scaled by the same
+        ratio, so the result shows the same part of the image with fewer pixels. Files other than
+        plain JPEGs and PNGs are decoded by PIL in full, then sliced.
 
         Raises:
-            ValueError: the bytes cannot be decoded; the message names ``path``.
+            ValueError: the bytes cannot be decoded, whatever the library raised; the message names
+                ``path``.
         """
+        kind = fast_format(data)
+        if kind is None:
+            return _slice(decode_pil(data, path), region, None)
+        return self._decode(data, path, kind, region, reduction)
+
+    def _decode(
+        self,
+        data: np.ndarray,
+        path: str | os.PathLike[str],
+        kind: FastFormat,
+        region: Region | None,
+        reduction: int,
+    ) -> np.ndarray:
+        """:meth:`decode` of a plain JPEG or PNG (``kind``)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -92,12 +206,17 @@ class OpenCVDecoder(ImageDecoder):
     name = "cv2"
     reductions = REDUCTIONS
 
-    def decode(
-        self, data: np.ndarray, path: str | os.PathLike[str], region: Region | None = None, reduction: int = 1
+    def _decode(
+        self,
+        data: np.ndarray,
+        path: str | os.PathLike[str],
+        kind: FastFormat,
+        region: Region | None,
+        reduction: int,
     ) -> np.ndarray:
-        full = self.shape(data) if region is not None else None
+        full = self.shape(data) if region is not None or reduction > 1 else None
         if full is None:
-            reduction = 1  # not a JPEG: no reduced decoding
+            reduction = 1  # a PNG: no reduced decoding
         image = decode_rgb(data, reduction, path)
         if reduction == 1 and full is not None and image.shape[:2] != full:
             raise ValueError(
@@ -162,12 +281,17 @@ class NvImageCodecDecoder(ImageDecoder):
             self._state = (os.getpid(), decoder, params)
         return self._state[1], self._state[2]
 
-    def decode(
-        self, data: np.ndarray, path: str | os.PathLike[str], region: Region | None = None, reduction: int = 1
+    def _decode(
+        self,
+        data: np.ndarray,
+        path: str | os.PathLike[str],
+        kind: FastFormat,
+        region: Region | None,
+        reduction: int,
     ) -> np.ndarray:
         full = self.shape(data)
-        if full is None or reduction > 1:
-            return self._fallback.decode(data, path, region, reduction)
+        if full is None or reduction > 1:  # a PNG, or reduced decoding
+            return self._fallback._decode(data, path, kind, region, reduction)
         nv = _nvimgcodec()
         decoder, params = self._decoder()
         try:
@@ -193,8 +317,7 @@ class NvImageCodecDecoder(ImageDecoder):
 
 def make_decoder(name: str) -> ImageDecoder | None:
     """The decoder called ``name``: ``"auto"`` (nvImageCodec where installed, else OpenCV), ``"cv2"``,
-    ``"nvimgcodec"``; ``None`` for ``"pil"`` (PIL images,
-    :func:`~lightning_aug.data.datasets.folder.load_rgb`).
+    ``"nvimgcodec"``; ``None`` for ``"pil"`` (PIL images, :func:`load_rgb`).
 
     Raises:
         ValueError: an unknown name.

@@ -1,16 +1,27 @@
-"""Reading image files for OpenCV, and what JPEG allows for free: the size from the header, and decoding
-at 1/2, 1/4 or 1/8 of the size (libjpeg's DCT scaling), which skips most of the inverse DCT, colour
-conversion and memory traffic of a full decode.
+"""Reading image files for OpenCV, which files a fast decoder may take (:func:`fast_format`: plain JPEGs
+and PNGs, whose pixels it provably gets as PIL does), and what JPEG allows for free: the size from the
+header, and decoding at 1/2, 1/4 or 1/8 of the size (libjpeg's DCT scaling), which skips most of the
+inverse DCT, colour conversion and memory traffic of a full decode.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+from typing import Literal, NamedTuple
 
 import numpy as np
 
-__all__ = ["REDUCTIONS", "decode_rgb", "jpeg_shape", "read_image_bytes"]
+__all__ = [
+    "REDUCTIONS",
+    "JpegHeader",
+    "decode_rgb",
+    "fast_format",
+    "jpeg_header",
+    "jpeg_shape",
+    "png_plain",
+    "read_image_bytes",
+]
 
 REDUCTIONS: tuple[int, ...] = (8, 4, 2, 1)  # the scales OpenCV decodes JPEGs at, largest first
 
@@ -34,8 +45,9 @@ def read_image_bytes(path: str | os.PathLike[str]) -> np.ndarray:
     return data
 
 
-def _exif_orientation(segment: bytes) -> int:
-    """The orientation tag (0x0112) of an APP1 Exif segment's first IFD; 1 when absent or unreadable."""
+def _exif_orientation(segment: bytes) -> int | None:
+    """The orientation tag (0x0112) of an APP1 Exif segment's first IFD: 1 when absent; ``None`` when
+    the tag is there but not a SHORT from 1 to 8 (readers may disagree about it)."""
     tiff = segment[6:]  # after b"Exif\0\0"
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return 1
@@ -49,9 +61,70 @@ def _exif_orientation(segment: bytes) -> int:
         if entry + 12 > len(tiff):
             break
         tag, kind, _, value = struct.unpack_from(order + "HHIH", tiff, entry)
-        if tag == 0x0112 and kind == 3:  # SHORT
-            return value if 1 <= value <= 8 else 1
+        if tag == 0x0112:
+            return value if kind == 3 and 1 <= value <= 8 else None
     return 1
+
+
+class JpegHeader(NamedTuple):
+    """What a JPEG's header says before any decoding.
+
+    Attributes:
+        shape: ``(height, width)`` as meant to be seen (EXIF orientation applied).
+        plain: whether a libjpeg decoder (OpenCV, nvImageCodec) provably gives PIL's pixels: a
+            baseline, extended or progressive Huffman frame of 8 bits with 1 or 3 components, and an
+            orientation only in one well-formed EXIF tag (PIL also reads XMP's, OpenCV does not).
+    """
+
+    shape: tuple[int, int]
+    plain: bool
+
+
+_PLAIN_SOF = frozenset({0xC0, 0xC1, 0xC2})  # baseline, extended and progressive Huffman
+_XMP = b"http://ns.adobe.com/xap/1.0/\x00"
+
+
+def jpeg_header(data: np.ndarray | bytes) -> JpegHeader | None:
+    """The :class:`JpegHeader` of a JPEG; ``None`` for anything that is not a JPEG with a readable
+    frame header."""
+    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    if raw[:2] != b"\xff\xd8":
+        return None
+    orientation: int | None = 1
+    exif_seen, plain, pos = False, True, 2
+    while pos + 4 <= len(raw):
+        if raw[pos] != 0xFF:
+            return None
+        marker = raw[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD8 or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        (length,) = struct.unpack_from(">H", raw, pos + 2)
+        segment = raw[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
+            if exif_seen:  # readers differ on which of two counts
+                plain = False
+            else:
+                exif_seen, orientation = True, _exif_orientation(segment)
+        elif marker == 0xE1 and segment.startswith(_XMP) and b"Orientation" in segment:
+            plain = False
+        elif marker in _SOF:
+            if len(segment) < 6:
+                return None
+            precision, height, width, components = struct.unpack_from(">BHHB", segment, 0)
+            if height == 0 or width == 0:
+                return None
+            plain = plain and marker in _PLAIN_SOF and precision == 8 and components in (1, 3)
+            plain = plain and orientation is not None
+            shape = (width, height) if orientation in _TRANSPOSED else (height, width)
+            return JpegHeader(shape, plain)
+        elif marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
+            return None
+        pos += 2 + length
+    return None
 
 
 def jpeg_shape(data: np.ndarray | bytes) -> tuple[int, int] | None:
@@ -68,35 +141,50 @@ def jpeg_shape(data: np.ndarray | bytes) -> tuple[int, int] | None:
         >>> jpeg_shape(buffer.getvalue())
         (30, 40)
     """
+    header = jpeg_header(data)
+    return None if header is None else header.shape
+
+
+_PNG = b"\x89PNG\r\n\x1a\n"
+_PNG_TEXT = frozenset({b"tEXt", b"zTXt", b"iTXt"})
+
+
+def png_plain(data: np.ndarray | bytes) -> bool:
+    """Whether ``data`` is a complete PNG that OpenCV provably decodes to PIL's pixels: 8 bits per
+    sample, no animation (PIL shows an APNG's default image), no orientation (``eXIf``, XMP or an
+    ImageMagick raw EXIF profile, which PIL applies and OpenCV partly ignores)."""
     raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
-    if raw[:2] != b"\xff\xd8":
-        return None
-    orientation, pos = 1, 2
-    while pos + 4 <= len(raw):
-        if raw[pos] != 0xFF:
-            return None
-        marker = raw[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker == 0xD8 or 0xD0 <= marker <= 0xD7:  # markers without a length
-            pos += 2
-            continue
-        (length,) = struct.unpack_from(">H", raw, pos + 2)
-        segment = raw[pos + 4 : pos + 2 + length]
-        if marker == 0xE1 and segment[:6] == b"Exif\x00\x00":
-            orientation = _exif_orientation(segment)
-        elif marker in _SOF:
-            if len(segment) < 5:
-                return None
-            height, width = struct.unpack_from(">HH", segment, 1)
-            if height == 0 or width == 0:
-                return None
-            return (width, height) if orientation in _TRANSPOSED else (height, width)
-        elif marker in (0xD9, 0xDA):  # end of image or start of scan before any frame header
-            return None
-        pos += 2 + length
-    return None
+    if raw[:8] != _PNG:
+        return False
+    pos = 8
+    while pos + 8 <= len(raw):
+        length, kind = struct.unpack_from(">I4s", raw, pos)
+        body = pos + 8
+        if kind == b"IHDR":
+            if length < 13 or raw[body + 8] != 8 or raw[body + 9] not in (0, 2, 3, 4, 6):
+                return False
+        elif kind in (b"acTL", b"eXIf"):
+            return False
+        elif kind in _PNG_TEXT:
+            keyword = raw[body : body + min(length, 80)].split(b"\x00", 1)[0]
+            if keyword == b"XML:com.adobe.xmp" or keyword.startswith(b"Raw profile type"):
+                return False
+        elif kind == b"IEND":
+            return True
+        pos = body + length + 4  # data and CRC
+    return False  # cut short: PIL names what is missing
+
+
+FastFormat = Literal["jpeg", "png"]
+
+
+def fast_format(data: np.ndarray | bytes) -> FastFormat | None:
+    """``"jpeg"`` or ``"png"`` where a fast decoder gives PIL's pixels (:func:`jpeg_header`'s
+    ``plain``, :func:`png_plain`); ``None``: PIL decodes it."""
+    header = jpeg_header(data)
+    if header is not None:
+        return "jpeg" if header.plain else None
+    return "png" if png_plain(data) else None
 
 
 def decode_rgb(data: np.ndarray, reduction: int = 1, path: str | os.PathLike[str] = "<bytes>") -> np.ndarray:

@@ -10,17 +10,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 from torch.utils.data import Dataset
-from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from lightning_aug._checks import check_fraction, check_int
 from lightning_aug.data.datasets.base import Split
-from lightning_aug.data.decoders import DECODER_NAMES, DecoderName, ImageDecoder, make_decoder
-from lightning_aug.data.jpeg import jpeg_shape, read_image_bytes
+from lightning_aug.data.decoders import (
+    DECODER_NAMES,
+    DecoderName,
+    ImageDecoder,
+    image_size,
+    load_rgb,
+    make_decoder,
+)
+from lightning_aug.data.jpeg import read_image_bytes
 
-__all__ = ["ImageFolder", "ImageFolderDataset", "load_rgb"]
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageFolderDataset", "load_rgb"]
 
+
+# torchvision's ImageFolder extensions, and the other files PIL reads that image folders often hold
+IMAGE_EXTENSIONS: tuple[str, ...] = (
+    *(".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp"),
+    *(".gif", ".jfif", ".pbm", ".pnm"),
+)
 
 Decoder = DecoderName
 BadImagePolicy = Literal["raise", "skip"]
@@ -39,52 +51,25 @@ def check_decoding(decoder: Any, on_bad_image: Any) -> tuple[Decoder, BadImagePo
     return decoder, on_bad_image
 
 
-_HIGH_DEPTH = {"I;16": 257.0, "I;16B": 257.0, "I;16L": 257.0, "I;16N": 257.0, "I": 257.0, "F": 257.0}
-
-
 DEFAULT_MAX_IMAGE_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)  # where PIL refuses a bomb
 
 
 def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
     """Refuse an image whose header says it has more than ``limit`` pixels, before any decoder
     allocates for it (a 1 MB PNG can hold 20000x20000 pixels: 1.2 GB decoded). ``None``: no limit.
+    This limit replaces PIL's ``Image.MAX_IMAGE_PIXELS`` for the files of a dataset, on every decoder.
 
     Raises:
-        ValueError: the image is larger than ``limit``, or PIL refuses its header as a bomb.
+        ValueError: the image is larger than ``limit``.
     """
     if limit is None:
         return
-    shape = jpeg_shape(data)
-    if shape is None:  # other formats: PIL reads the size from the header without decoding
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                with Image.open(io.BytesIO(data.tobytes())) as image:
-                    shape = (image.size[1], image.size[0])
-        except Image.DecompressionBombError as err:
-            raise ValueError(f"{err} (decompression bomb)") from None
-        except Exception:  # not an image PIL knows: the decoder reports it
-            return
-    if shape[0] * shape[1] > limit:
+    shape = image_size(data)
+    if shape is not None and shape[0] * shape[1] > limit:
         raise ValueError(
             f"{shape[1]}x{shape[0]} = {shape[0] * shape[1]} pixels, above max_image_pixels={limit} "
             "(a decompression bomb?); raise max_image_pixels to read it"
         )
-
-
-def load_rgb(path: str | os.PathLike[str]) -> Image.Image:
-    """Decode an image file into an RGB PIL image, as it is meant to be seen.
-
-    - EXIF orientation is applied (a photo taken upright comes out upright), as OpenCV does.
-    - Grey, grey+alpha, palette, CMYK and RGBA are converted to RGB; alpha is dropped (not composited).
-    - 16-bit images (PNG ``I;16``/``I``) are scaled to 8 bits (``value / 257``), not clipped.
-    """
-    with Image.open(path) as img:
-        img = ImageOps.exif_transpose(img)
-        if img.mode in _HIGH_DEPTH:
-            scaled = np.asarray(img, dtype=np.float64) / _HIGH_DEPTH[img.mode]
-            return Image.fromarray(np.clip(np.rint(scaled), 0, 255).astype(np.uint8)).convert("RGB")
-        return img.convert("RGB")
 
 
 def _image_files(top: Path) -> list[str]:
@@ -111,7 +96,7 @@ def _image_files(top: Path) -> list[str]:
                 continue
             keep.append(name)
         dirnames[:] = keep
-        found.append((dirpath, sorted(f for f in files if f.lower().endswith(IMG_EXTENSIONS))))
+        found.append((dirpath, sorted(f for f in files if f.lower().endswith(IMAGE_EXTENSIONS))))
     return [os.path.join(dirpath, f) for dirpath, files in sorted(found) for f in files]
 
 
@@ -136,7 +121,7 @@ def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], li
     samples = [(path, label) for label, files in enumerate(per_class) for path in files]
     if not samples:
         raise FileNotFoundError(
-            f"image folder {str(directory)!r} has no images with extensions {IMG_EXTENSIONS}"
+            f"image folder {str(directory)!r} has no images with extensions {IMAGE_EXTENSIONS}"
         )
     empty = [name for name, files in zip(found, per_class, strict=True) if not files]
     if empty and classes is None:  # a class no sample can teach: the model would output it in vain
@@ -159,7 +144,7 @@ class ImageFolderDataset(Dataset):
             decoding (:mod:`lightning_aug.data.transforms`); ``"pil"``: PIL RGB images, decoded whole.
         max_image_pixels: images whose header says more pixels are refused before decoding, as
             unreadable (``on_bad_image``); default: where PIL refuses a decompression bomb; ``None``: no
-            limit of ours.
+            limit at all (nor PIL's).
         scanned: ``(classes, samples)`` of ``root`` where the caller has already scanned it (a factory
             scans a folder once for all its splits: 1.28M files on network storage take minutes).
         on_bad_image: what a corrupt, truncated or non-image file does. ``"raise"``: a ``ValueError``
@@ -213,7 +198,7 @@ class ImageFolderDataset(Dataset):
         data = read_image_bytes(path)
         check_image_pixels(data, path, self.max_image_pixels)
         if self.image_decoder is None:
-            return load_rgb(path)  # PIL opens the file itself, so that its messages name it
+            return load_rgb(io.BytesIO(data.tobytes()), pil_limit=False)  # max_image_pixels replaces it
         if self._head is not None:
             return self._head(data, self.image_decoder, path)
         return self.image_decoder.decode(data, path)
