@@ -289,7 +289,8 @@ class AugDataModule(LightningDataModule):
     # ---------------------------------------------------------------- randomness and state
     @property
     def skipped_files(self) -> dict[int, list[str]]:
-        """The unreadable files skipped in each epoch (``on_bad_image="skip"``), by epoch."""
+        """The unreadable files skipped in each epoch (``on_bad_image="skip"``), by epoch; the samples
+        read in each epoch's batches are ``skips.samples``."""
         return self.skips.files
 
     def loader_generator(self, train: bool) -> torch.Generator:
@@ -348,8 +349,9 @@ class AugDataModule(LightningDataModule):
         if not (isinstance(batch, (tuple, list)) and len(batch) in (2, 3)):
             got = type(batch).__name__
             raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
-        if len(batch) == 3:  # paths of unreadable files replaced in this batch (on_bad_image="skip")
-            self.skips.record(batch[2], trainer.current_epoch if trainer is not None else 0, self._rank)
+        epoch = trainer.current_epoch if trainer is not None else 0
+        # the paths of unreadable files replaced in this batch, if any (on_bad_image="skip")
+        self.skips.record(batch[2] if len(batch) == 3 else (), epoch, self._rank, samples=len(batch[1]))
         return self.stage(batch[0], batch[1], transforms, trainer, train)
 
     def report_skipped(self) -> None:

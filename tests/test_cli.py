@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.resources
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -382,3 +383,54 @@ def test_presets_change_and_drop_named_transforms_from_the_command_line(tmp_path
         compose_train(["augment=randaugment", "augment.train_transforms.flip=null"], tmp_path)
     )
     assert [type(t).__name__ for t in dropped.train_pipeline.transforms] == ["RandomCrop", "RandAugment"]
+
+
+def _odd_image_folder(root: Path) -> list[str]:
+    """root/train/{odd,plain} and root/val/{odd,plain}: the odd-file corpus in train/odd; the names of
+    its files that PIL cannot read either (what skip must report)."""
+    from odd_files import write_odd_folder
+    from test_decoding_contract import _reference
+
+    paths = write_odd_folder(root / "train")
+    for split, count in (("train", 6), ("val", 2)):
+        write_image_folder(root / split, {"plain": count}, size=40)
+    write_image_folder(root / "val", {"odd": 2}, size=40)
+    return sorted(p.name for p in paths if _reference(p) is None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("decoder", ["pil", "cv2", "auto"])
+def test_train_skips_exactly_the_unreadable_files_of_an_odd_folder(tmp_path: Path, decoder: str) -> None:
+    """One epoch over the odd-file corpus with on_bad_image=skip: exit 0, and the warning names every
+    unreadable file (PIL cannot read it either) and no other."""
+    unreadable = _odd_image_folder(tmp_path / "images")
+    run = tmp_path / "run"
+    result = run_app(
+        "lightning-aug-train",
+        "data=imagefolder",
+        f"data.root={tmp_path / 'images'}",
+        "data.on_bad_image=skip",
+        f"data.decoder={decoder}",
+        "augment=imagenet_alb",
+        "augment.train_transforms.crop.size=[32,32]",
+        "augment.eval_transforms.resize.max_size=36",
+        "augment.eval_transforms.crop.height=32",
+        "augment.eval_transforms.crop.width=32",
+        "loader.num_workers=0",
+        "loader.persistent_workers=false",
+        "loader.batch_size=16",
+        "trainer.max_epochs=1",
+        f"hydra.run.dir={run}",
+        cwd=tmp_path,
+        PYTHONWARNINGS="default",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = re.search(
+        r"skipped (\d+) unreadable image file\(s\) in epoch 0, among (\d+) samples read .*?: (.*)",
+        result.stderr,
+    )
+    assert found is not None, result.stderr[-3000:]
+    named = sorted(Path(p).name for p in found.group(3).split(", "))
+    assert named == unreadable and int(found.group(1)) == len(unreadable)
+    assert {"broken_empty.jpg", "broken_bomb.png", "broken_truncated.jpg"} <= set(named)
+    assert json.loads((run / "metrics.json").read_text())["val/acc"] >= 0.0

@@ -360,11 +360,31 @@ def test_skip_trains_through_and_reports_exactly_the_bad_files(tmp_path: Any, nu
         seed=0,
     )
     model = Recorder(num_classes=2)
-    with pytest.warns(UserWarning, match=r"skipped 2 unreadable image file\(s\) in epoch 0"):
+    with pytest.warns(
+        UserWarning, match=r"skipped 2 unreadable image file\(s\) in epoch 0, among 6 samples read"
+    ):
         tiny_trainer(max_epochs=1, limit_val_batches=0).fit(model, dm)
     assert list(dm.skipped_files) == [0] and sorted(dm.skipped_files[0]) == bad  # exactly the two, once
     assert sum(len(b) for b in model.seen["train"]) == 6  # every sample served, the batch shape kept
     assert all(b.dtype == torch.float32 for b in model.seen["train"])
+
+
+def test_the_skip_report_counts_the_samples_read_and_names_each_file_once() -> None:
+    """Files that drop_last leaves out are not read: the report counts what the batches held."""
+    from lightning_aug.data.skips import SkipReport
+
+    report = SkipReport(listed=2)
+    report.record(["a.jpg", "b.jpg"], epoch=0, samples=4)
+    report.record([], epoch=0, samples=4)
+    report.record(["a.jpg", "c.jpg"], epoch=0, samples=4)
+    with pytest.warns(
+        UserWarning, match=r"skipped 3 .* epoch 0, among 12 samples read .*: a.jpg, b.jpg and 1 more"
+    ):
+        report.record([], epoch=1, samples=4)  # a new epoch reports the last
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report.report()  # epoch 1 had no skips: no warning
+    assert report.files == {0: ["a.jpg", "b.jpg", "c.jpg"]} and report.samples == {0: 12, 1: 4}
 
 
 def test_raise_stops_training_naming_the_file(tmp_path: Any) -> None:
