@@ -57,8 +57,8 @@ class SkipReport:
         more = f" and {len(paths) - self.listed} more" if len(paths) > self.listed else ""
         warnings.warn(
             f"on_bad_image='skip': rank {rank} skipped {len(paths)} unreadable image file(s) in epoch "
-            f"{epoch}, among {self.samples.get(epoch, 0)} samples read (all loaders; each replaced by the next "
-            f"readable sample): {named}{more}",
+            f"{epoch}, among {self.samples.get(epoch, 0)} samples read (all loaders; each replaced by "
+            f"the next readable sample): {named}{more}",
             UserWarning,
             stacklevel=3,
         )
