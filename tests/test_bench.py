@@ -116,3 +116,18 @@ def test_bench_console_script(tmp_path: Path) -> None:
     for heading in ("per worker (one process)", "num_workers sweep", "device stage", "mixup kernel"):
         assert heading in result.stdout
     assert (tmp_path / "bench.json").is_file() and (tmp_path / "bench.png").is_file()
+
+
+def test_worker_memory_bench_shows_packed_samples_are_not_copied() -> None:
+    """Page counts, not times: forked workers reading a list of tuples copy the pages they read; reading
+    a SampleList copies none of it."""
+    from lightning_aug.bench.memory import fake_samples, memory_row
+    from lightning_aug.data.datasets.samples import SampleList
+
+    listed = fake_samples(100_000)
+    rows = [
+        memory_row("list", listed, workers=2, reads=3000),
+        memory_row("packed", SampleList(listed), 2, 3000),
+    ]
+    grown = [row["USS growth (MiB)"] for row in rows]
+    assert grown[0] > 8 and grown[1] < 2, rows

@@ -112,7 +112,7 @@ def test_image_folder_with_train_and_val(tmp_path: Path) -> None:
     train, val = data("train"), data("val")
     assert (len(train), len(val), data("test")) == (5, 2, None)
     assert train.classes == ["cat", "dog"] and data.num_classes == 2
-    assert train.targets == [0, 0, 0, 1, 1]
+    assert train.targets.tolist() == [0, 0, 0, 1, 1]
 
 
 def test_image_folder_val_split_is_seeded_stratified_and_disjoint(tmp_path: Path) -> None:
@@ -384,7 +384,7 @@ def test_a_directory_link_back_into_the_folder_is_skipped_with_a_warning(tmp_pat
     with pytest.warns(UserWarning, match=r"skipped the directory link .*a/up.* leads back into a folder"):
         data = ImageFolderDataset(tmp_path / "root")
     assert len(data) == 4 and len({path for path, _ in data.samples}) == 4
-    assert data.targets == [0, 0, 1, 1]
+    assert data.targets.tolist() == [0, 0, 1, 1]
 
 
 def test_a_class_folder_without_images_is_refused_by_name(tmp_path: Path) -> None:
@@ -408,3 +408,27 @@ def test_a_val_split_folder_is_scanned_once(tmp_path: Path, monkeypatch: pytest.
     train, val = factory("train"), factory("val")
     assert factory.num_classes == 2 and len(train) + len(val) == 8
     assert scans == [tmp_path / "root"]  # was three walks of the folder for one split
+
+
+def test_sample_list_reads_back_what_it_packed() -> None:
+    from lightning_aug.data.datasets.samples import SampleList
+
+    pairs = [("a/ü.jpg", 0), ("b/\udcff.png", 3), ("", 1), ("c/x.jpg", 2)]  # non-UTF-8 names survive
+    samples = SampleList(pairs)
+    assert list(samples) == pairs and samples == pairs and samples[-1] == ("c/x.jpg", 2)
+    assert samples[1:3] == pairs[1:3] and samples.labels.dtype == np.int64
+    sub = samples.subset(np.array([3, 0]))
+    assert list(sub) == [pairs[3], pairs[0]] and sub._blob is samples._blob  # shares the paths
+    with pytest.raises(IndexError, match="sample index 4 out of range for 4 samples"):
+        samples[4]
+    assert len(SampleList()) == 0
+
+
+def test_image_folder_samples_are_packed_for_workers(tmp_path: Path) -> None:
+    from lightning_aug.data.datasets.samples import SampleList
+
+    write_image_folder(tmp_path / "root", {"a": 3, "b": 2})
+    data = ImageFolder(tmp_path / "root", val_split=0.4)
+    train, val = data("train"), data("val")
+    assert isinstance(train.samples, SampleList) and train.samples._blob is val.samples._blob
+    assert isinstance(train.targets, np.ndarray) and len(train) + len(val) == 5

@@ -15,6 +15,7 @@ from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_fraction, check_int
 from lightning_aug.data.datasets.base import Split
+from lightning_aug.data.datasets.samples import SampleList
 from lightning_aug.data.decoders import (
     DECODER_NAMES,
     DecoderName,
@@ -100,8 +101,9 @@ def _image_files(top: Path) -> list[str]:
     return [os.path.join(dirpath, f) for dirpath, files in sorted(found) for f in files]
 
 
-def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], list[tuple[str, int]]]:
-    """The class folders of ``directory`` (sorted) and its ``(path, label)`` samples.
+def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], SampleList]:
+    """The class folders of ``directory`` (sorted) and its ``(path, label)`` samples (packed: workers
+    share them, :mod:`~lightning_aug.data.datasets.samples`).
 
     Raises:
         FileNotFoundError: a missing folder, no class subfolders, or no images.
@@ -129,7 +131,7 @@ def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], li
             f"image folder {str(directory)!r} has class folders without images: {empty}; "
             "remove them or add images"
         )
-    return found, samples
+    return found, SampleList(samples)
 
 
 class ImageFolderDataset(Dataset):
@@ -161,12 +163,12 @@ class ImageFolderDataset(Dataset):
         self,
         root: str | os.PathLike[str],
         classes: Sequence[str] | None = None,
-        indices: Sequence[int] | None = None,
+        indices: Sequence[int] | np.ndarray | None = None,
         decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         *,
-        scanned: tuple[list[str], list[tuple[str, int]]] | None = None,
+        scanned: tuple[list[str], SampleList] | None = None,
     ) -> None:
         self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
         self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
@@ -174,8 +176,8 @@ class ImageFolderDataset(Dataset):
         self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
         self.root = Path(root)
         self.classes, samples = scanned if scanned is not None else _scan(self.root, classes)
-        self.samples = samples if indices is None else [samples[i] for i in indices]
-        self.targets = [label for _, label in self.samples]
+        self.samples: SampleList = samples if indices is None else samples.subset(indices)
+        self.targets: np.ndarray = self.samples.labels
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -220,7 +222,7 @@ class ImageFolderDataset(Dataset):
             try:
                 image, label = self._load(position)
             except ValueError:
-                skipped.append(self.samples[position][0])
+                skipped.append(self.samples.path(position))
                 continue
             return (image, label, tuple(skipped)) if skipped else (image, label)
         raise ValueError(f"on_bad_image='skip': no readable image in {str(self.root)!r}")
@@ -259,7 +261,7 @@ class ImageFolder:
         self.val_split = check_fraction("val_split", val_split)
         self.root = Path(root).expanduser()
         self.seed = seed
-        self._scans: dict[Path, tuple[list[str], list[tuple[str, int]]]] = {}
+        self._scans: dict[Path, tuple[list[str], SampleList]] = {}
 
     @property
     def num_classes(self) -> int:
@@ -268,7 +270,7 @@ class ImageFolder:
     def _train_classes(self) -> list[str]:
         return self._scan(self._train_root())[0]
 
-    def _scan(self, folder: Path) -> tuple[list[str], list[tuple[str, int]]]:
+    def _scan(self, folder: Path) -> tuple[list[str], SampleList]:
         """The scan of ``folder``, made once (its classes must be the train folder's)."""
         if folder not in self._scans:
             classes = None if folder == self._train_root() else self._train_classes()
@@ -285,16 +287,15 @@ class ImageFolder:
             )
         return self.root / "train"
 
-    def _split_indices(self, targets: Sequence[int], val_split: float) -> tuple[list[int], list[int]]:
+    def _split_indices(self, labels: np.ndarray, val_split: float) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
-        labels = np.asarray(targets)
         train, val = [], []
         for label in np.unique(labels):
             idx = rng.permutation(np.flatnonzero(labels == label))
             n_val = max(1, round(len(idx) * val_split)) if len(idx) > 1 else 0
-            val += idx[:n_val].tolist()
-            train += idx[n_val:].tolist()
-        return sorted(train), sorted(val)
+            val.append(idx[:n_val])
+            train.append(idx[n_val:])
+        return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
     def __call__(self, split: Split) -> ImageFolderDataset | None:
         if split not in ("train", "val", "test"):
@@ -315,7 +316,7 @@ class ImageFolder:
         if split == "test":
             return None
         scanned = self._scan(self.root)
-        train, val = self._split_indices([label for _, label in scanned[1]], self.val_split)
+        train, val = self._split_indices(scanned[1].labels, self.val_split)
         return ImageFolderDataset(
             self.root,
             classes=classes,
