@@ -432,3 +432,33 @@ def test_image_folder_samples_are_packed_for_workers(tmp_path: Path) -> None:
     train, val = data("train"), data("val")
     assert isinstance(train.samples, SampleList) and train.samples._blob is val.samples._blob
     assert isinstance(train.targets, np.ndarray) and len(train) + len(val) == 5
+
+
+@pytest.mark.parametrize("decoder", ["pil", "cv2"])
+def test_a_decompression_bomb_keeps_memory_bounded(tmp_path: Path, decoder: str) -> None:
+    """A 20000x20000 PNG (1.2 GB as RGB) skipped by a fresh process: its peak memory grows by far less
+    than one decoded copy."""
+    import subprocess
+    import sys
+
+    from odd_files import _bomb_png
+
+    folder = tmp_path / "a" / "cls"
+    folder.mkdir(parents=True)
+    (folder / "bomb.png").write_bytes(_bomb_png(20000))
+    Image.new("RGB", (8, 8)).save(folder / "ok.png")
+    script = (
+        "import resource, sys\n"
+        "from lightning_aug.data.datasets import ImageFolderDataset\n"
+        f"data = ImageFolderDataset(sys.argv[1], decoder={decoder!r}, on_bad_image='skip')\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "image, label, skipped = data[0]\n"
+        "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "print(len(skipped), (after - before) // 1024)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "a")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    skipped, grown_mib = map(int, done.stdout.split())
+    assert skipped == 1 and grown_mib < 100, done.stdout  # one decode would be 1144 MiB
