@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -13,7 +14,7 @@ from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int
-from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedDataset
+from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedDataset, check_split
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
@@ -27,7 +28,11 @@ from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
 
-__all__ = ["AugDataModule"]
+__all__ = ["AugDataModule", "Transform"]
+
+# A per-sample transform: a torchvision v2 transform (an nn.Module), an albumentations transform, or
+# any callable; typed so that LightningCLI takes ``class_path`` entries and appends them with ``+=``
+Transform = torch.nn.Module | Callable[..., Any]
 
 
 def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
@@ -60,7 +65,7 @@ def _loader_hook(split: Split) -> Callable[[AugDataModule], DataLoader]:
     def hook(self: AugDataModule) -> DataLoader:
         return self._loader(split, train=split == "train")
 
-    hook.__name__ = hook.__qualname__ = f"{'predict' if split == 'test' else split}_dataloader"
+    hook.__name__ = hook.__qualname__ = f"{split}_dataloader"
     return hook
 
 
@@ -126,9 +131,9 @@ class AugDataModule(LightningDataModule):
 
     def __init__(
         self,
-        dataset: DatasetFactory,
-        train_transforms: Sequence[Any] | Mapping[str, Any] = (),
-        eval_transforms: Sequence[Any] | Mapping[str, Any] = (),
+        dataset: DatasetFactory | Callable[[str], Dataset | None],
+        train_transforms: Sequence[Transform] | Mapping[str, Transform | None] = (),
+        eval_transforms: Sequence[Transform] | Mapping[str, Transform | None] = (),
         backend: Backend = "torchvision",
         mean: Sequence[float] | None = None,
         std: Sequence[float] | None = None,
@@ -225,14 +230,14 @@ class AugDataModule(LightningDataModule):
             "fit": ("train", "val"),
             "validate": ("val",),
             "test": ("test",),
-            "predict": ("test",),
+            "predict": ("predict",),
         }
         if stage not in wanted:
             raise ValueError(f"stage must be one of {sorted(wanted)}, got {stage!r}")
         for split in wanted[stage]:
             if split in self.datasets:
                 continue
-            data = self.dataset(split)
+            data = self._build_split(split)
             if data is None:
                 if split == "train":
                     raise ValueError(
@@ -261,6 +266,13 @@ class AugDataModule(LightningDataModule):
                 transformed.set_rng_state(self._pending_pipeline_state)
                 self._pending_pipeline_state = None
 
+    def _build_split(self, split: Split) -> Dataset | None:
+        """The factory's dataset of ``split``; a plain callable (not a
+        :class:`~lightning_aug.data.datasets.DatasetFactory`) predicts on its ``"test"`` split."""
+        if split == "predict" and not isinstance(self.dataset, DatasetFactory):
+            return self.dataset("test")
+        return self.dataset(check_split(split))
+
     def _loader(self, split: Split, train: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"the {split!r} split is not set up: call setup() first")
@@ -280,11 +292,21 @@ class AugDataModule(LightningDataModule):
             rank=self._rank,
         )
 
-    # Lightning's four loader hooks; predict reads the test split
+    # Lightning's four loader hooks; the factory's predict split is its test split unless it says
     train_dataloader = override(_loader_hook("train"))
     val_dataloader = override(_loader_hook("val"))
     test_dataloader = override(_loader_hook("test"))
-    predict_dataloader = override(_loader_hook("test"))
+    predict_dataloader = override(_loader_hook("predict"))
+
+    @property
+    def batch_size(self) -> int:
+        """The training batch size (``loader.batch_size``); settable, so that Lightning's
+        ``Tuner.scale_batch_size`` finds and changes it. Setting it replaces ``loader`` with a copy."""
+        return self.loader.batch_size
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        self.loader = dataclasses.replace(self.loader, batch_size=value)
 
     # ---------------------------------------------------------------- randomness and state
     @property

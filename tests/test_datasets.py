@@ -100,7 +100,9 @@ def test_synthetic_bad_arguments(kwargs: dict, message: str) -> None:
 
 
 def test_synthetic_unknown_split(small_shapes: SyntheticShapes) -> None:
-    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test', got 'valid'"):
+    with pytest.raises(
+        ValueError, match=r"split must be one of \['train', 'val', 'test', 'predict'\], got 'valid'"
+    ):
         small_shapes("valid")  # type: ignore[arg-type]
 
 
@@ -212,7 +214,9 @@ def test_cifar_bad_arguments(tmp_path: Path) -> None:
         CIFAR10(tmp_path, download="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="val_split must be a float in \\(0, 1\\) or None, got 2"):
         CIFAR10(tmp_path, val_split=2)
-    with pytest.raises(ValueError, match="split must be 'train', 'val' or 'test', got 'dev'"):
+    with pytest.raises(
+        ValueError, match=r"split must be one of \['train', 'val', 'test', 'predict'\], got 'dev'"
+    ):
         CIFAR10(tmp_path)("dev")  # type: ignore[arg-type]
 
 

@@ -2,7 +2,7 @@
 
 from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedDataset
 from lightning_aug.data.datasets.cifar import CIFAR10, CIFAR100, ArrayDataset
-from lightning_aug.data.datasets.folder import ImageFolder, ImageFolderDataset, load_rgb
+from lightning_aug.data.datasets.folder import ImageFiles, ImageFolder, ImageFolderDataset, load_rgb
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.datasets.photos import Photos
 from lightning_aug.data.datasets.synthetic import SyntheticShapes
@@ -12,6 +12,7 @@ __all__ = [
     "CIFAR100",
     "ArrayDataset",
     "DatasetFactory",
+    "ImageFiles",
     "ImageFolder",
     "ImageFolderDataset",
     "InMemoryDataset",

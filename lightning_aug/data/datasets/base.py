@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Protocol, runtime_checkable
+from abc import ABC, abstractmethod
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor
@@ -10,24 +11,60 @@ from torch.utils.data import Dataset
 
 from lightning_aug.data.pipeline import Pipeline
 
-__all__ = ["DatasetFactory", "Split", "TransformedDataset"]
+__all__ = ["SPLITS", "DatasetFactory", "Split", "TransformedDataset", "check_split"]
 
-Split = Literal["train", "val", "test"]
+Split = Literal["train", "val", "test", "predict"]
+SPLITS: tuple[str, ...] = get_args(Split)
 
 
-@runtime_checkable
-class DatasetFactory(Protocol):
-    """Anything called with a split name that returns a map-style dataset of ``(image, label)``.
+def check_split(split: Any) -> Split:
+    """``split``, checked.
+
+    Raises:
+        ValueError: not one of ``"train"``, ``"val"``, ``"test"``, ``"predict"``.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
+    return split
+
+
+class DatasetFactory(ABC):
+    """Base of the dataset factories: called with a split name, returns a map-style dataset of
+    ``(image, label)``, or ``None`` for a split the data does not have (e.g. no test split).
 
     ``image`` is a PIL image, an HWC uint8 ndarray or a CHW uint8 tensor; ``label`` an int class index.
-    Return ``None`` for a split the data does not have (e.g. no test split). A factory may also define
-    ``prepare()`` (download or generate files; called once per node by ``prepare_data``) and
-    ``num_classes``. A plain function works, e.g. from Hydra with ``_partial_: true``::
+    Subclasses implement :meth:`build` for ``"train"``, ``"val"`` and ``"test"``; ``"predict"`` is the
+    test split unless :meth:`build_predict` says otherwise (an image folder's ``predict_root``). They
+    may override :meth:`prepare` (download or generate files; called once per node by
+    ``prepare_data``) and define ``num_classes``.
+
+    Being a class, a factory is given to LightningCLI/jsonargparse as ``class_path`` + ``init_args``
+    and to Hydra as ``_target_``. ``AugDataModule`` also takes any plain callable with the same
+    signature (``"predict"`` then reads its ``"test"`` split), e.g. from Hydra with ``_partial_: true``::
 
         def my_data(split: str, root: str) -> Dataset: ...
     """
 
-    def __call__(self, split: Split) -> Dataset | None: ...
+    def prepare(self) -> None:  # noqa: B027  (optional hook: a no-op unless overridden)
+        """Make the files ready (download, generate); nothing by default."""
+
+    def __call__(self, split: Split) -> Dataset | None:
+        """The dataset of ``split``.
+
+        Raises:
+            ValueError: an unknown split name.
+        """
+        if check_split(split) == "predict":
+            return self.build_predict()
+        return self.build(split)
+
+    @abstractmethod
+    def build(self, split: Split) -> Dataset | None:
+        """The dataset of ``"train"``, ``"val"`` or ``"test"``; ``None`` where the data has none."""
+
+    def build_predict(self) -> Dataset | None:
+        """The dataset to predict on: the test split unless a subclass knows better."""
+        return self.build("test")
 
 
 class TransformedDataset(Dataset):

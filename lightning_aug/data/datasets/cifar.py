@@ -11,7 +11,7 @@ import torchvision
 from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_bool, check_fraction
-from lightning_aug.data.datasets.base import Split
+from lightning_aug.data.datasets.base import DatasetFactory, Split
 
 __all__ = ["CIFAR10", "CIFAR100", "ArrayDataset"]
 
@@ -32,7 +32,7 @@ class ArrayDataset(Dataset):
         return self.images[index], int(self.labels[index])
 
 
-class CIFAR10:
+class CIFAR10(DatasetFactory):
     """Dataset factory of CIFAR-10 through ``torchvision.datasets.CIFAR10``.
 
     Splits: ``train`` the 50,000 training images (less ``val_split``), ``val`` the held-out part of
@@ -78,9 +78,7 @@ class CIFAR10:
                 "set download=True (data.download=true) to fetch it"
             ) from None
 
-    def __call__(self, split: Split) -> ArrayDataset:
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    def build(self, split: Split) -> ArrayDataset:
         if split == "test" or (split == "val" and self.val_split is None):
             test = self._load(train=False)
             return ArrayDataset(test.data, np.asarray(test.targets))

@@ -14,7 +14,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_fraction, check_int
-from lightning_aug.data.datasets.base import Split
+from lightning_aug.data.datasets.base import DatasetFactory, Split
 from lightning_aug.data.datasets.samples import SampleList
 from lightning_aug.data.decoders import (
     DECODER_NAMES,
@@ -26,7 +26,14 @@ from lightning_aug.data.decoders import (
 )
 from lightning_aug.data.jpeg import read_image_bytes
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolder", "ImageFolderDataset", "load_rgb"]
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageFiles",
+    "ImageFolder",
+    "ImageFolderDataset",
+    "load_rgb",
+    "unlabelled_folder",
+]
 
 
 # torchvision's ImageFolder extensions, and the other files PIL reads that image folders often hold
@@ -228,7 +235,7 @@ class ImageFolderDataset(Dataset):
         raise ValueError(f"on_bad_image='skip': no readable image in {str(self.root)!r}")
 
 
-class ImageFolder:
+class ImageFolder(DatasetFactory):
     """Dataset factory for a folder with ``train/`` and ``val/`` (and optionally ``test/``) subfolders,
     or, with ``val_split``, one folder of classes split by a seeded, per-class random draw.
 
@@ -240,6 +247,9 @@ class ImageFolder:
         decoder: ``"auto"`` (default: nvImageCodec where installed, else OpenCV), ``"nvimgcodec"``,
             ``"cv2"`` or ``"pil"``, see :class:`ImageFolderDataset`.
         on_bad_image, max_image_pixels: see :class:`ImageFolderDataset`.
+        predict_root: a folder of images without classes (any layout, read recursively) for the
+            ``"predict"`` split (labels ``-1``, :func:`unlabelled_folder`); ``None``: predict on the
+            test split.
 
     Raises:
         ValueError: ``val_split`` outside (0, 1).
@@ -255,10 +265,12 @@ class ImageFolder:
         decoder: Decoder = "auto",
         on_bad_image: BadImagePolicy = "raise",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+        predict_root: str | os.PathLike[str] | None = None,
     ) -> None:
         self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
         self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
         self.val_split = check_fraction("val_split", val_split)
+        self.predict_root = None if predict_root is None else Path(predict_root).expanduser()
         self.root = Path(root).expanduser()
         self.seed = seed
         self._scans: dict[Path, tuple[list[str], SampleList]] = {}
@@ -297,9 +309,17 @@ class ImageFolder:
             train.append(idx[n_val:])
         return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
-    def __call__(self, split: Split) -> ImageFolderDataset | None:
-        if split not in ("train", "val", "test"):
-            raise ValueError(f"split must be 'train', 'val' or 'test', got {split!r}")
+    def build_predict(self) -> ImageFolderDataset | None:
+        if self.predict_root is None:
+            return self.build("test")
+        return unlabelled_folder(
+            self.predict_root,
+            decoder=self.decoder,
+            on_bad_image=self.on_bad_image,
+            max_image_pixels=self.max_image_pixels,
+        )
+
+    def build(self, split: Split) -> ImageFolderDataset | None:
         classes = self._train_classes()
         if self.val_split is None:
             folder = self.root / split
@@ -326,3 +346,54 @@ class ImageFolder:
             max_image_pixels=self.max_image_pixels,
             scanned=scanned,
         )
+
+
+def unlabelled_folder(
+    root: str | os.PathLike[str],
+    decoder: Decoder = "auto",
+    on_bad_image: BadImagePolicy = "raise",
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> ImageFolderDataset:
+    """Every image under ``root`` (any layout, read recursively, sorted by path) with label ``-1``:
+    what is predicted on. ``dataset.samples.paths()`` lists the files in order.
+
+    Raises:
+        FileNotFoundError: ``root`` missing or without images.
+    """
+    top = Path(root).expanduser()
+    if not top.is_dir():
+        raise FileNotFoundError(f"image folder {str(top)!r} does not exist or is not a directory")
+    files = _image_files(top)
+    if not files:
+        raise FileNotFoundError(f"image folder {str(top)!r} has no images with extensions {IMAGE_EXTENSIONS}")
+    return ImageFolderDataset(
+        top,
+        decoder=decoder,
+        on_bad_image=on_bad_image,
+        max_image_pixels=max_image_pixels,
+        scanned=([], SampleList((path, -1) for path in files)),
+    )
+
+
+class ImageFiles(DatasetFactory):
+    """Dataset factory of one folder of images without classes (any layout, read recursively), the
+    same dataset for every split, labels ``-1`` (:func:`unlabelled_folder`): for prediction.
+
+    Args:
+        root: the folder.
+        decoder, on_bad_image, max_image_pixels: see :class:`ImageFolderDataset`.
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        decoder: Decoder = "auto",
+        on_bad_image: BadImagePolicy = "raise",
+        max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+    ) -> None:
+        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
+        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
+        self.root = Path(root).expanduser()
+
+    def build(self, split: Split) -> ImageFolderDataset:
+        return unlabelled_folder(self.root, self.decoder, self.on_bad_image, self.max_image_pixels)
