@@ -23,6 +23,7 @@ from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
 from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.device.stage import DeviceStage
+from lightning_aug.hparams import build, check_rebuildable, describe, is_spec
 from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
@@ -90,7 +91,8 @@ class AugDataModule(LightningDataModule):
     reproduces the same batches; workers, ranks and epochs differ.
 
     Args:
-        dataset: a :class:`~lightning_aug.data.datasets.DatasetFactory`: called with ``"train"``, ``"val"``,
+        dataset: a :class:`~lightning_aug.data.datasets.DatasetFactory` (or a ``{"_target_": ...}``
+            mapping of one, or any callable of the same signature): called with ``"train"``, ``"val"``,
             ``"test"``; may have ``prepare()`` (called once per node) and ``num_classes``.
         train_transforms: per-sample training transforms of ``backend`` (objects, or mappings with
             ``_target_``), as a list or a mapping of named transforms (the config presets use names so
@@ -111,7 +113,12 @@ class AugDataModule(LightningDataModule):
             (:class:`~lightning_aug.data.datasets.InMemoryDataset`): for small datasets (CIFAR-scale), with
             empty per-sample pipelines (augment with ``device_transforms``).
         seed: run seed; ``None``: Lightning's global seed (``seed_everything``), else a fresh seed that
-            is logged.
+            is logged; either is recorded as ``hparams["seed"]`` (so the logger and checkpoints have it).
+
+    The arguments are saved as plain data (:mod:`lightning_aug.hparams`: ``_target_`` mappings, never
+    pickled objects) in ``hparams``, so checkpoints load with ``weights_only=True`` and
+    ``AugDataModule.load_from_checkpoint(path)`` rebuilds the DataModule (pass what could not be
+    saved, e.g. a lambda factory, as a keyword).
 
     Raises:
         TypeError: ``dataset`` not callable, ``loader`` not a ``LoaderSettings``, a transform of the
@@ -144,6 +151,27 @@ class AugDataModule(LightningDataModule):
         in_memory: bool = False,
     ) -> None:
         super().__init__()
+        arguments = {
+            "dataset": dataset,
+            "train_transforms": train_transforms,
+            "eval_transforms": eval_transforms,
+            "backend": backend,
+            "mean": mean,
+            "std": std,
+            "loader": loader,
+            "num_classes": num_classes,
+            "seed": seed,
+            "device_transforms": device_transforms,
+            "in_memory": in_memory,
+        }
+        for name, value in arguments.items():  # a checkpoint's argument that could not be saved
+            check_rebuildable(value, name)
+        hparams = {name: describe(value) for name, value in arguments.items()}
+        if num_classes is None:  # merged with the model's for the logger: no clash over a None
+            del hparams["num_classes"]
+        self.save_hyperparameters(hparams)
+        dataset = build(dataset, "dataset") if is_spec(dataset) else dataset
+        loader = build(loader, "loader") if is_spec(loader) else loader
         if not callable(dataset):
             raise TypeError(
                 f"dataset must be a dataset factory called with a split name, got {type(dataset).__name__}"
@@ -208,6 +236,13 @@ class AugDataModule(LightningDataModule):
         """The resolved seed of this run (see ``seed``); fixed on first use."""
         if self._run_seed is None:
             self._run_seed = resolve_run_seed(self.seed, "AugDataModule")
+            if (
+                self.seed is None
+            ):  # drawn (or Lightning's global seed): recorded for the logger and checkpoints
+                self.hparams["seed"] = self._run_seed
+                initial = getattr(self, "_hparams_initial", None)  # what Lightning logs
+                if initial is not None:
+                    initial["seed"] = self._run_seed
         return self._run_seed
 
     def _device_ops_seed(self) -> int:

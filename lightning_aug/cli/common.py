@@ -53,7 +53,10 @@ def check_config(cfg: DictConfig) -> None:
 
 
 def build_datamodule(cfg: DictConfig) -> AugDataModule:
-    datamodule = instantiate(cfg.datamodule, _convert_="all")
+    """The DataModule, given its arguments as the config says them (``_target_`` mappings it builds
+    itself), so that its ``hparams`` are the config."""
+    spec = OmegaConf.to_container(cfg.datamodule, resolve=True, throw_on_missing=True)
+    datamodule = instantiate(spec, _recursive_=False, _convert_="all")
     if not isinstance(datamodule, AugDataModule):
         raise TypeError(f"datamodule must build an AugDataModule, got {type(datamodule).__name__}")
     return datamodule

@@ -30,6 +30,7 @@ from torch import Tensor
 
 from lightning_aug._checks import check_int, check_prob
 from lightning_aug.device.normalize import to_device
+from lightning_aug.hparams import RecordsArguments
 
 __all__ = [
     "ColorJitter",
@@ -45,7 +46,7 @@ Params = dict[str, np.ndarray]  # on the host: (n,) per-sample scalars, (n, k) p
 DeviceParams = dict[str, Tensor]  # on the device, float32: scalars as (n, 1, 1, 1), rows flat (n * k,)
 
 
-class DeviceOp:
+class DeviceOp(RecordsArguments):
     """A per-sample-random augmentation of whole batches: :meth:`sample` on the host, :meth:`apply`
     on the batch's device.
 

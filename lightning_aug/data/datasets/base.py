@@ -10,6 +10,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from lightning_aug.data.pipeline import Pipeline
+from lightning_aug.hparams import RecordsArguments
 
 __all__ = ["SPLITS", "DatasetFactory", "Split", "TransformedDataset", "check_split"]
 
@@ -28,7 +29,7 @@ def check_split(split: Any) -> Split:
     return split
 
 
-class DatasetFactory(ABC):
+class DatasetFactory(RecordsArguments, ABC):
     """Base of the dataset factories: called with a split name, returns a map-style dataset of
     ``(image, label)``, or ``None`` for a split the data does not have (e.g. no test split).
 
@@ -45,7 +46,7 @@ class DatasetFactory(ABC):
         def my_data(split: str, root: str) -> Dataset: ...
     """
 
-    def prepare(self) -> None:  # noqa: B027  (optional hook: a no-op unless overridden)
+    def prepare(self) -> None:
         """Make the files ready (download, generate); nothing by default."""
 
     def __call__(self, split: Split) -> Dataset | None:
