@@ -10,7 +10,7 @@ import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int
@@ -317,6 +317,10 @@ class AugDataModule(LightningDataModule):
                 f"the dataset factory {type(self.dataset).__name__} has no {split!r} split (it returned None)"
             )
         trainer = self.trainer
+        if train and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:
+            # Lightning serves the first batches in order: make them a fixed draw of every class
+            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_seed))  # type: ignore[arg-type]
+            dataset = Subset(dataset, order.tolist())
         auto_pin = trainer is not None and self.loader.pin_memory == "auto"  # read the device only then
         return self.loader.make_loader(
             dataset,
@@ -343,6 +347,13 @@ class AugDataModule(LightningDataModule):
     def batch_size(self, value: int) -> None:
         self.loader = dataclasses.replace(self.loader, batch_size=value)
 
+    @property
+    def predict_paths(self) -> list[str] | None:
+        """The files of the predict split, in the order of its predictions (``None``: not files)."""
+        data = self.datasets.get("predict")
+        samples = getattr(getattr(data, "dataset", data), "samples", None)
+        return None if samples is None else [path for path, _ in samples]
+
     # ---------------------------------------------------------------- randomness and state
     @property
     def skipped_files(self) -> dict[int, list[str]]:
@@ -368,6 +379,9 @@ class AugDataModule(LightningDataModule):
         augmentations of a new epoch.)
         """
         state: dict[str, Any] = {"train_loader_generator": self.loader_generator(True).get_state()}
+        classes = getattr(self.datasets.get("train"), "classes", None)
+        if classes:  # the names predictions are written with (lightning-aug-predict)
+            state["classes"] = [str(name) for name in classes]
         if self.device_transforms:
             state["batch_generator"] = self.stage.generator.bit_generator.state
         train = self.datasets.get("train")

@@ -6,6 +6,7 @@ so it trains with or without mixing.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal, cast
 
 import torch
@@ -18,7 +19,7 @@ from typing_extensions import override
 
 from lightning_aug._checks import check_int
 
-__all__ = ["ImageClassifier", "small_cnn"]
+__all__ = ["ImageClassifier", "one_cycle", "small_cnn"]
 
 Arch = Literal["small_cnn", "resnet18"]
 
@@ -67,7 +68,12 @@ class ImageClassifier(LightningModule):
         pretrained: start ResNet-18 from torchvision's ImageNet weights (fine-tuning); the head is new.
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
-        scheduler: ``"onecycle"`` (over the trainer's estimated steps) or ``"none"``.
+        scheduler: ``"onecycle"`` or ``"none"``. One-cycle: the learning rate rises from ``lr / 25``
+            to ``lr`` over the first 30% of the trainer's estimated steps, then falls to ``lr / 25e4``
+            along a cosine (``OneCycleLR``'s shape, without its momentum cycling), as a function of
+            the fraction of steps done: resuming with a larger ``max_epochs`` stretches the rest of
+            the schedule over the new length, and steps beyond the estimate (tuning runs) stay at the
+            final rate instead of failing.
 
     Raises:
         ValueError: bad ``num_classes``, ``arch``, ``width``, ``lr``, ``weight_decay`` or ``scheduler``.
@@ -153,13 +159,38 @@ class ImageClassifier(LightningModule):
 
     @override
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        return self(batch[0]).argmax(dim=1)
+        """Class probabilities, ``(batch, num_classes)`` (the files they belong to:
+        ``AugDataModule.predict_paths``, in order)."""
+        return self(batch[0]).softmax(dim=1)
 
     @override
     def configure_optimizers(self) -> Any:
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
         if self.scheduler == "none":
             return optimizer
-        total = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, total_steps=max(total, 1))
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, one_cycle(max(int(self.trainer.estimated_stepping_batches), 1))
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def one_cycle(total_steps: int, warmup: float = 0.3, start: float = 1 / 25, end: float = 1 / 25e4) -> Any:
+    """The one-cycle learning-rate factor of step ``t`` of ``total_steps``: a cosine rise from
+    ``start`` to 1 over the ``warmup`` fraction, a cosine fall to ``end`` after, ``end`` past the end.
+
+    A plain function (``LambdaLR`` saves no state of it), so a resumed run uses its own total.
+
+    Example::
+
+        >>> factor = one_cycle(10)
+        >>> round(factor(0), 4), factor(3), round(factor(10), 6), round(factor(50), 6)
+        (0.04, 1.0, 4e-06, 4e-06)
+    """
+
+    def factor(step: int) -> float:
+        done = min(step / total_steps, 1.0)
+        if done < warmup:
+            return start + (1 - start) * (1 - math.cos(math.pi * done / warmup)) / 2
+        return end + (1 - end) * (1 + math.cos(math.pi * (done - warmup) / (1 - warmup))) / 2
+
+    return factor

@@ -20,7 +20,9 @@ __all__ = ["main"]
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 def main(cfg: DictConfig) -> None:
     from lightning_aug.bench.data_path import bench
+    from lightning_aug.cli.common import log_through_hydra
 
+    log_through_hydra()
     bench(cfg)
 
 

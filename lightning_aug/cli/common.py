@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -23,6 +24,7 @@ __all__ = [
     "build_model",
     "check_config",
     "config_errors",
+    "log_through_hydra",
 ]
 
 
@@ -50,6 +52,19 @@ def check_config(cfg: DictConfig) -> None:
     for name, spec in (container.get("callbacks") or {}).items():  # type: ignore[union-attr]
         if not (isinstance(spec, Mapping) and "_target_" in spec):
             raise ValueError(f"callbacks.{name} has no _target_: every callback entry must name its class")
+
+
+def log_through_hydra() -> None:
+    """One console line per log record under a Hydra app: Lightning's packages add their own console
+    handlers on import and also propagate to the root logger, where Hydra has its console and job-file
+    handlers; theirs are removed, so each record is printed once in Hydra's format (and kept in the
+    run folder's log file)."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            if type(handler) is logging.StreamHandler:  # not Hydra's file handlers
+                logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def build_datamodule(cfg: DictConfig) -> AugDataModule:

@@ -88,6 +88,9 @@ def preview(cfg: DictConfig) -> Path:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="preview")
 def main(cfg: DictConfig) -> None:
+    from lightning_aug.cli.common import log_through_hydra
+
+    log_through_hydra()
     preview(cfg)
 
 

@@ -44,8 +44,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         build_model,
         check_config,
         config_errors,
+        log_through_hydra,
     )
 
+    log_through_hydra()
     with config_errors("lightning-aug-train"):
         check_config(cfg)
         seed_everything(cfg.seed, workers=False)

@@ -363,7 +363,7 @@ def unlabelled_folder(
     top = Path(root).expanduser()
     if not top.is_dir():
         raise FileNotFoundError(f"image folder {str(top)!r} does not exist or is not a directory")
-    files = _image_files(top)
+    files = sorted(_image_files(top))
     if not files:
         raise FileNotFoundError(f"image folder {str(top)!r} has no images with extensions {IMAGE_EXTENSIONS}")
     return ImageFolderDataset(

@@ -1,0 +1,119 @@
+"""``lightning-aug-predict``: class probabilities for every image of a folder, from a checkpoint.
+
+Usage::
+
+    lightning-aug-predict ckpt_path=runs/x/checkpoints/last.ckpt data.predict_root=/path/to/images
+    lightning-aug-predict ckpt_path=... data.predict_root=... top_k=3 trainer=gpu
+
+Writes ``predictions.csv`` into the run folder: one row per image file under ``data.predict_root``
+(recursive, sorted by path): ``file`` (relative to the folder), ``class_1, prob_1, ...`` for the
+``top_k`` most likely classes, and ``error`` (empty, or why the file could not be read). The model and
+the DataModule (eval pipeline, normalisation, class names) are rebuilt from the checkpoint, which is
+loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from lightning_aug.cli import CONFIG_PATH
+
+__all__ = ["main", "predict"]
+
+log = logging.getLogger(__name__)
+
+
+def _checkpoint(path: str) -> dict[str, Any]:
+    import torch
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"ckpt_path {path!r} is not a file")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def predict(cfg: DictConfig) -> Path:
+    """Predict every image of ``cfg.data.predict_root``; returns the path of ``predictions.csv``."""
+    import dataclasses
+
+    from hydra.utils import instantiate
+
+    from lightning_aug.cli.common import config_errors, log_through_hydra
+    from lightning_aug.data.datasets import ImageFiles
+    from lightning_aug.datamodule import AugDataModule
+    from lightning_aug.hparams import build
+    from lightning_aug.models import ImageClassifier
+
+    log_through_hydra()
+    with config_errors("lightning-aug-predict"):
+        checkpoint = _checkpoint(cfg.ckpt_path)
+        if "datamodule_hyper_parameters" not in checkpoint:
+            raise ValueError(
+                f"ckpt_path {cfg.ckpt_path!r} holds no AugDataModule arguments "
+                "(datamodule_hyper_parameters): it was not written by lightning_aug 0.2 or later"
+            )
+        dataset = ImageFiles(
+            cfg.data.predict_root, cfg.data.decoder, cfg.data.on_bad_image, cfg.data.max_image_pixels
+        )
+        loader = build(checkpoint["datamodule_hyper_parameters"].get("loader"), "loader")
+        overrides = {k: v for k, v in cfg.loader.items() if v is not None}
+        loader = dataclasses.replace(
+            loader, **overrides, eval_batch_size=None, persistent_workers=False, prefetch_factor=None
+        )
+        if loader.num_workers == 0:
+            loader = dataclasses.replace(loader, multiprocessing_context=None)
+        datamodule = AugDataModule.load_from_checkpoint(
+            cfg.ckpt_path, map_location="cpu", weights_only=True, dataset=dataset, loader=loader
+        )
+        model = ImageClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", weights_only=True)
+        if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
+            raise ValueError(f"top_k must be an int >= 1, got {cfg.top_k!r}")
+        trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
+    probabilities = trainer.predict(model, datamodule=datamodule)
+    classes = checkpoint.get(type(datamodule).__qualname__, {}).get("classes")
+    return _write(cfg, datamodule, probabilities, classes)
+
+
+def _write(cfg: DictConfig, datamodule: Any, batches: list[Any], classes: list[str] | None) -> Path:
+    import torch
+
+    paths = datamodule.predict_paths or []
+    probabilities = torch.cat(batches) if batches else torch.empty(0, 0)
+    if len(paths) != len(probabilities):
+        raise RuntimeError(f"{len(probabilities)} predictions for {len(paths)} files")
+    unreadable = {path for files in datamodule.skipped_files.values() for path in files}
+    k = min(int(cfg.top_k), probabilities.shape[1])
+    top = probabilities.topk(k, dim=1)
+    root = Path(cfg.data.predict_root).expanduser()
+    out = Path(cfg.paths.output_dir) / "predictions.csv"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(
+            ["file", *[f"{kind}_{i + 1}" for i in range(k) for kind in ("class", "prob")], "error"]
+        )
+        for row, path in enumerate(paths):
+            name = str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else path
+            if path in unreadable:  # its slot holds the next readable file's prediction
+                writer.writerow([name, *[""] * (2 * k), "unreadable (see the warning)"])
+                continue
+            cells: list[Any] = []
+            for index, prob in zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True):
+                cells += [classes[index] if classes and index < len(classes) else str(index), f"{prob:.6f}"]
+            writer.writerow([name, *cells, ""])
+    print(f"predictions: {out} ({len(paths)} files, {len(unreadable)} unreadable)")
+    return out
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
+def main(cfg: DictConfig) -> None:
+    predict(cfg)
+
+
+if __name__ == "__main__":
+    main()
