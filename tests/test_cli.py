@@ -7,6 +7,7 @@ import importlib.resources
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -434,3 +435,40 @@ def test_train_skips_exactly_the_unreadable_files_of_an_odd_folder(tmp_path: Pat
     assert named == unreadable and int(found.group(1)) == len(unreadable)
     assert {"broken_empty.jpg", "broken_bomb.png", "broken_truncated.jpg"} <= set(named)
     assert json.loads((run / "metrics.json").read_text())["val/acc"] >= 0.0
+
+
+def _readme_block(name: str) -> str:
+    """The code block of the README that follows ``<!-- readme-test: name -->``."""
+    text = (Path(__file__).parents[1] / "README.md").read_text()
+    after = text.split(f"<!-- readme-test: {name} -->", 1)[1]
+    return after.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.slow
+def test_the_readme_compose_example_trains(tmp_path: Path) -> None:
+    script = tmp_path / "compose.py"
+    script.write_text(_readme_block("compose"))
+    result = run_command(
+        [sys.executable, str(script)], cwd=tmp_path, LIGHTNING_AUG_CACHE=str(tmp_path / "cache")
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list((tmp_path / "checkpoints").glob("*.ckpt"))  # paths.output_dir: the working directory
+
+
+@pytest.mark.parametrize("option", ["imagefolder", "cifar10", "cifar100", "synthetic", "photos"])
+def test_a_data_group_composes_on_its_own(option: str, tmp_path: Path) -> None:
+    """compose("data/<option>") without train.yaml: no interpolation into keys it lacks."""
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+        cfg = compose(f"data/{option}", overrides=[f"data.root={tmp_path}"])
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    assert data["seed"] == 0 and data["root"] == str(tmp_path)
+
+
+def test_callbacks_instantiate_outside_the_apps(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    cfg = compose_config("train", ["mixup=mixup"])
+    checkpoint, mixup = (instantiate(cfg.callbacks[name]) for name in ("model_checkpoint", "mixup"))
+    assert checkpoint.dirpath == str(tmp_path / "checkpoints") and mixup.seed == 0
