@@ -209,6 +209,10 @@ class AugDataModule(LightningDataModule):
             )
         self.skips = SkipReport()  # unreadable files replaced (on_bad_image="skip"), per epoch
         self._pending_pipeline_state: dict[str, Any] | None = None
+        # a streamed train loader (LitData) and its checkpointed position, applied when it is made:
+        # Lightning does not restore it where the loader is made early (estimated_stepping_batches)
+        self._streaming_loader: Any = None
+        self._pending_loader_state: dict[str, Any] | None = None
         self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
@@ -286,14 +290,21 @@ class AugDataModule(LightningDataModule):
                     "expected a map-style dataset (with __getitem__ and __len__)"
                 )
             train = split == "train"
+            streaming = getattr(data, "is_streaming", False)  # LitData: it reads, decodes, shards itself
             if self.in_memory:
+                if streaming:
+                    raise ValueError("in_memory=True cannot hold a streamed dataset (data=streaming)")
                 self.datasets[split] = InMemoryDataset.from_dataset(data)
                 continue
             pipeline = self.train_pipeline if train else self.eval_pipeline
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
-            transformed = self.datasets[split] = TransformedDataset(
-                data, pipeline, stream_seed(self.run_seed, self._rank, stream)
-            )
+            transformed = TransformedDataset(data, pipeline, stream_seed(self.run_seed, self._rank, stream))
+            self.datasets[split] = transformed
+            if streaming:
+                data.attach(transformed)  # type: ignore[attr-defined]
+                # the shuffle of every rank from one seed: LitData then gives each rank its own part
+                data.seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER) % 2**31  # type: ignore[attr-defined]
+                self.datasets[split] = data
             said = _decoding(data, pipeline, transformed.fused)
             if said is not None:
                 rank_zero_info(f"AugDataModule: {split} {said}")
@@ -317,12 +328,13 @@ class AugDataModule(LightningDataModule):
                 f"the dataset factory {type(self.dataset).__name__} has no {split!r} split (it returned None)"
             )
         trainer = self.trainer
-        if train and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:
+        streaming = getattr(dataset, "is_streaming", False)
+        if train and not streaming and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:
             # Lightning serves the first batches in order: make them a fixed draw of every class
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_seed))  # type: ignore[arg-type]
             dataset = Subset(dataset, order.tolist())
         auto_pin = trainer is not None and self.loader.pin_memory == "auto"  # read the device only then
-        return self.loader.make_loader(
+        made: Any = self.loader.make_loader(
             dataset,
             train=train,
             generator=self.loader_generator(train),
@@ -330,6 +342,12 @@ class AugDataModule(LightningDataModule):
             num_devices=trainer.num_devices if trainer is not None else 1,
             rank=self._rank,
         )
+        if train and streaming:
+            self._streaming_loader = made
+            if self._pending_loader_state is not None:  # mid-epoch resume: at the next unseen sample
+                made.load_state_dict(self._pending_loader_state)
+                self._pending_loader_state = None
+        return made
 
     # Lightning's four loader hooks; the factory's predict split is its test split unless it says
     train_dataloader = override(_loader_hook("train"))
@@ -384,6 +402,8 @@ class AugDataModule(LightningDataModule):
             state["classes"] = [str(name) for name in classes]
         if self.device_transforms:
             state["batch_generator"] = self.stage.generator.bit_generator.state
+        if self._streaming_loader is not None:
+            state["streaming_loader"] = self._streaming_loader.state_dict()
         train = self.datasets.get("train")
         if isinstance(train, TransformedDataset):  # the pipeline's streams when it runs in this process
             state["train_pipeline"] = train.rng_state()
@@ -395,6 +415,11 @@ class AugDataModule(LightningDataModule):
             self.loader_generator(True).set_state(state_dict["train_loader_generator"])
         if "batch_generator" in state_dict:
             self.stage.generator.bit_generator.state = state_dict["batch_generator"]
+        if "streaming_loader" in state_dict:
+            if self._streaming_loader is not None:
+                self._streaming_loader.load_state_dict(state_dict["streaming_loader"])
+            else:
+                self._pending_loader_state = state_dict["streaming_loader"]
         if "train_pipeline" in state_dict:
             train = self.datasets.get("train")
             if isinstance(train, TransformedDataset):

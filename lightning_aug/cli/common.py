@@ -97,8 +97,13 @@ def config_errors(app: str) -> Iterator[None]:
         yield
     except (InstantiationException, OmegaConfBaseException, ValueError, TypeError, FileNotFoundError) as err:
         message = str(err).strip()
-        if isinstance(err, InstantiationException) and err.__cause__ is not None:
-            message = f"{message.splitlines()[0]} {err.__cause__}"
+        if isinstance(err, InstantiationException):
+            cause: BaseException = err
+            while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
+                cause = cause.__cause__  # Hydra wraps each nested target's error again
+            if cause is not err:  # ours name the argument and value: say only that
+                message = str(cause).strip()
+        message = " ".join(message.split())  # one line
         print(f"{app}: config error: {message}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -30,6 +30,7 @@ import contextlib
 import functools
 import io
 import os
+import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -135,7 +136,8 @@ def decode_pil(data: np.ndarray, path: str | os.PathLike[str]) -> np.ndarray:
     try:
         return np.asarray(load_rgb(io.BytesIO(data.tobytes()), pil_limit=False))
     except Exception as err:
-        raise ValueError(f"cannot decode image file {os.fspath(path)!r} with PIL: {err}") from err
+        reason = re.sub(r" ?<_io\.BytesIO object at 0x[0-9a-f]+>", "", str(err))  # PIL names its buffer
+        raise ValueError(f"cannot decode image file {os.fspath(path)!r} (PIL: {reason})") from err
 
 
 class ImageDecoder:

@@ -168,6 +168,10 @@ class LoaderSettings:
             )
         num_workers = self.resolve_num_workers(num_devices)
         kwargs = self.dataloader_kwargs(train=train, num_workers=num_workers, pin_memory=pin, rank=rank)
+        if getattr(dataset, "is_streaming", False):  # LitData shuffles and shards itself; stateful
+            from litdata import StreamingDataLoader
+
+            return StreamingDataLoader(dataset, generator=generator, **kwargs)
         return torch.utils.data.DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
 
     def dataloader_kwargs(

@@ -119,19 +119,26 @@ class TransformedDataset(Dataset):
         return len(self.dataset)  # type: ignore[arg-type]
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
+        return self._with_rng(lambda: self._apply(self.dataset[index]))
+
+    def transform(self, sample: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The pipeline applied to a sample the dataset has already read (a streamed dataset reads
+        its own and calls this)."""
+        return self._with_rng(lambda: self._apply(sample))
+
+    def _with_rng(self, run: Any) -> tuple[Any, ...]:
         if self._main_rng_state is None or torch.utils.data.get_worker_info() is not None:
-            return self._sample(index)
+            return run()
         outer = torch.get_rng_state()  # the fused crop draws while decoding: swap around both
         torch.set_rng_state(self._main_rng_state)
         try:
-            out = self._sample(index)
+            out = run()
             self._main_rng_state = torch.get_rng_state()
         finally:
             torch.set_rng_state(outer)
         return out
 
-    def _sample(self, index: int) -> tuple[Any, ...]:
-        sample = self.dataset[index]
+    def _apply(self, sample: tuple[Any, ...]) -> tuple[Any, ...]:
         image, label, extra = sample[0], sample[1], tuple(sample[2:])  # extra: skipped bad files
         run = self.pipeline.after_decode if self.fused else self.pipeline
         return (run(image), label, *extra)
