@@ -123,11 +123,17 @@ class _Encoder:
             with open(self.bad_log, "a") as log:  # one short line per file: appends do not interleave
                 log.write(json.dumps([name, str(err)[:500]]) + "\n")
             return None
-        return {"image": payload, "label": int(label), "name": name}
+        # LitData picks serialisers by value: a string ending in ".jpg" would be read as an image
+        # path and decoded on every read, so the name is stored as bytes, the image as an array
+        return {
+            "image": np.frombuffer(payload, dtype=np.uint8),
+            "label": int(label),
+            "name": name.encode("utf-8", "surrogateescape"),
+        }
 
 
 def prepare_shards(
-    factory: Callable[[str], Dataset | None],
+    factory: DatasetFactory | Callable[[str], Dataset | None],
     output_dir: str | os.PathLike[str],
     splits: Sequence[Split] = SPLITS,
     max_side: int | None = None,
@@ -429,9 +435,9 @@ class StreamingImages(StreamingDataset):
 
     def __getitem__(self, index: Any) -> Any:
         item = super().__getitem__(index)
-        name = str(item["name"])
+        name = bytes(item["name"]).decode("utf-8", "surrogateescape")
         try:
-            image = self._decode(np.frombuffer(bytes(item["image"]), dtype=np.uint8), name)
+            image = self._decode(np.asarray(item["image"], dtype=np.uint8), name)
         except Exception as err:
             raise ValueError(f"cannot decode the sample of {name!r} in {self.input_dir}: {err}") from err
         sample = (image, int(item["label"]))
