@@ -213,7 +213,7 @@ def prepare_shards(
     if "classes" in metadata:
         metadata["num_classes"] = len(metadata["classes"])
     elif getattr(factory, "num_classes", None):
-        metadata["num_classes"] = int(factory.num_classes)  # type: ignore[attr-defined]
+        metadata["num_classes"] = int(getattr(factory, "num_classes"))  # noqa: B009
     listed = [f"{split}: {name} ({why})" for split, bad in unreadable.items() for name, why in bad]
     if listed and on_bad_image == "raise":
         raise ValueError(
