@@ -43,14 +43,29 @@ SMALL = [
 ]
 
 
+@pytest.fixture(scope="session")
+def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LitData shards of a small synthetic set (data=streaming), prepared once."""
+    from lightning_aug.data.datasets import SyntheticShapes
+    from lightning_aug.data.datasets.streaming import prepare_shards
+
+    root = tmp_path_factory.mktemp("shards")
+    source = SyntheticShapes(
+        root=root / "src", num_classes=10, image_size=32, train_per_class=4, val_per_class=2, test_per_class=2
+    )
+    prepare_shards(source, root / "shards", num_workers=1)
+    return root / "shards"
+
+
 @pytest.fixture()
-def data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
+def data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: Path) -> dict[str, Path]:
     """Local stand-ins for everything that would be downloaded: CIFAR-10/100 files, an image folder
     and torchvision's ResNet-18 ImageNet weights (a random state dict in the hub cache)."""
     roots = {
         "cifar10": tmp_path / "cifar10",
         "cifar100": tmp_path / "cifar100",
         "imagefolder": tmp_path / "images",
+        "streaming": shards,
     }
     fake_cifar(roots["cifar10"], torchvision.datasets.CIFAR10, monkeypatch, n_train=40, n_test=20)
     fake_cifar(roots["cifar100"], torchvision.datasets.CIFAR100, monkeypatch, n_train=40, n_test=20)
@@ -69,12 +84,14 @@ def compose_train(overrides: list[str], tmp_path: Path, config: str = "train") -
 
 
 def data_overrides(cfg_data: str, roots: dict[str, Path]) -> list[str]:
+    if cfg_data == "streaming":
+        return [f"data.input_dir={roots[cfg_data]}"]
     return [f"data.root={roots[cfg_data]}"] if cfg_data in roots else []
 
 
 def test_the_groups_of_the_issue_are_there() -> None:
     expected = {
-        "data": {"synthetic", "imagefolder", "cifar10", "cifar100"},
+        "data": {"synthetic", "imagefolder", "cifar10", "cifar100", "streaming"},
         "augment": {
             "cifar_tv",
             "cifar_alb",
@@ -197,6 +214,8 @@ def test_every_experiment_runs_fast_dev_run(
     data_name = {"CIFAR10": "cifar10", "ImageFolder": "imagefolder"}.get(cfg.data._target_.rsplit(".", 1)[1])
     if data_name:
         overrides.append(f"data.root={data_dirs[data_name]}")
+    if cfg.data._target_.endswith("StreamingShards"):
+        overrides.append(f"data.input_dir={data_dirs['streaming']}")
     if cfg.trainer.accelerator == "gpu" and not CUDA:
         overrides += ["trainer.accelerator=cpu", "trainer.precision=32-true"]
     if cfg.loader.num_workers == "auto":
