@@ -1,6 +1,6 @@
 """Plain Python, no Hydra: AugDataModule on the built-in dataset with a small CNN.
 
-Run:  python examples/plain_python.py
+Run:  .venv/bin/python examples/plain_python.py   (any Python with lightning-aug installed)
 """
 
 from __future__ import annotations

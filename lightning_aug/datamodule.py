@@ -60,6 +60,12 @@ def _decoding(data: Any, pipeline: Pipeline, fused: bool) -> str | None:
     return f"{said}; {pipeline.decode_head.name} runs after decoding ({why})"
 
 
+def _name(obj: Any) -> str:
+    """What a user calls ``obj`` (a function or partial by its function, else its class)."""
+    func = getattr(obj, "func", obj)  # functools.partial
+    return str(getattr(func, "__qualname__", None) or type(obj).__name__)
+
+
 def _loader_hook(split: Split) -> Callable[[AugDataModule], DataLoader]:
     """A ``*_dataloader`` hook serving ``split`` (shuffled, with the train loader settings, for "train")."""
 
@@ -230,8 +236,9 @@ class AugDataModule(LightningDataModule):
             found = len(classes) if classes is not None else None
         if found is None:
             raise ValueError(
-                f"num_classes is unknown: the dataset factory {type(self.dataset).__name__} has no "
-                "num_classes and the train set no classes; pass num_classes to AugDataModule"
+                f"num_classes is unknown: the dataset factory {_name(self.dataset)} has no "
+                "num_classes and the train set no classes; pass num_classes to AugDataModule "
+                "(model.num_classes=... in the apps)"
             )
         return int(found)
 
@@ -279,9 +286,7 @@ class AugDataModule(LightningDataModule):
             data = self._build_split(split)
             if data is None:
                 if split == "train":
-                    raise ValueError(
-                        f"the dataset factory {type(self.dataset).__name__} returned no train split"
-                    )
+                    raise ValueError(f"the dataset factory {_name(self.dataset)} returned no train split")
                 self.datasets[split] = None
                 continue
             if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
@@ -325,7 +330,7 @@ class AugDataModule(LightningDataModule):
         dataset: Dataset | None = self.datasets[split]
         if dataset is None:
             raise ValueError(
-                f"the dataset factory {type(self.dataset).__name__} has no {split!r} split (it returned None)"
+                f"the dataset factory {_name(self.dataset)} has no {split!r} split (it returned None)"
             )
         trainer = self.trainer
         streaming = getattr(dataset, "is_streaming", False)

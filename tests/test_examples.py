@@ -44,6 +44,7 @@ def test_hydra_recipe_with_own_experiment(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_custom_dataset_through_target(tmp_path: Path) -> None:
+    """The example README's command, as written (the run folder aside)."""
     folder = EXAMPLES / "custom_dataset"
     run(
         [
@@ -52,7 +53,6 @@ def test_custom_dataset_through_target(tmp_path: Path) -> None:
             ".",
             "data=my_data",
             "augment=cifar_tv",
-            "model.num_classes=2",
             "trainer.max_epochs=2",
             f"hydra.run.dir={tmp_path}",
         ],
@@ -61,3 +61,20 @@ def test_custom_dataset_through_target(tmp_path: Path) -> None:
     )
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["val/acc"] > 0.75  # two easy classes: horizontal vs vertical gradients
+
+
+@pytest.mark.slow
+def test_the_custom_dataset_docstring_command_runs(tmp_path: Path) -> None:
+    """The command in my_dataset.py's docstring, as written (the run folder aside)."""
+    import ast
+    import shlex
+
+    folder = EXAMPLES / "custom_dataset"
+    doc = ast.get_docstring(ast.parse((folder / "my_dataset.py").read_text())) or ""
+    line = next(line for line in doc.splitlines() if "lightning-aug-train" in line)
+    words = shlex.split(line)
+    env = dict(word.split("=", 1) for word in words if word.startswith("PYTHONPATH="))
+    args = [word for word in words if not word.startswith("PYTHONPATH=")]
+    assert args[0] == "lightning-aug-train" and env == {"PYTHONPATH": "."}
+    run([str(BIN / args[0]), *args[1:], f"hydra.run.dir={tmp_path}"], cwd=folder, PYTHONPATH=str(folder))
+    assert json.loads((tmp_path / "metrics.json").read_text())["val/acc"] > 0.75

@@ -1,13 +1,15 @@
 """A dataset of your own, plugged in through ``_target_``: a factory called with the split name.
 
 cd examples/custom_dataset
-PYTHONPATH=. lightning-aug-train --config-dir . data=my_data
+PYTHONPATH=. lightning-aug-train --config-dir . data=my_data trainer.max_epochs=2
 """
 
 from __future__ import annotations
 
 import numpy as np
 from torch.utils.data import Dataset
+
+from lightning_aug.data.datasets import DatasetFactory
 
 
 class Gradients(Dataset):
@@ -32,7 +34,16 @@ class Gradients(Dataset):
         return self.images[index], int(self.labels[index])  # HWC uint8 ndarray: both backends take it
 
 
-def gradients(split: str, train_size: int = 512, eval_size: int = 128, seed: int = 0) -> Gradients | None:
-    """The dataset factory: AugDataModule calls it with "train", "val" or "test"."""
-    sizes = {"train": train_size, "val": eval_size, "test": eval_size}
-    return Gradients(sizes[split], seed + list(sizes).index(split))
+class GradientsData(DatasetFactory):
+    """The dataset factory: AugDataModule calls it with "train", "val" or "test" (and "predict": the
+    test split). A class, so it can say how many classes there are (a plain function works too, with
+    ``model.num_classes`` given)."""
+
+    num_classes = 2
+
+    def __init__(self, train_size: int = 512, eval_size: int = 128, seed: int = 0) -> None:
+        self.sizes = {"train": train_size, "val": eval_size, "test": eval_size}
+        self.seed = seed
+
+    def build(self, split: str) -> Gradients:
+        return Gradients(self.sizes[split], self.seed + list(self.sizes).index(split))

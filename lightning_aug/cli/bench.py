@@ -12,18 +12,24 @@ from __future__ import annotations
 import hydra
 from omegaconf import DictConfig
 
-from lightning_aug.cli import CONFIG_PATH
+from lightning_aug.cli import CONFIG_PATH, precheck
 
 __all__ = ["main"]
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     from lightning_aug.bench.data_path import bench
     from lightning_aug.cli.common import log_through_hydra
 
     log_through_hydra()
     bench(cfg)
+
+
+def main() -> None:
+    """The console script: the command line checked (:func:`~lightning_aug.cli.precheck`), then Hydra."""
+    precheck("bench", "lightning-aug-bench")
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
-from lightning_aug.cli import CONFIG_PATH
+from lightning_aug.cli import CONFIG_PATH, precheck
 
 __all__ = ["main", "predict"]
 
@@ -111,8 +111,14 @@ def _write(cfg: DictConfig, datamodule: Any, batches: list[Any], classes: list[s
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     predict(cfg)
+
+
+def main() -> None:
+    """The console script: the command line checked (:func:`~lightning_aug.cli.precheck`), then Hydra."""
+    precheck("predict", "lightning-aug-predict")
+    _hydra_main()
 
 
 if __name__ == "__main__":

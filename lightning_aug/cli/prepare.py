@@ -16,7 +16,7 @@ import time
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from lightning_aug.cli import CONFIG_PATH
+from lightning_aug.cli import CONFIG_PATH, precheck
 
 __all__ = ["main", "prepare"]
 
@@ -48,8 +48,14 @@ def prepare(cfg: DictConfig) -> dict:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="prepare")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     prepare(cfg)
+
+
+def main() -> None:
+    """The console script: the command line checked (:func:`~lightning_aug.cli.precheck`), then Hydra."""
+    precheck("prepare", "lightning-aug-prepare")
+    _hydra_main()
 
 
 if __name__ == "__main__":

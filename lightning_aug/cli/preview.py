@@ -17,7 +17,7 @@ import hydra
 from omegaconf import DictConfig
 from PIL import Image, ImageDraw
 
-from lightning_aug.cli import CONFIG_PATH
+from lightning_aug.cli import CONFIG_PATH, precheck
 
 if TYPE_CHECKING:
     from torch import Tensor
@@ -87,11 +87,17 @@ def preview(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="preview")
-def main(cfg: DictConfig) -> None:
+def _hydra_main(cfg: DictConfig) -> None:
     from lightning_aug.cli.common import log_through_hydra
 
     log_through_hydra()
     preview(cfg)
+
+
+def main() -> None:
+    """The console script: the command line checked (:func:`~lightning_aug.cli.precheck`), then Hydra."""
+    precheck("preview", "lightning-aug-preview")
+    _hydra_main()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from lightning_aug.cli import CONFIG_PATH
+from lightning_aug.cli import CONFIG_PATH, precheck
 
 __all__ = ["main", "train"]
 
@@ -78,9 +78,15 @@ def _report(metrics: dict[str, float], output_dir: Path) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
-def main(cfg: DictConfig) -> float | None:
+def _hydra_main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns ``val/acc`` (for sweepers that optimise it)."""
     return train(cfg).get("val/acc")
+
+
+def main() -> None:
+    """The console script: the command line checked (:func:`~lightning_aug.cli.precheck`), then Hydra."""
+    precheck("train", "lightning-aug-train")
+    _hydra_main()
 
 
 if __name__ == "__main__":

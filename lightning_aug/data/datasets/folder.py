@@ -290,6 +290,14 @@ class ImageFolder(DatasetFactory):
         return self._scans[folder]
 
     def _train_root(self) -> Path:
+        if not self.root.is_dir():
+            what = "is not a directory" if self.root.exists() else "does not exist"
+            raise FileNotFoundError(f"image folder root {str(self.root)!r} {what} (data.root)")
+        if not any(self.root.iterdir()):
+            raise FileNotFoundError(
+                f"image folder root {str(self.root)!r} is empty: expected train/<class>/<image> and "
+                "val/<class>/<image>, or <class>/<image> with val_split"
+            )
         if self.val_split is not None:
             return self.root
         if not (self.root / "train").is_dir() or not (self.root / "val").is_dir():

@@ -1,0 +1,118 @@
+"""A newcomer's first ten minutes: the README's photo-folder command, folder errors that say what is
+wrong, configuration errors before the heavy imports, one loss key per meaning."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import BIN, run_command, write_image_folder
+from PIL import Image
+
+from lightning_aug.data.datasets import ImageFolder
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _readme_command(marker: str) -> list[str]:
+    """The README command line holding ``marker``, without its comment."""
+    line = next(line for line in README.read_text().splitlines() if marker in line)
+    return shlex.split(line.split("#", 1)[0])
+
+
+def _photos(root: Path, per_class: int = 50) -> None:
+    """JPEGs of mixed sizes (as photos come), two classes, no train/ or val/."""
+    rng = np.random.default_rng(0)
+    for label in ("cats", "dogs"):
+        (root / label).mkdir(parents=True)
+        for i in range(per_class):
+            h, w = int(rng.integers(160, 360)), int(rng.integers(160, 480))
+            pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(root / label / f"{i}.jpg", quality=85)
+
+
+@pytest.mark.slow
+def test_the_readme_photo_folder_command_trains(tmp_path: Path) -> None:
+    words = _readme_command("data.root=/path/to/photos")
+    assert words[0] == "lightning-aug-train" and "data.val_split=0.2" in words
+    _photos(tmp_path / "photos")  # 80 to train on: more than the default batch of 64
+    args = [w.replace("/path/to/photos", str(tmp_path / "photos")) for w in words[1:]]
+    result = run_command([str(BIN / words[0]), *args, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "val/acc" in json.loads((tmp_path / "run" / "metrics.json").read_text())
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "image folder root '{root}' does not exist (data.root)"),
+        ("file", "image folder root '{root}' is not a directory"),
+        ("empty", "image folder root '{root}' is empty: expected train/<class>/<image>"),
+        ("classes only", "needs 'train/' and 'val/' subfolders; for one folder of classes set val_split"),
+        ("no class folders", "image folder '{root}' has no class subfolders"),
+    ],
+)
+def test_folder_errors_say_what_is_wrong(tmp_path: Path, layout: str, message: str) -> None:
+    root = tmp_path / "data"
+    val_split = None
+    if layout == "file":
+        root.write_text("not a folder")
+    elif layout == "empty":
+        root.mkdir()
+    elif layout == "classes only":
+        write_image_folder(root, {"a": 2, "b": 2})
+    elif layout == "no class folders":
+        root.mkdir()
+        Image.new("RGB", (8, 8)).save(root / "loose.png")
+        val_split = 0.5
+    with pytest.raises(FileNotFoundError) as raised:
+        ImageFolder(root, val_split=val_split)("train")
+    assert message.format(root=root) in str(raised.value)
+
+
+def test_a_config_error_comes_before_torch_and_lightning_are_imported(tmp_path: Path) -> None:
+    script = (
+        "import sys\n"
+        "sys.argv = ['lightning-aug-train', 'data=imagefolder']\n"
+        "from lightning_aug.cli.train import main\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as stop:\n"
+        "    heavy = sorted(m for m in ('torch', 'lightning', 'albumentations', 'cv2') if m in sys.modules)\n"
+        "    print(stop.code, heavy)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    expected = "lightning-aug-train: config error: Missing mandatory value: root full_key: data.root"
+    assert len(lines) == 1 and lines[0].startswith(expected), lines
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("augment=nope", "Could not find 'augment/nope' Available options in 'augment': cifar_alb"),
+        ("loader.batchsize=3", "Could not override 'loader.batchsize'"),
+    ],
+)
+def test_hydra_errors_are_one_line_and_exit_2(tmp_path: Path, override: str, message: str) -> None:
+    result = run_command([str(BIN / "lightning-aug-train"), override], cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
+
+
+def test_data_imagefolder_selects_an_imagenet_preset_unless_told_otherwise() -> None:
+    from helpers import compose_config
+
+    chosen = compose_config("train", ["data=imagefolder", "data.root=/x"]).augment
+    assert chosen.backend == "albumentations" and chosen.train_transforms.crop.size == [224, 224]
+    told = compose_config("train", ["data=imagefolder", "data.root=/x", "augment=cifar_tv"]).augment
+    assert told.backend == "torchvision"
+    assert compose_config("train", []).augment.backend == "torchvision"  # the default recipe keeps its own
