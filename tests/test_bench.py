@@ -91,7 +91,9 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
     saved = json.loads((tmp_path / "bench.json").read_text())
     assert saved["recommended_num_workers"] == results["recommended_num_workers"]
     chart = np.asarray(Image.open(tmp_path / "bench.png").convert("L"))
-    assert chart.shape[1] == 720 and chart.std() > 5  # bars drawn
+    assert chart.shape[1] == 760 and chart.std() > 5  # bars drawn
+    rows = len(rates) + 2 + 3 + len(results["mixup_kernel"]["rows"])  # three panels under the title
+    assert chart.shape[0] == 56 + 3 * 30 + 22 * rows
 
 
 def test_baseline_mirrors_the_preset(tmp_path: Path) -> None:

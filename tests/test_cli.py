@@ -265,7 +265,8 @@ def test_train_console_script_writes_metrics(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run / "metrics.json").read_text())
-    assert {"val/acc", "val/loss", "test/acc", "train/loss_epoch"} <= set(metrics)
+    assert {"val/acc", "val/loss", "test/acc", "train/loss", "train/loss_step"} <= set(metrics)
+    assert "train/loss_epoch" not in metrics  # the same value as train/loss: one key per meaning
     assert all(isinstance(v, float) for v in metrics.values())
     assert "val/acc" in result.stdout and str(run / "metrics.json") in result.stdout
     assert (run / "checkpoints" / "last.ckpt").is_file()

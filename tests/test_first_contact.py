@@ -108,11 +108,20 @@ def test_hydra_errors_are_one_line_and_exit_2(tmp_path: Path, override: str, mes
     assert result.returncode == 2 and len(lines) == 1 and message in lines[0], result.stderr
 
 
-def test_data_imagefolder_selects_an_imagenet_preset_unless_told_otherwise() -> None:
-    from helpers import compose_config
-
-    chosen = compose_config("train", ["data=imagefolder", "data.root=/x"]).augment
-    assert chosen.backend == "albumentations" and chosen.train_transforms.crop.size == [224, 224]
-    told = compose_config("train", ["data=imagefolder", "data.root=/x", "augment=cifar_tv"]).augment
-    assert told.backend == "torchvision"
-    assert compose_config("train", []).augment.backend == "torchvision"  # the default recipe keeps its own
+def test_an_image_folder_without_a_fixed_size_crop_is_one_line_before_training(tmp_path: Path) -> None:
+    """The default preset has no eval crop: photos of two sizes would meet in a batch in a worker."""
+    _photos(tmp_path / "photos", per_class=2)
+    result = run_command(
+        [
+            str(BIN / "lightning-aug-train"),
+            "data=imagefolder",
+            f"data.root={tmp_path / 'photos'}",
+            "data.val_split=0.5",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=tmp_path,
+    )
+    lines = [line for line in result.stderr.splitlines() if line.strip() and "INFO" not in line]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    assert "data=ImageFolder gives images of every size, but the eval pipeline" in lines[0]
+    assert "use augment=imagenet_alb" in lines[0]

@@ -224,7 +224,22 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     image_hw = (first.size[1], first.size[0]) if isinstance(first, Image.Image) else tuple(first.shape[:2])
     baseline = _BaselineDataset(raw, baseline_transform(dm, dm.mean, dm.std, image_hw))
     loader = dm.loader
-    results: dict[str, Any] = {"config": {"data": cfg.data._target_, "augment": dict(cfg.augment)}}
+    import os
+    import platform
+
+    spreads: dict[str, float] = {}
+    results: dict[str, Any] = {
+        "config": {
+            "data": cfg.data._target_.rsplit(".", 1)[-1],
+            "augment": {k: v for k, v in cfg.augment.items()},
+            "images": count,
+            "repeats": repeats,
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_implementation()} "
+            f"{platform.python_version()}, torch {torch.__version__}",
+        },
+        "spreads": spreads,
+        "max_spread": float(settings.get("max_spread", 0.2)),
+    }
 
     def each(dataset: Any) -> Callable[[int, int], int]:
         return lambda a, b: sum(dataset[i] is not None for i in range(a, b))
@@ -261,7 +276,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             cases[f"eval pipeline (augment={name})"] = each(
                 TransformedDataset(dm.dataset("train"), eval_pipe, 0)  # type: ignore[arg-type]
             )
-    rates = per_worker_rates(cases, count, repeats, chunk=max(32, loader.batch_size))
+    rates = per_worker_rates(cases, count, repeats, chunk=max(32, loader.batch_size), spreads=spreads)
     results["per_worker_img_s"] = rates
 
     workers = loader.resolve_num_workers(1)
@@ -313,9 +328,13 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     uint8_batch, labels = uint8_batch.to(device), labels.to(device)
     out, _ = dm.device_stage((uint8_batch, labels), transforms, train=True)
     stage_ms = median_ms(
-        lambda: dm.device_stage((uint8_batch, labels), transforms, train=True), device, repeats
+        lambda: dm.device_stage((uint8_batch, labels), transforms, train=True),
+        device,
+        repeats,
+        spreads=spreads,
+        name="device stage",
     )
-    clone_ms = median_ms(lambda: out.clone(), device, repeats)
+    clone_ms = median_ms(lambda: out.clone(), device, repeats, spreads=spreads, name="x.clone()")
     other, into = torch.empty_like(out), torch.empty_like(out)
     add_ms = median_ms(lambda: torch.add(out, other, out=into), device, repeats)  # the bandwidth floor
     results["device_stage"] = {
@@ -344,7 +363,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     shape = list(settings.mixup_shape)
     results["mixup_kernel"] = {
         "shape": shape,
-        "rows": bench_mixup(shape[0], shape[-1], str(device), repeats=repeats),
+        "rows": bench_mixup(shape[0], shape[-1], str(device), repeats=repeats, spreads=spreads),
     }
     if int(settings.fit_epochs) > 0:
         from lightning_aug.bench.fit import fit_speedup

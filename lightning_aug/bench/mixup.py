@@ -109,13 +109,15 @@ def bench_mixup(
     num_classes: int = 1000,
     kernels: tuple[str, ...] = ("chunked", "batched"),
     compiled: bool = False,
+    spreads: dict[str, float] | None = None,
 ) -> list[dict[str, Any]]:
     """Time each mixing kernel (``MixupCallback(kernel=...)`` for each of ``kernels``) and its baselines
     on one ``(batch, 3, size, size)`` float32 batch.
 
     Returns:
         One row per case: ``case``, ``ms``, ``x_clone`` (time ratio to ``x.clone()``) and
-        ``extra_memory`` (fraction of the batch's bytes).
+        ``extra_memory`` (fraction of the batch's bytes). With ``spreads``, each case's spread of its
+        repeats is stored there.
     """
     dev = torch.device(
         "cuda" if device == "auto" and torch.cuda.is_available() else "cpu" if device == "auto" else device
@@ -166,9 +168,13 @@ def bench_mixup(
     cases[after_alloc] = cases[f"ours batch mixup [{kernels[0]}]"]
     befores: dict[str, Callable[[], Any]] = {after_alloc: lambda: torch.empty_like(x).fill_(0.5)}
     # all timings first: the CPU memory probe changes how glibc allocates for the rest of the process
+    found: dict[str, float] = {}
     timings = {
-        name: median_ms(fn, dev, repeats, warmup=2, before=befores.get(name)) for name, fn in cases.items()
+        name: median_ms(fn, dev, repeats, warmup=2, before=befores.get(name), spreads=found, name=name)
+        for name, fn in cases.items()
     }
+    if spreads is not None:
+        spreads.update({f"mixup: {name}": value for name, value in found.items()})
     clone_ms = timings["x.clone()"]
     rows = []
     for name, fn in cases.items():

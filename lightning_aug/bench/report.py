@@ -11,8 +11,35 @@ from lightning_aug.bench.data_path import BASELINE, DECODE_OPENCV, EVAL_BASELINE
 __all__ = ["table", "write"]
 
 
+def spread_warnings(results: dict[str, Any]) -> list[str]:
+    """Lines warning about measurements whose repeats disagree by more than ``max_spread``."""
+    limit = float(results.get("max_spread", 0.2))
+    noisy = {k: v for k, v in results.get("spreads", {}).items() if v > limit}
+    if not noisy:
+        return []
+    worst = ", ".join(f"{k} {v:.0%}" for k, v in sorted(noisy.items(), key=lambda kv: -kv[1])[:6])
+    return [
+        f"WARNING: {len(noisy)} measurement(s) disagree across repeats by more than "
+        f"{limit:.0%} (bench.max_spread): {worst}. Another process was probably busy: rerun on a quiet "
+        "machine, or with more bench.repeats, before trusting these ratios."
+    ]
+
+
+def title(results: dict[str, Any]) -> str:
+    config = results.get("config", {})
+    augment = config.get("augment", {})
+    crop = augment.get("train_transforms", {}).get("crop", {}) if isinstance(augment, dict) else {}
+    what = crop.get("_target_", "").rsplit(".", 1)[-1] if isinstance(crop, dict) else ""
+    return (
+        f"lightning-aug-bench: data={config.get('data')}, {augment.get('backend', '?')} pipeline"
+        f"{f' ({what})' if what else ''}, {config.get('images')} images x {config.get('repeats')} repeats"
+    )
+
+
 def table(results: dict[str, Any]) -> str:
-    lines = ["per worker (one process)                   img/s  x classic  x OpenCV decode"]
+    lines = [title(results), f"  machine: {results.get('config', {}).get('machine', '?')}"]
+    lines += spread_warnings(results)
+    lines.append("per worker (one process)                   img/s  x classic  x OpenCV decode")
     rates = results["per_worker_img_s"]
     decode = rates.get(DECODE_OPENCV)
     for k, v in rates.items():
@@ -63,22 +90,51 @@ def table(results: dict[str, Any]) -> str:
 
 
 def _chart(results: dict[str, Any], path: Path) -> None:
-    """A horizontal bar chart of the img/s measurements (PIL, no plotting dependency)."""
+    """Bar-chart panels (PIL, no plotting dependency): loaders (img/s), the device stage and mixup
+    (ms per batch against ``x.clone()``), under a title with the configuration."""
     from PIL import Image, ImageDraw
 
-    bars = {**results["per_worker_img_s"], **results["loader_img_s"]}
-    width, row = 720, 26
-    image = Image.new("RGB", (width, row * len(bars) + 40), "white")
+    stage = results["device_stage"]
+    panels: list[tuple[str, dict[str, float]]] = [
+        (
+            "per worker and DataLoader, img/s (higher is better)",
+            {**results["per_worker_img_s"], **results["loader_img_s"]},
+        ),
+        (
+            f"device stage, batch {stage['batch']} on {stage['device']}, ms (lower is better)",
+            {
+                "device stage": stage["ms"],
+                "x.clone()": stage["clone_ms"],
+                "add(x, y, out=z)": stage["add_out_ms"],
+            },
+        ),
+        (
+            f"mixup kernels {results['mixup_kernel']['shape']}, ms (lower is better)",
+            {row["case"]: row["ms"] for row in results["mixup_kernel"]["rows"]},
+        ),
+    ]
+    width, row = 760, 22
+    height = 56 + sum(30 + row * len(bars) for _, bars in panels)
+    image = Image.new("RGB", (width, height), "white")
     draw = ImageDraw.Draw(image)
-    draw.text((10, 8), "img/s (higher is better)", fill="black")
-    top = max(bars.values())
-    for i, (name, value) in enumerate(bars.items()):
-        y = 32 + i * row
-        length = int((width - 330) * value / top)
-        colour = (70, 110, 190) if "baseline" not in name else (190, 110, 70)
-        draw.text((10, y + 4), name[:42], fill="black")
-        draw.rectangle((300, y + 2, 300 + length, y + row - 6), fill=colour)
-        draw.text((305 + length, y + 4), f"{value:.0f}", fill="black")
+    draw.text((10, 8), title(results), fill="black")
+    draw.text((10, 24), f"machine: {results.get('config', {}).get('machine', '?')}", fill=(90, 90, 90))
+    warned = spread_warnings(results)
+    if warned:
+        draw.text((10, 38), "WARNING: repeats disagree (see bench.json 'spreads'): rerun", fill=(200, 0, 0))
+    y = 56
+    for heading, bars in panels:
+        draw.text((10, y + 6), heading, fill="black")
+        y += 30
+        top = max(bars.values()) or 1.0
+        for name, value in bars.items():
+            length = int((width - 360) * value / top)
+            base = "baseline" in name or "clone" in name or "classic" in name or "torchvision" in name
+            colour = (190, 110, 70) if base else (70, 110, 190)
+            draw.text((10, y + 4), name[:46], fill="black")
+            draw.rectangle((320, y + 2, 320 + length, y + row - 4), fill=colour)
+            draw.text((325 + length, y + 4), f"{value:.3g}" if value < 100 else f"{value:.0f}", fill="black")
+            y += row
     image.save(path)
 
 

@@ -24,15 +24,24 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def spread(values: list[float]) -> float:
+    """How far repeats of one measurement disagree: (max - min) / median."""
+    middle = statistics.median(values)
+    return (max(values) - min(values)) / middle if middle else 0.0
+
+
 def median_ms(
     fn: Callable[[], Any],
     device: torch.device,
     repeats: int,
     warmup: int = 1,
     before: Callable[[], Any] | None = None,
+    spreads: dict[str, float] | None = None,
+    name: str = "",
 ) -> float:
     """Median milliseconds of ``fn`` over ``repeats`` calls in a row (after ``warmup`` calls), the
-    device synchronised around each; ``before`` runs untimed before each call."""
+    device synchronised around each; ``before`` runs untimed before each call. With ``spreads``, the
+    repeats' :func:`spread` is stored there under ``name``."""
     for _ in range(warmup):
         fn()
     sync(device)
@@ -45,11 +54,17 @@ def median_ms(
         fn()
         sync(device)
         times.append(time.perf_counter() - start)
+    if spreads is not None:
+        spreads[name] = spread(times)
     return statistics.median(times) * 1e3
 
 
 def per_worker_rates(
-    cases: dict[str, Callable[[int, int], int]], count: int, repeats: int, chunk: int
+    cases: dict[str, Callable[[int, int], int]],
+    count: int,
+    repeats: int,
+    chunk: int,
+    spreads: dict[str, float] | None = None,
 ) -> dict[str, float]:
     """img/s of each case (a function of an index range returning how many images it made) in this
     process, set up as a DataLoader worker is (one torch thread, OpenCV single-threaded). The cases take
@@ -76,4 +91,6 @@ def per_worker_rates(
     finally:
         torch.set_num_threads(threads)
         cv2.setNumThreads(cv2_threads)
+    if spreads is not None:
+        spreads.update({name: spread(values) for name, values in samples.items()})
     return {name: statistics.median(values) for name, values in samples.items()}

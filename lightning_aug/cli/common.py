@@ -74,6 +74,15 @@ def build_datamodule(cfg: DictConfig) -> AugDataModule:
     datamodule = instantiate(spec, _recursive_=False, _convert_="all")
     if not isinstance(datamodule, AugDataModule):
         raise TypeError(f"datamodule must build an AugDataModule, got {type(datamodule).__name__}")
+    if getattr(datamodule.dataset, "varied_sizes", False) and not datamodule.in_memory:
+        for argument, pipeline in (("train", datamodule.train_pipeline), ("eval", datamodule.eval_pipeline)):
+            if not pipeline.fixed_size:  # else the first batch of two sizes fails in a worker
+                raise ValueError(
+                    f"data={cfg.data._target_.rsplit('.', 1)[-1]} gives images of every size, but the "
+                    f"{argument} pipeline of this augment preset has no crop or resize to a fixed size "
+                    f"({[type(t).__name__ for t in pipeline.transforms]}): a batch needs one size; use "
+                    "augment=imagenet_alb (or imagenet_tv), or add a crop"
+                )
     return datamodule
 
 

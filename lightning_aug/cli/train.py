@@ -57,7 +57,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
         logger = instantiate(cfg.logger) if cfg.get("logger") else False
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     trainer.fit(model, datamodule, ckpt_path=cfg.get("ckpt_path"))
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    logged = trainer.callback_metrics
+    # one key per meaning: Lightning also keeps "<name>_epoch" beside "<name>" for values logged per
+    # step and per epoch (the same number); "<name>_step" (the last step's) stays
+    metrics = {
+        k: float(v) for k, v in logged.items() if not (k.endswith("_epoch") and k[: -len("_epoch")] in logged)
+    }
     if cfg.get("test") and datamodule.dataset("test") is not None:
         checkpoint = trainer.checkpoint_callback
         best = "best" if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path else None

@@ -182,6 +182,20 @@ class Pipeline:
             self._compose = v2.Compose(built) if built else None
             self._rest = v2.Compose(rest) if rest else None
 
+    @property
+    def fixed_size(self) -> bool:
+        """Whether some transform makes every output the same size whatever the input's: a crop
+        (``RandomResizedCrop``, ``RandomCrop``, ``CenterCrop``, ...) or a resize to height and width."""
+        for transform in self.transforms:
+            name = type(transform).__name__
+            if name.endswith("Crop") and name not in ("RandomCropFromBorders", "CropAndPad"):
+                return True
+            if name == "Resize":
+                size = getattr(transform, "size", None)
+                if hasattr(transform, "height") or (isinstance(size, (list, tuple)) and len(size) == 2):
+                    return True
+        return False
+
     def reseed(self, seed: int) -> None:
         """Seed the pipeline's own RNG (albumentations' ``Compose``); torchvision uses torch's RNG.
 

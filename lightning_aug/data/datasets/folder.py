@@ -257,6 +257,8 @@ class ImageFolder(DatasetFactory):
             (raised when the splits are built).
     """
 
+    varied_sizes = True  # images of every size: the apps require a fixed-size crop or resize
+
     def __init__(
         self,
         root: str | os.PathLike[str],
@@ -391,6 +393,8 @@ class ImageFiles(DatasetFactory):
         root: the folder.
         decoder, on_bad_image, max_image_pixels: see :class:`ImageFolderDataset`.
     """
+
+    varied_sizes = True  # images of every size: the apps require a fixed-size crop or resize
 
     def __init__(
         self,
