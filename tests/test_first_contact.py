@@ -125,3 +125,45 @@ def test_an_image_folder_without_a_fixed_size_crop_is_one_line_before_training(t
     assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
     assert "data=ImageFolder gives images of every size, but the eval pipeline" in lines[0]
     assert "use augment=imagenet_alb" in lines[0]
+
+
+def _readme_commands() -> list[list[str]]:
+    """Every command of the README's bash blocks, continuation lines joined, comments dropped."""
+    commands, block = [], None
+    for line in README.read_text().splitlines():
+        if line.strip().startswith("```"):
+            block = [] if line.strip() == "```bash" and block is None else None
+            continue
+        if block is not None:
+            block.append(line.strip())
+            if not line.rstrip().endswith("\\"):
+                text = " ".join(part.rstrip("\\").strip() for part in block).split("  #")[0]
+                block = []
+                if text.strip() and not text.lstrip().startswith("#"):
+                    commands.append(shlex.split(text, comments=True))
+    return commands
+
+
+def test_every_readme_app_command_composes(tmp_path: Path) -> None:
+    """Each Hydra app command of the README, as written, composes (``--cfg job``: Hydra checks every
+    override without running); each LightningCLI command parses (``--print_config``). The ones that
+    train, bench or prepare for minutes are run by their own tests with smaller data."""
+    checked = 0
+    for words in _readme_commands():
+        if words[0].startswith("lightning-aug-") and "my_configs" not in words:  # a placeholder folder
+            args = words[1:]
+            if "-m" in args:  # a sweep: Hydra composes one job with --cfg; each choice in turn
+                args = [a.split(",")[0] if "=" in a else a for a in args if a != "-m"]
+            args = [*args, "--cfg", "job"] if "--cfg" not in args else args
+            result = run_command([str(BIN / words[0]), *args], cwd=tmp_path)
+        elif words[:3] == ["python", "-m", "lightning_aug.cli.lightning"]:
+            pytest.importorskip("jsonargparse")
+            args = [w.replace("examples/", str(README.parent / "examples") + "/") for w in words[3:]]
+            result = run_command(
+                [sys.executable, "-m", "lightning_aug.cli.lightning", *args, "--print_config"], cwd=tmp_path
+            )
+        else:
+            continue
+        assert result.returncode == 0, f"{' '.join(words)}: {result.stderr[-1500:]}"
+        checked += 1
+    assert checked >= 15
