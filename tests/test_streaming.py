@@ -239,3 +239,26 @@ def test_train_from_a_loopback_s3_server(shards: Path, tmp_path: Path) -> None:
         server.stop()
         for key in ("AWS_ENDPOINT_URL",):
             os.environ.pop(key, None)
+
+
+def test_preparing_again_keeps_the_splits_already_written(shards: Path, tmp_path: Path) -> None:
+    """An interrupted preparation is run again: a split already written is kept, not redone."""
+    import shutil
+
+    copy = tmp_path / "shards"
+    shutil.copytree(shards, copy)
+    shutil.rmtree(copy / "val")  # as if interrupted before val
+    before = {p: p.stat().st_mtime_ns for p in (copy / "train").iterdir()}
+    factory = SyntheticShapes(
+        root=shards.parent / "src",
+        num_classes=4,
+        image_size=16,
+        train_per_class=12,
+        val_per_class=2,
+        test_per_class=2,
+    )
+    metadata = prepare_shards(factory, copy, num_workers=1, chunk_bytes="4KB")
+    assert {p: p.stat().st_mtime_ns for p in (copy / "train").iterdir()} == before  # untouched
+    assert (
+        metadata["splits"] == {"train": 48, "val": 8, "test": 8} and (copy / "val" / "index.json").is_file()
+    )
