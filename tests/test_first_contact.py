@@ -167,3 +167,63 @@ def test_every_readme_app_command_composes(tmp_path: Path) -> None:
         assert result.returncode == 0, f"{' '.join(words)}: {result.stderr[-1500:]}"
         checked += 1
     assert checked >= 15
+
+
+# the docstring commands that run in seconds: run as written; the others are checked as below
+QUICK = {
+    "python -m lightning_aug.bench.memory --samples 100000 --reads 2000",
+    "python -m lightning_aug.bench.launches",
+}
+
+
+def _docstring_commands() -> list[list[str]]:
+    """The command lines of the apps' and benches' module docstrings (continuations joined)."""
+    import ast
+
+    package = README.parent / "lightning_aug"
+    commands = []
+    for path in sorted([*package.glob("cli/*.py"), *package.glob("bench/*.py")]):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        pending = ""
+        for line in doc.splitlines():
+            text = pending + " " + line.strip() if pending else line.strip()
+            if text.endswith("\\"):
+                pending = text[:-1].strip()
+                continue
+            pending = ""
+            if text.startswith(("lightning-aug-", "python -m lightning_aug")):
+                commands.append(shlex.split(text, comments=True))
+    return commands
+
+
+def test_every_docstring_command_runs_or_composes(tmp_path: Path) -> None:
+    """The quick ones run as written; each app command composes (``--cfg job``); each LightningCLI one
+    parses (``--print_config``); each other module answers ``--help`` (its options exist)."""
+    checked = 0
+    for words in _docstring_commands():
+        line = " ".join(words)
+        if line in QUICK:
+            args = [sys.executable, *words[1:]]
+        elif words[0].startswith("lightning-aug-"):
+            args = [str(BIN / words[0]), *(a for a in words[1:] if a != "-m"), "--cfg", "job"]
+            args = [a.split(",")[0] if "=" in a else a for a in args]  # a sweep: its first job
+            if "--cfg" in words:
+                args = [str(BIN / words[0]), *words[1:]]
+        elif words[2] == "lightning_aug.cli.lightning":
+            pytest.importorskip("jsonargparse")
+            rest = [w.replace("examples/", str(README.parent / "examples") + "/") for w in words[3:]]
+            args = [
+                sys.executable,
+                "-m",
+                words[2],
+                *rest,
+                *([] if "--print_config" in rest else ["--print_config"]),
+            ]
+        elif words[2] == "lightning_aug.cli.train":  # python -m lightning_aug.cli.train --cfg job
+            args = [sys.executable, *words[1:]]
+        else:
+            args = [sys.executable, "-m", words[2], "--help"]
+        result = run_command(args, cwd=tmp_path)
+        assert result.returncode == 0, f"{line}: {result.stderr[-1500:]}"
+        checked += 1
+    assert checked >= 20

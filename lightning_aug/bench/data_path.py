@@ -18,8 +18,8 @@ it measures in one run, on the same files:
 
 It prints a table and writes ``bench.json`` and a bar chart ``bench.png`` into the run folder::
 
-    lightning-aug-bench                                             # built-in dataset, defaults
-    lightning-aug-bench experiment=bench_imagenet                    # ImageNet-size JPEGs
+    lightning-aug-bench                                             # the photographs (defaults)
+    lightning-aug-bench data=synthetic ~experiment                   # the built-in set, the train defaults
     lightning-aug-bench experiment=bench_cifar bench.fit_epochs=2    # CIFAR-size, device-batched
 """
 

@@ -2,8 +2,8 @@
 
 Same config tree and overrides as ``lightning-aug-train``::
 
-    lightning-aug-bench                                             # built-in dataset, defaults
-    lightning-aug-bench experiment=bench_imagenet                    # photographs, ImageNet-size
+    lightning-aug-bench                                             # the photographs (defaults)
+    lightning-aug-bench data=synthetic ~experiment                   # the built-in set, the train defaults
     lightning-aug-bench experiment=bench_cifar bench.fit_epochs=2    # CIFAR-size, device-batched
 """
 
