@@ -133,3 +133,38 @@ def test_worker_memory_bench_shows_packed_samples_are_not_copied() -> None:
     ]
     grown = [row["USS growth (MiB)"] for row in rows]
     assert grown[0] > 8 and grown[1] < 2, rows
+
+
+@pytest.mark.slow
+def test_streaming_bench_writes_its_rows(tmp_path: Path) -> None:
+    """``python -m lightning_aug.bench.streaming`` at a small size: every row, positive rates."""
+    pytest.importorskip("litdata")
+    pytest.importorskip("skimage")
+    from lightning_aug.bench.streaming import main
+
+    out = tmp_path / "rows.json"
+    main(
+        [
+            "--prepare-images",
+            "90",
+            "--images",
+            "20",
+            "--size",
+            "256",
+            "--max-side",
+            "128",
+            "--root",
+            str(tmp_path / "work"),
+            "--json",
+            str(out),
+        ]
+    )
+    rows = {row["row"]: row for row in json.loads(out.read_text())}
+    assert set(rows) == {
+        "prepare, 1 worker(s)",
+        "prepare, 2 worker(s)",
+        "loader, image folder",
+        "loader, shards (same files)",
+        "loader, shards re-encoded at max side 128",
+    }
+    assert rows["prepare, 1 worker(s)"]["images"] == 90 and all(r["img/s"] > 0 for r in rows.values())
