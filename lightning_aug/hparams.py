@@ -9,8 +9,9 @@ DataModule (:func:`build`). Objects are described by what makes them:
   arguments their constructor was called with, recorded at construction;
 - dataclasses (``LoaderSettings``): their fields;
 - albumentations transforms: their own serialisation (``to_dict``);
-- other objects (torchvision v2 transforms): the constructor parameters read back from attributes of
-  the same name, kept only where a rebuild from them has the same public state;
+- torchvision transforms: the constructor parameters read back from attributes of the same name,
+  kept only where a rebuild from them has the same public state (other classes are not built twice:
+  their constructors may download or load data);
 - importable functions and ``functools.partial`` of them: ``_partial_`` targets; enums: their value.
 
 What none of these describes (a lambda, a local class) is kept as ``{"_unrebuildable_": "..."}``: the
@@ -108,6 +109,13 @@ def _from_attributes(obj: Any) -> dict[str, Any] | None:
     return arguments
 
 
+def _is_transform(obj: Any) -> bool:
+    """A torchvision (v2 or v1) transform: the objects read back by building them again. Other classes
+    may download or load data in their constructor, so they are not built twice."""
+    module = type(obj).__module__
+    return module.startswith("torchvision.transforms")
+
+
 def describe(obj: Any) -> Any:
     """``obj`` as plain data that :func:`build` turns back into an equal object (see the module)."""
     if obj is None or isinstance(obj, (bool, int, float, str)):
@@ -142,7 +150,7 @@ def describe(obj: Any) -> Any:
             return _unrebuildable(obj, "albumentations cannot serialise it")
         spec.pop("__class_fullname__", None)
         return {"_target_": _path(type(obj)), **describe(spec)}
-    if _importable(type(obj)):
+    if _importable(type(obj)) and _is_transform(obj):  # cheap to build again, no side effects
         arguments = _from_attributes(obj)
         if arguments is not None:
             return {"_target_": _path(type(obj)), **describe(arguments)}

@@ -264,3 +264,49 @@ def test_a_hydra_app_prints_each_log_record_once(tmp_path: Path) -> None:
     ]
     assert len(lines) == 2, lines
     assert "Seed set to" in (tmp_path / "run" / "train.log").read_text()  # and kept in the job log
+
+
+class _Counted:
+    """A user's callable class: building it again could download data, so describe must not."""
+
+    made = 0
+
+    def __init__(self, size: int = 3) -> None:
+        type(self).made += 1
+        self.size = size
+
+    def __call__(self, split: str) -> None:
+        return None
+
+
+def test_describe_gives_plain_data_that_builds_equal_objects() -> None:
+    import albumentations as A
+
+    from lightning_aug.hparams import UNREBUILDABLE, build, describe
+
+    flip = v2.RandomHorizontalFlip(0.3)
+    crop = A.RandomCrop(12, 10, pad_if_needed=True)
+    loader = LoaderSettings(batch_size=5, num_workers=0, persistent_workers=False)
+    for original in (
+        flip,
+        crop,
+        loader,
+        HorizontalFlip(p=0.2),
+        SyntheticShapes(root="/tmp/x", num_classes=3),
+    ):
+        spec = describe(original)
+        assert isinstance(spec, dict) and "_target_" in spec
+        torch.save(spec, "/dev/null")  # plain data
+        rebuilt = build(spec, "arg")
+        assert type(rebuilt) is type(original)
+    assert build(describe(flip), "x").p == 0.3 and build(describe(crop), "x").height == 12
+    assert build(describe(loader), "x") == loader
+    counted = _Counted(5)
+    spec = describe(counted)
+    assert UNREBUILDABLE in spec and _Counted.made == 1  # not built a second time
+    with pytest.raises(ValueError, match=r"cannot rebuild dataset: _Counted .*pass this argument yourself"):
+        build(spec, "dataset")
+    assert describe(v2.InterpolationMode.BICUBIC) == {
+        "_target_": "torchvision.transforms.functional.InterpolationMode",
+        "_args_": ["bicubic"],
+    }
