@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lightning_aug._stdio import quiet_stderr
-from lightning_aug.data.jpeg import REDUCTIONS, FastFormat, decode_rgb, fast_format, jpeg_header
+from lightning_aug.data.jpeg import REDUCTIONS, decode_rgb, jpeg_header, png_plain
 
 __all__ = [
     "DecoderName",
@@ -171,20 +171,22 @@ class ImageDecoder:
             ValueError: the bytes cannot be decoded, whatever the library raised; the message names
                 ``path``.
         """
-        kind = fast_format(data)
-        if kind is None:
-            return _slice(decode_pil(data, path), region, None)
-        return self._decode(data, path, kind, region, reduction)
+        header = jpeg_header(data)  # parsed once per decode
+        if header is not None and header.plain:
+            return self._decode(data, path, header.shape, region, reduction)
+        if header is None and png_plain(data):
+            return self._decode(data, path, None, region, reduction)
+        return _slice(decode_pil(data, path), region, None)
 
     def _decode(
         self,
         data: np.ndarray,
         path: str | os.PathLike[str],
-        kind: FastFormat,
+        full: tuple[int, int] | None,
         region: Region | None,
         reduction: int,
     ) -> np.ndarray:
-        """:meth:`decode` of a plain JPEG or PNG (``kind``)."""
+        """:meth:`decode` of a plain JPEG of header size ``full``, or a plain PNG (``full`` None)."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -212,11 +214,10 @@ class OpenCVDecoder(ImageDecoder):
         self,
         data: np.ndarray,
         path: str | os.PathLike[str],
-        kind: FastFormat,
+        full: tuple[int, int] | None,
         region: Region | None,
         reduction: int,
     ) -> np.ndarray:
-        full = self.shape(data) if region is not None or reduction > 1 else None
         if full is None:
             reduction = 1  # a PNG: no reduced decoding
         image = decode_rgb(data, reduction, path)
@@ -287,13 +288,12 @@ class NvImageCodecDecoder(ImageDecoder):
         self,
         data: np.ndarray,
         path: str | os.PathLike[str],
-        kind: FastFormat,
+        full: tuple[int, int] | None,
         region: Region | None,
         reduction: int,
     ) -> np.ndarray:
-        full = self.shape(data)
         if full is None or reduction > 1:  # a PNG, or reduced decoding
-            return self._fallback._decode(data, path, kind, region, reduction)
+            return self._fallback._decode(data, path, full, region, reduction)
         nv = _nvimgcodec()
         decoder, params = self._decoder()
         try:

@@ -45,7 +45,12 @@ def read_image_bytes(path: str | os.PathLike[str]) -> np.ndarray:
     return data
 
 
-def _exif_orientation(segment: bytes) -> int | None:
+def _view(data: np.ndarray | bytes) -> memoryview:
+    """The bytes of ``data`` without a copy (the headers are parsed where the file's bytes lie)."""
+    return data.data.cast("B") if isinstance(data, np.ndarray) else memoryview(data)
+
+
+def _exif_orientation(segment: memoryview) -> int | None:
     """The orientation tag (0x0112) of an APP1 Exif segment's first IFD: 1 when absent; ``None`` when
     the tag is there but not a SHORT from 1 to 8 (readers may disagree about it)."""
     tiff = segment[6:]  # after b"Exif\0\0"
@@ -87,7 +92,7 @@ _XMP = b"http://ns.adobe.com/xap/1.0/\x00"
 def jpeg_header(data: np.ndarray | bytes) -> JpegHeader | None:
     """The :class:`JpegHeader` of a JPEG; ``None`` for anything that is not a JPEG with a readable
     frame header."""
-    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    raw = _view(data)
     if raw[:2] != b"\xff\xd8":
         return None
     orientation: int | None = 1
@@ -109,7 +114,7 @@ def jpeg_header(data: np.ndarray | bytes) -> JpegHeader | None:
                 plain = False
             else:
                 exif_seen, orientation = True, _exif_orientation(segment)
-        elif marker == 0xE1 and segment.startswith(_XMP) and b"Orientation" in segment:
+        elif marker == 0xE1 and segment[: len(_XMP)] == _XMP and b"Orientation" in segment.tobytes():
             plain = False
         elif marker in _SOF:
             if len(segment) < 6:
@@ -153,7 +158,7 @@ def png_plain(data: np.ndarray | bytes) -> bool:
     """Whether ``data`` is a complete PNG that OpenCV provably decodes to PIL's pixels: 8 bits per
     sample, no animation (PIL shows an APNG's default image), no orientation (``eXIf``, XMP or an
     ImageMagick raw EXIF profile, which PIL applies and OpenCV partly ignores)."""
-    raw = data.tobytes() if isinstance(data, np.ndarray) else bytes(data)
+    raw = _view(data)
     if raw[:8] != _PNG:
         return False
     pos = 8
@@ -166,7 +171,7 @@ def png_plain(data: np.ndarray | bytes) -> bool:
         elif kind in (b"acTL", b"eXIf"):
             return False
         elif kind in _PNG_TEXT:
-            keyword = raw[body : body + min(length, 80)].split(b"\x00", 1)[0]
+            keyword = raw[body : body + min(length, 80)].tobytes().split(b"\x00", 1)[0]
             if keyword == b"XML:com.adobe.xmp" or keyword.startswith(b"Raw profile type"):
                 return False
         elif kind == b"IEND":
