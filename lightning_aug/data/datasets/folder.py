@@ -80,6 +80,28 @@ def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
         )
 
 
+def decode_image(
+    data: np.ndarray,
+    path: str,
+    decoder: ImageDecoder | None,
+    head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None,
+    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
+) -> Any:
+    """The image a dataset serves for a file's bytes: the header's size checked against
+    ``max_image_pixels``, then a PIL image (``decoder`` None: ``decoder="pil"``), the crop ``head`` run
+    while decoding, or the decoder's RGB array.
+
+    Raises:
+        ValueError: the image is too large or cannot be decoded.
+    """
+    check_image_pixels(data, path, max_image_pixels)
+    if decoder is None:
+        return load_rgb(io.BytesIO(data.tobytes()), pil_limit=False)  # max_image_pixels replaces it
+    if head is not None:
+        return head(data, decoder, path)
+    return decoder.decode(data, path)
+
+
 def _image_files(top: Path) -> list[str]:
     """Image files under ``top``, following directory links, but never a link back into a folder
     already read (itself or an ancestor: a loop would list every image again and again); such a link is
@@ -203,22 +225,27 @@ class ImageFolderDataset(Dataset):
         self._head = head if self.image_decoder is not None else None
         return head is not None and self._head is not None
 
-    def _decode(self, path: str) -> Any:
-        data = read_image_bytes(path)
-        check_image_pixels(data, path, self.max_image_pixels)
-        if self.image_decoder is None:
-            return load_rgb(io.BytesIO(data.tobytes()), pil_limit=False)  # max_image_pixels replaces it
-        if self._head is not None:
-            return self._head(data, self.image_decoder, path)
-        return self.image_decoder.decode(data, path)
+    def read_sample(self, index: int) -> tuple[np.ndarray, Any, int]:
+        """``(file bytes, image, label)`` of sample ``index`` (the image as ``__getitem__`` gives it).
 
-    def _load(self, index: int) -> tuple[Any, int]:
+        Raises:
+            ValueError: the file cannot be read or decoded, whatever the library raised; names it once.
+        """
         path, label = self.samples[index]
         try:
-            return self._decode(path), label
+            data = read_image_bytes(path)
+            return (
+                data,
+                decode_image(data, path, self.image_decoder, self._head, self.max_image_pixels),
+                label,
+            )
         except Exception as err:  # whatever the decoding library raises: on_bad_image handles it
             reason = str(err).replace(f" {path!r}", "").replace(repr(path), "the file")  # named once
             raise ValueError(f"cannot decode image file {path!r}: {reason}") from err
+
+    def _load(self, index: int) -> tuple[Any, int]:
+        _, image, label = self.read_sample(index)
+        return image, label
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         if self.on_bad_image == "raise":

@@ -37,8 +37,9 @@ from lightning_aug.data.datasets.folder import (
     BadImagePolicy,
     Decoder,
     check_decoding,
+    decode_image,
 )
-from lightning_aug.data.decoders import ImageDecoder, decode_pil, load_rgb, make_decoder
+from lightning_aug.data.decoders import ImageDecoder, make_decoder
 from lightning_aug.data.jpeg import fast_format
 
 __all__ = ["METADATA", "StreamingShards", "prepare_shards"]
@@ -110,8 +111,7 @@ class _Encoder:
         name = samples.path(index) if samples is not None and hasattr(samples, "path") else f"sample {index}"
         try:
             if samples is not None:  # an image folder: the file's bytes, checked by decoding them
-                image, label = self.dataset._load(index)
-                data = np.fromfile(name, dtype=np.uint8)
+                data, image, label = self.dataset.read_sample(index)  # the file read once
                 if self.max_side is None and fast_format(data) is not None:
                     payload = data.tobytes()
                 else:
@@ -418,20 +418,6 @@ class StreamingImages(StreamingDataset):
         if self._reseed is not None:
             self._reseed(seed)
 
-    def _decode(self, data: np.ndarray, name: str) -> Any:
-        from lightning_aug.data.datasets.folder import check_image_pixels
-
-        check_image_pixels(data, name, self.max_image_pixels)
-        if self.image_decoder is None:
-            import io
-
-            return load_rgb(io.BytesIO(data.tobytes()), pil_limit=False)
-        if self._head is not None:
-            return self._head(data, self.image_decoder, name)
-        if fast_format(data) is None:
-            return decode_pil(data, name)
-        return self.image_decoder.decode(data, name)
-
     def __setstate__(self, state: dict[str, Any]) -> None:  # a spawned worker
         self.__dict__.update(state)
         use_boto3_for_plain_http(state.get("_storage_options"))
@@ -440,7 +426,8 @@ class StreamingImages(StreamingDataset):
         item = super().__getitem__(index)
         name = bytes(item["name"]).decode("utf-8", "surrogateescape")
         try:
-            image = self._decode(np.asarray(item["image"], dtype=np.uint8), name)
+            data = np.asarray(item["image"], dtype=np.uint8)
+            image = decode_image(data, name, self.image_decoder, self._head, self.max_image_pixels)
         except Exception as err:
             raise ValueError(f"cannot decode the sample of {name!r} in {self.input_dir}: {err}") from err
         sample = (image, int(item["label"]))
