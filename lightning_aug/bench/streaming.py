@@ -52,17 +52,11 @@ def prepare_rate(count: int, workers: int, root: Path) -> dict[str, Any]:
 def loader_rate(dataset: Any, workers: int, epochs: int = 2) -> float:
     """Images per second of the ``imagenet_alb`` train loader over ``dataset`` (a factory), whole epochs
     after a warm-up one."""
-    from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
-
+    from lightning_aug.bench.data_path import _preset
     from lightning_aug.data.loader import LoaderSettings
     from lightning_aug.datamodule import AugDataModule
 
-    with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
-        augment = OmegaConf.to_container(
-            compose("train", overrides=["augment=imagenet_alb"]).augment, resolve=True
-        )
-    assert isinstance(augment, dict)
+    augment = _preset("imagenet_alb")  # the shipped preset (no interpolations in it)
     dm = AugDataModule(
         dataset,
         train_transforms=augment["train_transforms"],
