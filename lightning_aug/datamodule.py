@@ -304,12 +304,11 @@ class AugDataModule(LightningDataModule):
             pipeline = self.train_pipeline if train else self.eval_pipeline
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
             transformed = TransformedDataset(data, pipeline, stream_seed(self.run_seed, self._rank, stream))
-            self.datasets[split] = transformed
-            if streaming:
+            if streaming:  # the streamed dataset iterates itself and runs the pipeline it is given
                 data.attach(transformed)  # type: ignore[attr-defined]
                 # the shuffle of every rank from one seed: LitData then gives each rank its own part
                 data.seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER) % 2**31  # type: ignore[attr-defined]
-                self.datasets[split] = data
+            self.datasets[split] = data if streaming else transformed
             said = _decoding(data, pipeline, transformed.fused)
             if said is not None:
                 rank_zero_info(f"AugDataModule: {split} {said}")

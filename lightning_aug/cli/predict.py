@@ -51,6 +51,8 @@ def predict(cfg: DictConfig) -> Path:
 
     log_through_hydra()
     with config_errors("lightning-aug-predict"):
+        if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
+            raise ValueError(f"top_k must be an int >= 1, got {cfg.top_k!r}")
         checkpoint = _checkpoint(cfg.ckpt_path)
         if "datamodule_hyper_parameters" not in checkpoint:
             raise ValueError(
@@ -67,12 +69,11 @@ def predict(cfg: DictConfig) -> Path:
         )
         if loader.num_workers == 0:
             loader = dataclasses.replace(loader, multiprocessing_context=None)
-        datamodule = AugDataModule.load_from_checkpoint(
-            cfg.ckpt_path, map_location="cpu", weights_only=True, dataset=dataset, loader=loader
-        )
-        model = ImageClassifier.load_from_checkpoint(cfg.ckpt_path, map_location="cpu", weights_only=True)
-        if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
-            raise ValueError(f"top_k must be an int >= 1, got {cfg.top_k!r}")
+        # both rebuilt from the checkpoint read above (load_from_checkpoint would read it twice more)
+        hparams = {**checkpoint["datamodule_hyper_parameters"], "dataset": dataset, "loader": loader}
+        datamodule = AugDataModule(**hparams)
+        model = ImageClassifier(**checkpoint["hyper_parameters"])
+        model.load_state_dict(checkpoint["state_dict"])
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     probabilities = trainer.predict(model, datamodule=datamodule)
     classes = checkpoint.get(type(datamodule).__qualname__, {}).get("classes")
