@@ -18,6 +18,7 @@ from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedD
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
+from lightning_aug.data.sampling import EpochSampler
 from lightning_aug.data.skips import SkipReport
 from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
@@ -215,10 +216,12 @@ class AugDataModule(LightningDataModule):
             )
         self.skips = SkipReport()  # unreadable files replaced (on_bad_image="skip"), per epoch
         self._pending_pipeline_state: dict[str, Any] | None = None
-        # a streamed train loader (LitData) and its checkpointed position, applied when it is made:
-        # Lightning does not restore it where the loader is made early (estimated_stepping_batches)
-        self._streaming_loader: Any = None
-        self._pending_loader_state: dict[str, Any] | None = None
+        # training batches served in the current epoch: (epoch, batches), checkpointed; a resumed run's
+        # sampler starts after them (applied when the loader is made: Lightning restores the loaders'
+        # own state only after a one-cycle schedule's estimated_stepping_batches has made them)
+        self._position: tuple[int, int] = (0, 0)
+        self._pending_position: tuple[int, int] | None = None
+        self._train_sampler: EpochSampler | None = None
         self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
@@ -295,20 +298,15 @@ class AugDataModule(LightningDataModule):
                     "expected a map-style dataset (with __getitem__ and __len__)"
                 )
             train = split == "train"
-            streaming = getattr(data, "is_streaming", False)  # LitData: it reads, decodes, shards itself
             if self.in_memory:
-                if streaming:
-                    raise ValueError("in_memory=True cannot hold a streamed dataset (data=streaming)")
                 self.datasets[split] = InMemoryDataset.from_dataset(data)
                 continue
+            if hasattr(data, "epoch_order"):  # shards: one order for every rank, from the run seed
+                data.order_seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # type: ignore[attr-defined]
             pipeline = self.train_pipeline if train else self.eval_pipeline
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
             transformed = TransformedDataset(data, pipeline, stream_seed(self.run_seed, self._rank, stream))
-            if streaming:  # the streamed dataset iterates itself and runs the pipeline it is given
-                data.attach(transformed)  # type: ignore[attr-defined]
-                # the shuffle of every rank from one seed: LitData then gives each rank its own part
-                data.seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER) % 2**31  # type: ignore[attr-defined]
-            self.datasets[split] = data if streaming else transformed
+            self.datasets[split] = transformed
             said = _decoding(data, pipeline, transformed.fused)
             if said is not None:
                 rank_zero_info(f"AugDataModule: {split} {said}")
@@ -332,11 +330,19 @@ class AugDataModule(LightningDataModule):
                 f"the dataset factory {_name(self.dataset)} has no {split!r} split (it returned None)"
             )
         trainer = self.trainer
-        streaming = getattr(dataset, "is_streaming", False)
-        if train and not streaming and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:
+        base = getattr(dataset, "dataset", dataset)
+        if train and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:
             # Lightning serves the first batches in order: make them a fixed draw of every class
             order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_seed))  # type: ignore[arg-type]
             dataset = Subset(dataset, order.tolist())
+        sampler = None
+        if hasattr(base, "epoch_order") and dataset is self.datasets[split]:  # shards: chunk-local order
+            sampler = EpochSampler(
+                len(dataset),  # type: ignore[arg-type]
+                order=base.epoch_order if train else None,
+                num_replicas=trainer.world_size if trainer is not None else 1,
+                rank=self._rank,
+            )
         auto_pin = trainer is not None and self.loader.pin_memory == "auto"  # read the device only then
         made: Any = self.loader.make_loader(
             dataset,
@@ -345,12 +351,14 @@ class AugDataModule(LightningDataModule):
             device_type=trainer.strategy.root_device.type if auto_pin else None,  # type: ignore[union-attr]
             num_devices=trainer.num_devices if trainer is not None else 1,
             rank=self._rank,
+            sampler=sampler,
         )
-        if train and streaming:
-            self._streaming_loader = made
-            if self._pending_loader_state is not None:  # mid-epoch resume: at the next unseen sample
-                made.load_state_dict(self._pending_loader_state)
-                self._pending_loader_state = None
+        if train and sampler is not None:
+            made.position = self._train_position
+            self._train_sampler = sampler
+            if self._pending_position is not None:  # mid-epoch resume: at the next unseen sample
+                sampler.set_start(*self._pending_position)
+                self._pending_position = None
         return made
 
     # Lightning's four loader hooks; the factory's predict split is its test split unless it says
@@ -391,6 +399,11 @@ class AugDataModule(LightningDataModule):
             self._generators[train] = torch.Generator().manual_seed(seed)
         return self._generators[train]
 
+    def _train_position(self) -> dict[str, int]:
+        """The samples of the current epoch that reached the training step."""
+        epoch, batches = self._position
+        return {"epoch": epoch, "samples": batches * self.loader.batch_size}
+
     @override
     def state_dict(self) -> dict[str, Any]:
         """The generators' states (loaders, ``device_transforms``), saved in checkpoints.
@@ -406,8 +419,8 @@ class AugDataModule(LightningDataModule):
             state["classes"] = [str(name) for name in classes]
         if self.device_transforms:
             state["batch_generator"] = self.stage.generator.bit_generator.state
-        if self._streaming_loader is not None:
-            state["streaming_loader"] = self._streaming_loader.state_dict()
+        if self._train_sampler is not None:
+            state["train_position"] = self._train_position()
         train = self.datasets.get("train")
         if isinstance(train, TransformedDataset):  # the pipeline's streams when it runs in this process
             state["train_pipeline"] = train.rng_state()
@@ -419,11 +432,16 @@ class AugDataModule(LightningDataModule):
             self.loader_generator(True).set_state(state_dict["train_loader_generator"])
         if "batch_generator" in state_dict:
             self.stage.generator.bit_generator.state = state_dict["batch_generator"]
-        if "streaming_loader" in state_dict:
-            if self._streaming_loader is not None:
-                self._streaming_loader.load_state_dict(state_dict["streaming_loader"])
+        if "train_position" in state_dict:
+            position = (
+                int(state_dict["train_position"]["epoch"]),
+                int(state_dict["train_position"]["samples"]),
+            )
+            self._position = (position[0], position[1] // self.loader.batch_size)
+            if self._train_sampler is not None:
+                self._train_sampler.set_start(*position)
             else:
-                self._pending_loader_state = state_dict["streaming_loader"]
+                self._pending_position = position
         if "train_pipeline" in state_dict:
             train = self.datasets.get("train")
             if isinstance(train, TransformedDataset):
@@ -467,5 +485,7 @@ class AugDataModule(LightningDataModule):
         trainer = self.trainer
         if trainer is None or not trainer.training:
             return self.device_stage(batch)
+        epoch, batches = self._position
+        self._position = (trainer.current_epoch, batches + 1 if epoch == trainer.current_epoch else 1)
         transforms = [c for c in trainer.callbacks if isinstance(c, BatchTransform)]  # type: ignore[attr-defined]
         return self.device_stage(batch, transforms, trainer, train=True)

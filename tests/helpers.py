@@ -183,3 +183,72 @@ def bad_image_folder(root: Path) -> list[str]:
             root / split / "other" / "ok.png"
         )
     return [str(root / "train" / "cls" / "a_truncated.jpg"), str(root / "train" / "cls" / "b_text.jpg")]
+
+
+def digits_folder(root: Path, size: int = 32, val_fraction: float = 0.2, layout: str = "split") -> Path:
+    """scikit-learn's digits as a class-sorted folder of PNGs
+    (:func:`lightning_aug.data.datasets.digits.write_digits`)."""
+    from lightning_aug.data.datasets.digits import write_digits
+
+    return write_digits(root, size=size, layout=layout, val_fraction=val_fraction)  # type: ignore[arg-type]
+
+
+class LoopbackS3:
+    """An S3-compatible server (moto) on 127.0.0.1 with a bucket, for the object-storage paths;
+    ``env`` holds the variables boto3 reads. Used as a context manager; ``stop()`` takes it away."""
+
+    def __init__(self, bucket: str = "data") -> None:
+        from moto.server import ThreadedMotoServer
+
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+        self.bucket = bucket
+        self.running = False
+
+    def __enter__(self) -> LoopbackS3:
+        import boto3
+
+        self.server.start()
+        self.running = True
+        host, port = self.server.get_host_and_port()
+        self.endpoint = f"http://{host}:{port}"
+        self.env = {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": self.endpoint,
+        }
+        self.client = boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        )
+        self.client.create_bucket(Bucket=self.bucket)
+        return self
+
+    def upload_folder(self, folder: Path, prefix: str) -> None:
+        for path in folder.rglob("*"):
+            if path.is_file():
+                self.client.upload_file(str(path), self.bucket, f"{prefix}/{path.relative_to(folder)}")
+
+    def keys(self, prefix: str) -> list[str]:
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix)
+        return sorted(item["Key"] for page in pages for item in page.get("Contents", []))
+
+    def stop(self) -> None:
+        if self.running:
+            self.server.stop()
+            self.running = False
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def flip_bytes(path: Path, count: int, seed: int = 0, skip: int = 0) -> None:
+    """Flip one bit in each of ``count`` random bytes of a file (after its first ``skip`` bytes)."""
+    data = bytearray(path.read_bytes())
+    rng = np.random.default_rng(seed)
+    for position in rng.choice(np.arange(skip, len(data)), size=count, replace=False):
+        data[position] ^= 0x10
+    path.write_bytes(bytes(data))

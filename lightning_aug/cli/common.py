@@ -24,6 +24,7 @@ __all__ = [
     "build_model",
     "check_config",
     "config_errors",
+    "data_errors",
     "log_through_hydra",
 ]
 
@@ -117,6 +118,20 @@ def config_errors(app: str) -> Iterator[None]:
         raise SystemExit(2) from None
 
 
+@contextmanager
+def data_errors(app: str) -> Iterator[None]:
+    """Turn a :class:`~lightning_aug.errors.DataError` (bad input data found while running: a
+    missing or corrupt shard, a label outside the classes), also one raised in a DataLoader worker,
+    into one line on stderr and exit status 2, like a configuration error."""
+    from lightning_aug.errors import DataError, one_line
+
+    try:
+        yield
+    except DataError as err:
+        print(f"{app}: data error: {one_line(err)}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
 def build_batch_path(cfg: DictConfig, app: str) -> tuple[AugDataModule, list[Any]]:
     """The DataModule, prepared and set up for fitting, and the ``BatchTransform`` callbacks of the
     config, exactly as training would use them: what the preview and bench apps show and time."""
@@ -133,6 +148,7 @@ def build_batch_path(cfg: DictConfig, app: str) -> tuple[AugDataModule, list[Any
     for transform in transforms:
         if isinstance(transform, MixupCallback) and transform.num_classes is None:
             transform.num_classes = datamodule.num_classes
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    with data_errors(app):
+        datamodule.prepare_data()
+        datamodule.setup("fit")
     return datamodule, transforms

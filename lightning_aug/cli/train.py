@@ -44,6 +44,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         build_model,
         check_config,
         config_errors,
+        data_errors,
         log_through_hydra,
     )
 
@@ -56,7 +57,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         callbacks = build_callbacks(cfg)
         logger = instantiate(cfg.logger) if cfg.get("logger") else False
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
-    trainer.fit(model, datamodule, ckpt_path=cfg.get("ckpt_path"))
+    with data_errors("lightning-aug-train"):
+        trainer.fit(model, datamodule, ckpt_path=cfg.get("ckpt_path"))
     logged = trainer.callback_metrics
     # one key per meaning: Lightning also keeps "<name>_epoch" beside "<name>" for values logged per
     # step and per epoch (the same number); "<name>_step" (the last step's) stays
@@ -66,7 +68,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if cfg.get("test") and datamodule.dataset("test") is not None:
         checkpoint = trainer.checkpoint_callback
         best = "best" if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path else None
-        for results in trainer.test(model, datamodule, ckpt_path=best, verbose=False):
+        with data_errors("lightning-aug-train"):
+            tested = trainer.test(model, datamodule, ckpt_path=best, verbose=False)
+        for results in tested:
             metrics.update({k: float(v) for k, v in results.items()})
     if trainer.is_global_zero:
         _report(metrics, Path(cfg.paths.output_dir))

@@ -19,7 +19,7 @@ from lightning_aug._checks import check_bool, check_int
 from lightning_aug.data.datasets.memory import PreCollated
 from lightning_aug.seeding import seed_worker
 
-__all__ = ["LoaderSettings", "available_cpus", "collate_uint8"]
+__all__ = ["LoaderSettings", "ResumableLoader", "available_cpus", "collate_uint8"]
 
 
 def available_cpus() -> int:
@@ -52,6 +52,25 @@ def collate_uint8(samples: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
     batch = torch.stack(images), torch.as_tensor([s[1] for s in samples], dtype=torch.int64)
     skipped = [path for s in samples if len(s) > 2 for path in s[2]]
     return (*batch, skipped) if skipped else batch
+
+
+class ResumableLoader(torch.utils.data.DataLoader):
+    """A DataLoader over an :class:`~lightning_aug.data.sampling.EpochSampler` whose position is saved
+    in checkpoints, so that Lightning resumes it mid-epoch (and says nothing of an unresumable loader).
+
+    ``position`` is set by its owner (``AugDataModule``): the samples trained on in the current epoch,
+    ``{"epoch": e, "samples": n}``, counted where batches reach the training step (batches the workers
+    prepared ahead are not counted).
+    """
+
+    position: Any = None
+
+    def state_dict(self) -> dict[str, int]:
+        return dict(self.position()) if self.position is not None else {}
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        if state and hasattr(self.sampler, "set_start"):
+            self.sampler.set_start(int(state["epoch"]), int(state["samples"]))
 
 
 _START_METHODS = tuple(multiprocessing.get_all_start_methods())
@@ -149,10 +168,11 @@ class LoaderSettings:
         device_type: str | None = None,
         num_devices: int = 1,
         rank: int = 0,
+        sampler: torch.utils.data.Sampler | None = None,
     ) -> torch.utils.data.DataLoader:
-        """The DataLoader of ``dataset`` (shuffled with ``generator`` when ``train``): ``auto`` workers
-        for ``num_devices`` on this node, ``auto`` pinning when training on ``device_type`` "cuda"
-        (``None``: when CUDA is available).
+        """The DataLoader of ``dataset`` (shuffled with ``generator`` when ``train``, or in the order of
+        ``sampler``): ``auto`` workers for ``num_devices`` on this node, ``auto`` pinning when training
+        on ``device_type`` "cuda" (``None``: when CUDA is available).
 
         Raises:
             ValueError: a train split smaller than one batch with ``drop_last``.
@@ -168,10 +188,8 @@ class LoaderSettings:
             )
         num_workers = self.resolve_num_workers(num_devices)
         kwargs = self.dataloader_kwargs(train=train, num_workers=num_workers, pin_memory=pin, rank=rank)
-        if getattr(dataset, "is_streaming", False):  # LitData shuffles and shards itself; stateful
-            from litdata import StreamingDataLoader
-
-            return StreamingDataLoader(dataset, generator=generator, **kwargs)
+        if sampler is not None:
+            return ResumableLoader(dataset, sampler=sampler, generator=generator, **kwargs)
         return torch.utils.data.DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
 
     def dataloader_kwargs(

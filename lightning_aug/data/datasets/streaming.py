@@ -1,30 +1,26 @@
-"""Datasets larger than a disk: LitData shards of encoded images, prepared once, streamed from a local
-folder or object storage (``s3://``, ``gs://``), split by rank and worker, resumable mid-epoch.
+"""Datasets larger than a disk: shards prepared once by ``lightning-aug-prepare``
+(:func:`~lightning_aug.data.shards.prepare.prepare_shards`, LitData's chunk format), read from a
+local folder or object storage (``s3://``; ``gs://`` and the other URLs LitData reads).
 
-- :func:`prepare_shards` (the ``lightning-aug-prepare`` app) turns the splits of any dataset factory
-  into shards under ``output_dir/<split>/`` with LitData's ``optimize``, in parallel processes,
-  resumable: a split already written is kept, an interrupted one continues from LitData's checkpoints.
-  Each sample is ``{"image": encoded bytes, "label": int, "name": str}``; image files are stored as
-  they are where a fast decoder reads them (plain JPEG/PNG), else re-encoded as PNG; with
-  ``max_side`` every image is shrunk to at most that side and stored as JPEG of ``quality``. Files
-  that cannot be decoded are listed (``unreadable`` in the metadata) and left out (``skip``) or make
-  the preparation fail after listing them all (``raise``). ``output_dir/lightning_aug.json`` holds the
-  class names and split sizes.
-- :class:`StreamingShards` (``data=streaming``) is the dataset factory over them; its datasets are
-  LitData ``StreamingDataset`` s that decode (crops while decoding included) and run the DataModule's
-  per-sample pipeline in the loader workers; ``AugDataModule`` serves them with LitData's
-  ``StreamingDataLoader``, whose state Lightning saves in checkpoints (mid-epoch resume).
+:class:`StreamingShards` (``data=streaming``) is the dataset factory; its splits are
+:class:`ShardDataset` s, map-style datasets over the chunks: a sample is read from its chunk with one
+``pread``, decoded by the image-folder path (crops while decoding included), and its label checked
+against the classes. Each chunk is verified (size, CRC-32) before its first sample is read
+(:mod:`~lightning_aug.data.shards.chunks`), and the split's LitData index is checked against the
+layout we write before anything else (:mod:`~lightning_aug.data.shards.layout`): no shard content
+reaches ``pickle``.
 
-Needs the ``streaming`` extra (``pip install 'lightning-aug[streaming]'``: ``litdata``).
+The training order (:meth:`ShardDataset.epoch_order`) shuffles the chunks, then the samples within
+windows of ``shuffle_chunks`` consecutive chunks, for each epoch from the run seed; ranks read
+contiguous parts of it (:class:`~lightning_aug.data.sampling.EpochSampler`), so each rank and worker
+reads few chunks at a time, and a resumed run continues at the next sample exactly. Preparation
+writes every split in a seeded random order, so every chunk already holds every class in proportion.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -32,403 +28,240 @@ from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_int
 from lightning_aug.data.datasets.base import DatasetFactory, Split
-from lightning_aug.data.datasets.folder import (
-    DEFAULT_MAX_IMAGE_PIXELS,
-    BadImagePolicy,
-    Decoder,
-    check_decoding,
-    decode_image,
-)
+from lightning_aug.data.datasets.folder import DEFAULT_MAX_IMAGE_PIXELS, Decoder, check_decoding, decode_image
 from lightning_aug.data.decoders import ImageDecoder, make_decoder
-from lightning_aug.data.jpeg import fast_format
+from lightning_aug.data.sampling import SampleKey, sample_index
+from lightning_aug.data.shards.chunks import ChunkStore, default_shard_cache, parse_size
+from lightning_aug.data.shards.layout import METADATA, ChunkInfo, check_index
+from lightning_aug.data.shards.metadata import ShardMetadata, read_metadata
+from lightning_aug.data.shards.storage import Storage, open_storage, without_userinfo
+from lightning_aug.errors import DataError
 
-__all__ = ["METADATA", "StreamingShards", "prepare_shards"]
+__all__ = ["ShardDataset", "StreamingShards", "prepare_shards", "read_metadata"]
 
-METADATA = "lightning_aug.json"
-SPLITS: tuple[Split, ...] = ("train", "val", "test")
-
-
-try:
-    import litdata
-    from litdata import StreamingDataset
-except ImportError as error:  # pragma: no cover - the streaming extra is not installed
-    raise ImportError(
-        "streamed datasets need LitData: pip install 'lightning-aug[streaming]' (or litdata)"
-    ) from error
+SHUFFLE_CHUNKS = 4  # chunks whose samples are shuffled together (see the README's measurements)
 
 
-def _is_remote(path: str) -> bool:
-    return "://" in path and not path.startswith("file://")
+def prepare_shards(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """:func:`lightning_aug.data.shards.prepare.prepare_shards` (needs the ``streaming`` extra)."""
+    from lightning_aug.data.shards.prepare import prepare_shards as prepare
 
-
-def _join(root: str, *parts: str) -> str:
-    return "/".join([root.rstrip("/"), *parts]) if _is_remote(root) else str(Path(root, *parts))
-
-
-# ---------------------------------------------------------------- preparation
-
-
-def _to_array(image: Any) -> np.ndarray:
-    """An RGB HWC uint8 array of a PIL image, an HWC array or a CHW tensor."""
-    if hasattr(image, "convert"):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[2] not in (1, 3):
-        array = array.transpose(1, 2, 0)
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    return np.ascontiguousarray(array[..., :3] if array.shape[2] >= 3 else np.repeat(array, 3, axis=2))
-
-
-def _encode(image: np.ndarray, max_side: int | None, quality: int) -> bytes:
-    import cv2
-
-    if max_side is None:
-        ok, out = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    else:
-        h, w = image.shape[:2]
-        if max(h, w) > max_side:
-            scale = max_side / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        ok, out = cv2.imencode(
-            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-        )
-    if not ok:
-        raise ValueError("OpenCV could not encode the image")
-    return out.tobytes()
-
-
-class _Encoder:
-    """LitData's ``optimize`` function: sample index -> ``{"image", "label", "name"}``, or ``None``
-    (left out) for a file that cannot be decoded, noted in ``bad_log``."""
-
-    def __init__(self, dataset: Any, max_side: int | None, quality: int, bad_log: str) -> None:
-        self.dataset, self.max_side, self.quality, self.bad_log = dataset, max_side, quality, bad_log
-
-    def __call__(self, index: int) -> dict[str, Any] | None:
-        samples = getattr(self.dataset, "samples", None)
-        name = samples.path(index) if samples is not None and hasattr(samples, "path") else f"sample {index}"
-        try:
-            if samples is not None:  # an image folder: the file's bytes, checked by decoding them
-                data, image, label = self.dataset.read_sample(index)  # the file read once
-                if self.max_side is None and fast_format(data) is not None:
-                    payload = data.tobytes()
-                else:
-                    payload = _encode(_to_array(image), self.max_side, self.quality)
-            else:
-                image, label = self.dataset[index][:2]
-                payload = _encode(_to_array(image), self.max_side, self.quality)
-        except ValueError as err:
-            with open(self.bad_log, "a") as log:  # one short line per file: appends do not interleave
-                log.write(json.dumps([name, str(err)[:500]]) + "\n")
-            return None
-        # LitData picks serialisers by value: a string ending in ".jpg" would be read as an image
-        # path and decoded on every read, so the name is stored as bytes, the image as an array
-        return {
-            "image": np.frombuffer(payload, dtype=np.uint8),
-            "label": int(label),
-            "name": name.encode("utf-8", "surrogateescape"),
-        }
-
-
-def prepare_shards(
-    factory: DatasetFactory | Callable[[str], Dataset | None],
-    output_dir: str | os.PathLike[str],
-    splits: Sequence[Split] = SPLITS,
-    max_side: int | None = None,
-    quality: int = 90,
-    num_workers: int | None = None,
-    chunk_bytes: str = "64MB",
-    on_bad_image: BadImagePolicy = "skip",
-) -> dict[str, Any]:
-    """Write the ``splits`` of ``factory`` as LitData shards under ``output_dir`` (see the module);
-    returns the metadata written to ``output_dir/lightning_aug.json``.
-
-    Args:
-        factory: a dataset factory (its ``"train"`` split gives the class names where it has them).
-        output_dir: a local folder or a URL LitData writes to (``s3://...``).
-        splits: the splits to write (a split the factory has not is skipped).
-        max_side: shrink every image to at most this side and store it as JPEG; ``None``: keep.
-        quality: the JPEG quality of re-encoded images.
-        num_workers: processes (``None``: the CPUs this process may use).
-        chunk_bytes: the size of a shard; shuffling is across shards and within the window of loaded
-            ones, so smaller shards mix better and larger ones stream better.
-        on_bad_image: ``"skip"``: leave unreadable files out (listed in the metadata and a warning);
-            ``"raise"``: fail after listing them all, writing no metadata.
-
-    Raises:
-        ValueError: bad arguments, or unreadable files with ``on_bad_image="raise"``.
-    """
-    import warnings
-
-    from lightning_aug.data.loader import available_cpus
-
-    check_int("max_side", max_side, 8, optional=True)
-    check_int("quality", quality, 1)
-    if not quality <= 100:
-        raise ValueError(f"quality must be an int from 1 to 100, got {quality!r}")
-    if on_bad_image not in ("skip", "raise"):
-        raise ValueError(f"on_bad_image must be 'skip' or 'raise', got {on_bad_image!r}")
-    unknown = [s for s in splits if s not in SPLITS]
-    if unknown:
-        raise ValueError(f"splits must be among {list(SPLITS)}, got {list(splits)}")
-    workers = num_workers if num_workers is not None else available_cpus()
-    check_int("num_workers", workers, 1)
-    out = os.fspath(output_dir)
-    if not _is_remote(out):
-        Path(out).mkdir(parents=True, exist_ok=True)
-    prepare = getattr(factory, "prepare", None)
-    if prepare is not None:
-        prepare()
-    metadata: dict[str, Any] = {"version": 1, "max_side": max_side, "quality": quality, "splits": {}}
-    unreadable: dict[str, list[list[str]]] = {}
-    for split in splits:
-        dataset = factory(split)
-        if dataset is None:
-            continue
-        if split == "train" or "classes" not in metadata:
-            classes = getattr(dataset, "classes", None)
-            if classes:
-                metadata["classes"] = [str(c) for c in classes]
-        log_dir = tempfile.mkdtemp(prefix="lightning-aug-prepare-")
-        bad_log = os.path.join(log_dir, "unreadable.jsonl")
-        target = _join(out, split)
-        if _is_remote(out) or not (Path(target) / "index.json").is_file():  # done splits are kept
-            litdata.optimize(
-                fn=_Encoder(dataset, max_side, quality, bad_log),
-                inputs=list(range(len(dataset))),  # type: ignore[arg-type]
-                output_dir=target,
-                chunk_bytes=chunk_bytes,
-                num_workers=workers,
-                use_checkpoint=True,  # an interrupted run continues
-                reorder_files=False,
-                start_method="fork",
-            )
-        bad = []
-        if os.path.exists(bad_log):
-            bad = sorted(json.loads(line) for line in Path(bad_log).read_text().splitlines())
-        unreadable[split] = bad
-        metadata["splits"][split] = len(dataset) - len(bad)  # type: ignore[arg-type]
-    if "classes" in metadata:
-        metadata["num_classes"] = len(metadata["classes"])
-    elif getattr(factory, "num_classes", None):
-        metadata["num_classes"] = int(getattr(factory, "num_classes"))  # noqa: B009
-    listed = [f"{split}: {name} ({why})" for split, bad in unreadable.items() for name, why in bad]
-    if listed and on_bad_image == "raise":
-        raise ValueError(
-            f"{len(listed)} unreadable image file(s), no metadata written (on_bad_image='raise'):\n  "
-            + "\n  ".join(listed)
-        )
-    if listed:
-        warnings.warn(
-            f"prepare: left out {len(listed)} unreadable image file(s):\n  " + "\n  ".join(listed),
-            UserWarning,
-            stacklevel=2,
-        )
-    metadata["unreadable"] = {split: [name for name, _ in bad] for split, bad in unreadable.items() if bad}
-    _write_metadata(out, metadata)
-    return metadata
-
-
-def _write_metadata(out: str, metadata: dict[str, Any]) -> None:
-    text = json.dumps(metadata, indent=1, sort_keys=True)
-    if not _is_remote(out):
-        (Path(out) / METADATA).write_text(text)
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        local = Path(tmp) / METADATA
-        local.write_text(text)
-        if not out.startswith("s3://"):
-            raise ValueError(f"output_dir {out!r}: remote shards are written to s3:// only")
-        import boto3  # a LitData dependency; credentials and endpoint from the environment
-
-        bucket, _, key = out[len("s3://") :].partition("/")
-        boto3.client("s3").upload_file(str(local), bucket, f"{key.rstrip('/')}/{METADATA}".lstrip("/"))
-
-
-# ---------------------------------------------------------------- streaming
-
-
-def _plain_http_endpoint(storage_options: dict[str, Any] | None) -> bool:
-    endpoint = (storage_options or {}).get("endpoint_url") or os.environ.get("AWS_ENDPOINT_URL", "")
-    return str(endpoint).startswith("http://")
-
-
-def use_boto3_for_plain_http(storage_options: dict[str, Any] | None) -> None:
-    """Read shards with boto3 where the S3 endpoint is plain ``http://`` (a MinIO or other
-    S3-compatible server inside a cluster, the tests' loopback server): LitData reads chunks with
-    obstore where it is installed, and obstore refuses plain http (``BadScheme``) whatever the
-    environment says. Called in every process that reads (the loader workers too)."""
-    if _plain_http_endpoint(storage_options):
-        import litdata.streaming.downloader as downloader
-
-        downloader._OBSTORE_AVAILABLE = False
-
-
-def read_metadata(
-    input_dir: str, cache_dir: str | None = None, storage_options: dict | None = None
-) -> dict[str, Any]:
-    """The ``lightning_aug.json`` of prepared shards (local or remote).
-
-    Raises:
-        FileNotFoundError: naming ``input_dir`` when it is missing, empty or not prepared.
-    """
-    if not isinstance(input_dir, str) or not input_dir:
-        raise FileNotFoundError(
-            f"data.input_dir must name the folder or URL of prepared shards, got {input_dir!r}"
-        )
-    if not _is_remote(input_dir):
-        folder = Path(input_dir).expanduser()
-        if not folder.is_dir():
-            raise FileNotFoundError(f"data.input_dir {input_dir!r} does not exist or is not a directory")
-        path = folder / METADATA
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"data.input_dir {input_dir!r} holds no prepared shards (no {METADATA}): "
-                f"run lightning-aug-prepare ... prepare.output_dir={input_dir} first"
-            )
-        return json.loads(path.read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        local = os.path.join(tmp, METADATA)
-        try:
-            if input_dir.startswith("s3://"):  # boto3, as LitData reads indexes: no async runtime here,
-                import boto3  # which would not survive the fork of the loader workers
-
-                bucket, _, key = input_dir[len("s3://") :].partition("/")
-                client = boto3.client("s3", **(storage_options or {}))
-                client.download_file(bucket, f"{key.rstrip('/')}/{METADATA}".lstrip("/"), local)
-            else:
-                from litdata.streaming.downloader import get_downloader
-
-                get_downloader(input_dir, cache_dir or tmp, [], storage_options or {}).download_file(
-                    _join(input_dir, METADATA), local
-                )
-            return json.loads(Path(local).read_text())
-        except Exception as err:  # the storage library's error: missing object, bucket, credentials
-            raise FileNotFoundError(
-                f"data.input_dir {input_dir!r}: cannot read {METADATA} ({type(err).__name__}: {err}); "
-                "is it prepared, and are the credentials/endpoint set?"
-            ) from None
+    return prepare(*args, **kwargs)
 
 
 class StreamingShards(DatasetFactory):
-    """Dataset factory of shards written by :func:`prepare_shards` (``lightning-aug-prepare``).
+    """Dataset factory of shards written by ``lightning-aug-prepare``.
 
     Args:
         input_dir: the shards' folder or URL (``s3://bucket/prefix``; credentials and endpoint as
-            boto3 reads them: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``).
-        cache_dir: where remote shards are cached (``None``: LitData's default).
-        max_cache_size: the most the cache holds (``"50GB"``); older shards are evicted.
-        decoder, max_image_pixels: as for image folders (unreadable files were left out when
-            preparing; one that still fails raises, naming the sample).
-        storage_options: passed to LitData's storage client (e.g. ``{"endpoint_url": ...}``).
-        shuffle_window: samples LitData shuffles across (``None``: its default); with shards of
-            ``chunk_bytes`` this sets how well an epoch mixes.
+            boto3 reads them: ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY``, ``AWS_ENDPOINT_URL``,
+            profiles).
+        cache_dir: where remote chunks are cached and local ones' verification is remembered;
+            ``None``: a folder per ``input_dir`` under ``$LIGHTNING_AUG_CACHE/shards``.
+        max_cache_size: the most the cache of remote chunks holds (``"100GB"``); ``None``: no limit.
+        decoder, max_image_pixels: as for image folders.
+        storage_options: boto3 client arguments (``{"endpoint_url": ...}``).
+        shuffle_chunks: chunks whose samples are shuffled together in training (the chunk order is
+            shuffled too); more mixes more but opens (and, remote, caches) more chunks at once.
+        timeout: seconds a request to object storage may take, all attempts together.
+        retries: attempts per request, with exponential backoff.
+        prefetch: chunks fetched ahead of the one being read.
 
-    The train split is shuffled (per epoch, the same order on every rank for the DataModule's seed);
-    every split is divided among ranks and workers by LitData.
+    Raises:
+        DataError: ``input_dir`` missing, not prepared, or its metadata malformed or of another layout
+            (at construction); a split's index missing or not matching the metadata (when built).
     """
 
     def __init__(
         self,
         input_dir: str,
         cache_dir: str | None = None,
-        max_cache_size: str = "100GB",
+        max_cache_size: str | int | None = "100GB",
         decoder: Decoder = "auto",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         storage_options: dict[str, Any] | None = None,
-        shuffle_window: int | None = None,
+        shuffle_chunks: int = SHUFFLE_CHUNKS,
+        timeout: float = 60.0,
+        retries: int = 3,
+        prefetch: int = 2,
     ) -> None:
         self.decoder, _ = check_decoding(decoder, "raise")
         self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
-        self.input_dir = str(input_dir) if input_dir is not None else input_dir
-        self.cache_dir, self.max_cache_size = cache_dir, max_cache_size
+        self.shuffle_chunks: int = check_int("shuffle_chunks", shuffle_chunks, 1)  # type: ignore[assignment]
+        self.retries: int = check_int("retries", retries, 1)  # type: ignore[assignment]
+        self.prefetch: int = check_int("prefetch", prefetch, 0)  # type: ignore[assignment]
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+        self.timeout = float(timeout)
+        self.max_cache_bytes = parse_size(max_cache_size)
+        if not isinstance(input_dir, str) or not input_dir:
+            raise DataError(
+                f"data.input_dir must name the folder or URL of prepared shards, got {input_dir!r}"
+            )
+        self.input_dir = input_dir
         self.storage_options = dict(storage_options or {})
-        self.shuffle_window = check_int("shuffle_window", shuffle_window, 1, optional=True)
-        self.metadata = read_metadata(self.input_dir, cache_dir, self.storage_options)
+        self.storage: Storage = open_storage(input_dir, self.storage_options, self.timeout, self.retries)
+        self.cache_dir = cache_dir
+        self.metadata: ShardMetadata = read_metadata(self.storage, input_dir)
 
     @property
-    def num_classes(self) -> int | None:
-        return self.metadata.get("num_classes")
+    def num_classes(self) -> int:
+        return self.metadata.num_classes
 
     @property
     def classes(self) -> list[str] | None:
-        return self.metadata.get("classes")
+        return self.metadata.classes
 
-    def build(self, split: Split) -> StreamingImages | None:
-        if split not in self.metadata.get("splits", {}):
+    def build(self, split: Split) -> ShardDataset | None:
+        chunks = self.metadata.splits.get(split)
+        if chunks is None:
             return None
-        return StreamingImages(
-            _join(self.input_dir, split),
-            shuffle=split == "train",
+        where = self.storage.location(f"{split}/index.json")
+        index = self.storage.read_json(f"{split}/index.json")
+        if index is None:
+            shown = without_userinfo(self.input_dir)
+            raise DataError(
+                f"data.input_dir {shown!r}: split {split!r} is listed in {METADATA} but {where} is missing; "
+                "the shards are incomplete: prepare them again"
+            )
+        check_index(index, chunks, where)
+        from pathlib import Path
+
+        cache = Path(self.cache_dir).expanduser() if self.cache_dir else default_shard_cache(self.input_dir)
+        store = ChunkStore(self.storage, split, chunks, cache, self.max_cache_bytes, self.prefetch)
+        return ShardDataset(
+            store,
+            num_classes=self.num_classes,
+            classes=self.classes,
             decoder=self.decoder,
             max_image_pixels=self.max_image_pixels,
-            classes=self.classes,
-            cache_dir=self.cache_dir,
-            max_cache_size=self.max_cache_size,
-            storage_options=self.storage_options,
-            item_shuffle_window=self.shuffle_window,
+            shuffle_chunks=self.shuffle_chunks,
         )
 
 
-class StreamingImages(StreamingDataset):
-    """``(image, label)`` samples decoded from the shards' bytes, then the attached per-sample
-    transform (:meth:`attach`); a crop the pipeline starts with runs while decoding."""
+class ShardDataset(Dataset):
+    """``(image, label)`` samples of one split's chunks (see the module); the image as the image-folder
+    path decodes it, a crop the pipeline starts with run while decoding.
 
-    is_streaming = True
+    Args:
+        store: the split's chunks.
+        num_classes: labels must be in ``[0, num_classes)``.
+        classes: class names.
+        decoder, max_image_pixels: as for image folders.
+        shuffle_chunks: chunks whose samples are shuffled together by :meth:`epoch_order`.
+    """
 
     def __init__(
         self,
-        input_dir: str,
-        shuffle: bool = False,
+        store: ChunkStore,
+        num_classes: int,
+        classes: list[str] | None = None,
         decoder: Decoder = "auto",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-        classes: list[str] | None = None,
-        **kwargs: Any,
+        shuffle_chunks: int = SHUFFLE_CHUNKS,
     ) -> None:
-        kwargs = {k: v for k, v in kwargs.items() if v is not None}
-        # one item deserialised per read: LitData's batched decoding copies ~27 encoded images per
-        # image served here (measured: 0.55 s of array copies per 800 reads of 1024 px JPEGs)
-        kwargs.setdefault("batch_decode", False)
-        super().__init__(input_dir, shuffle=shuffle, **kwargs)
-        self.decoder = decoder
+        self.store, self.num_classes, self.classes = store, num_classes, classes
+        self.decoder, self.max_image_pixels, self.shuffle_chunks = decoder, max_image_pixels, shuffle_chunks
         self.image_decoder: ImageDecoder | None = make_decoder(decoder)
-        self.max_image_pixels = max_image_pixels
-        self.classes = classes
         self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
-        self._transform: Callable[[tuple[Any, ...]], tuple[Any, ...]] | None = None
-        self._reseed: Callable[[int], None] | None = None
-        self._storage_options = kwargs.get("storage_options")
-        use_boto3_for_plain_http(self._storage_options)
+        sizes = np.array([c.samples for c in store.chunks], dtype=np.int64)
+        self._ends = np.cumsum(sizes)
+        self._starts = self._ends - sizes
+        self.order_seed = 0  # the run's: set by AugDataModule, the same on every rank
+        self._last_chunk = -1
+
+    @property
+    def chunks(self) -> list[ChunkInfo]:
+        return self.store.chunks
 
     @property
     def decoder_name(self) -> str:
         return "pil" if self.image_decoder is None else self.image_decoder.name
 
     def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
+        """As :meth:`lightning_aug.data.datasets.ImageFolderDataset.set_crop_decoder`."""
         self._head = head if self.image_decoder is not None else None
         return head is not None and self._head is not None
 
-    def attach(self, transformed: Any) -> None:
-        """Run ``transformed.transform`` (a :class:`TransformedDataset`'s) on every sample."""
-        self._transform, self._reseed = transformed.transform, transformed.reseed
+    def __len__(self) -> int:
+        return int(self._ends[-1]) if len(self._ends) else 0
 
-    def reseed(self, seed: int) -> None:
-        if self._reseed is not None:
-            self._reseed(seed)
+    def locate(self, index: int) -> tuple[int, int]:
+        """``(chunk, position in the chunk)`` of sample ``index``."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"sample index {index} out of range for {len(self)} samples")
+        chunk = int(np.searchsorted(self._ends, index, "right"))
+        return chunk, index - int(self._starts[chunk])
 
-    def __setstate__(self, state: dict[str, Any]) -> None:  # a spawned worker
-        self.__dict__.update(state)
-        use_boto3_for_plain_http(state.get("_storage_options"))
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        """The training order of ``epoch``: the chunks shuffled, then the samples of each window of
+        ``shuffle_chunks`` consecutive chunks shuffled together; a function of ``(order_seed, epoch)``."""
+        return _window_order(self._bounds(), self.shuffle_chunks, self.order_seed, epoch)
 
-    def __getitem__(self, index: Any) -> Any:
-        item = super().__getitem__(index)
-        name = bytes(item["name"]).decode("utf-8", "surrogateescape")
-        try:
-            data = np.asarray(item["image"], dtype=np.uint8)
-            image = decode_image(data, name, self.image_decoder, self._head, self.max_image_pixels)
-        except Exception as err:
-            raise ValueError(f"cannot decode the sample of {name!r} in {self.input_dir}: {err}") from err
-        sample = (image, int(item["label"]))
-        return self._transform(sample) if self._transform is not None else sample
+    def _bounds(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        return tuple(self._starts.tolist()), tuple(self._ends.tolist())
+
+    def _prefetch_after(self, chunk: int, epoch: int) -> None:
+        """Fetch the chunks that follow ``chunk`` in ``epoch``'s order."""
+        if self.store.prefetch_count <= 0:
+            return
+        sequence = _chunk_sequence(self._bounds(), self.shuffle_chunks, self.order_seed, epoch)
+        where = sequence.index(chunk) if chunk in sequence else -1
+        self.store.prefetch(sequence[where + 1 : where + 1 + self.store.prefetch_count])
+
+    def __getitem__(self, key: int | SampleKey) -> tuple[Any, int]:
+        index = sample_index(key)
+        chunk, position = self.locate(index)
+        file = self.store.open(chunk)
+        if isinstance(key, SampleKey) and chunk != self._last_chunk:
+            self._last_chunk = chunk
+            self._prefetch_after(chunk, key.epoch)
+        data, label, name = file.sample(position, self.num_classes)
+        where = f"{file.label}: sample {position} ({name})"
+        return decode_sample(data, name, where, self.image_decoder, self._head, self.max_image_pixels), label
+
+
+def decode_sample(
+    data: np.ndarray,
+    name: str,
+    where: str,
+    decoder: ImageDecoder | None,
+    head: Callable[[np.ndarray, ImageDecoder, str], Any] | None,
+    max_image_pixels: int | None,
+) -> Any:
+    """A shard sample's image, decoded as an image folder's file is.
+
+    Raises:
+        DataError: it cannot be decoded; the message starts with ``where``.
+    """
+    try:
+        return decode_image(data, name, decoder, head, max_image_pixels)
+    except Exception as err:
+        raise DataError(f"{where} cannot be decoded: {err}") from None
+
+
+@lru_cache(maxsize=8)
+def _window_order(
+    bounds: tuple[tuple[int, ...], tuple[int, ...]], window: int, seed: int, epoch: int
+) -> np.ndarray:
+    starts, ends = bounds
+    rng = np.random.default_rng([seed, epoch])
+    chunks = rng.permutation(len(starts))
+    parts = []
+    for begin in range(0, len(chunks), window):
+        members = [np.arange(starts[c], ends[c]) for c in chunks[begin : begin + window]]
+        parts.append(rng.permutation(np.concatenate(members)))
+    order = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+    order.flags.writeable = False
+    return order
+
+
+@lru_cache(maxsize=8)
+def _chunk_sequence(
+    bounds: tuple[tuple[int, ...], tuple[int, ...]], window: int, seed: int, epoch: int
+) -> list[int]:
+    """The chunks in the order ``epoch`` first reads them."""
+    order = _window_order(bounds, window, seed, epoch)
+    chunk_of = np.searchsorted(np.asarray(bounds[1]), order, "right")
+    _, first = np.unique(chunk_of, return_index=True)
+    return [int(c) for c in chunk_of[np.sort(first)]]

@@ -1,0 +1,101 @@
+"""The order a loader reads samples in: a function of (seed, epoch), divided among ranks, and
+resumable at any sample.
+
+:class:`EpochSampler` takes each epoch's order of the whole dataset from a function of the epoch (a
+seeded permutation, or the chunk-local shuffle of shards), gives each rank a contiguous, equal part
+of it, and starts an epoch at any position of that part (a resumed run skips what it had trained
+on). It yields :class:`SampleKey` s, so the dataset knows the epoch of every read, also in persistent
+workers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+import numpy as np
+from torch.utils.data import DistributedSampler
+
+__all__ = ["EpochSampler", "SampleKey", "permutation", "sample_index"]
+
+
+class SampleKey(NamedTuple):
+    """What a sampler asks a dataset for: the sample (its position in the dataset), the epoch, and the
+    repeat (the k-th draw of the sample in this epoch, for repeated augmentation)."""
+
+    sample: int
+    epoch: int
+    repeat: int = 0
+
+
+def sample_index(key: int | SampleKey) -> int:
+    """The dataset position of ``key`` (a plain index, or a :class:`SampleKey`)."""
+    return key.sample if isinstance(key, SampleKey) else int(key)
+
+
+def permutation(size: int, seed: int, epoch: int) -> np.ndarray:
+    """A permutation of ``range(size)``, a function of ``(seed, epoch)`` alone."""
+    return np.random.default_rng([seed, epoch]).permutation(size)
+
+
+class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSampler of its own
+    """Yields this rank's part of each epoch's order, as :class:`SampleKey` s.
+
+    Args:
+        size: samples in the dataset.
+        order: ``epoch -> positions`` (a permutation of ``range(size)``); ``None``: ``0..size-1``.
+        num_replicas: ranks reading the dataset.
+        rank: this rank.
+        drop_last: drop the tail that does not divide among the ranks (else the first samples of the
+            order are read again to fill the last rank's part, as ``DistributedSampler`` does).
+
+    The parts are contiguous (rank ``r`` reads positions ``r*n .. (r+1)*n - 1`` of the epoch's order),
+    so that ranks reading shards read different chunks.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        order: Callable[[int], np.ndarray] | None = None,
+        num_replicas: int = 1,
+        rank: int = 0,
+        drop_last: bool = False,
+    ) -> None:
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
+        self.size, self.order = size, order
+        self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last
+        self.shuffle = order is not None  # read by Lightning to tell shuffled loaders
+        self.epoch = 0
+        self.num_samples = size // num_replicas if drop_last else -(-size // num_replicas)
+        self.total_size = self.num_samples * num_replicas
+        self._start: tuple[int, int] | None = None  # (epoch, position) to begin at, once
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def set_start(self, epoch: int, position: int) -> None:
+        """Begin ``epoch`` (once) at ``position`` of this rank's part: a resumed run."""
+        if not 0 <= position <= self.num_samples:
+            raise ValueError(f"position must be in [0, {self.num_samples}], got {position}")
+        self._start = (epoch, position)
+
+    def positions(self, epoch: int) -> np.ndarray:
+        """This rank's part of ``epoch``'s order (dataset positions)."""
+        order = np.arange(self.size) if self.order is None else np.asarray(self.order(epoch))
+        if len(order) < self.total_size:  # pad, as DistributedSampler does
+            repeats = -(-self.total_size // max(1, len(order)))
+            order = np.tile(order, repeats)
+        order = order[: self.total_size]
+        return order[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        epoch, begin = self.epoch, 0
+        if self._start is not None and self._start[0] == epoch:
+            begin = self._start[1]
+        self._start = None
+        for index in self.positions(epoch)[begin:].tolist():
+            yield SampleKey(index, epoch)

@@ -1,0 +1,27 @@
+"""The errors a user fixes in their data rather than in our code.
+
+:class:`DataError` is raised for input data that cannot be used as it is: a missing, truncated or
+corrupt shard, a shard layout we do not write, a label outside the classes, stale shards. Its message
+names the file (or chunk and sample), what is wrong and what to do. It is a ``ValueError``, so code
+that handles bad values handles it; the apps print it as one line and exit with status 2, wherever it
+is raised (also inside a DataLoader worker, whose traceback torch folds into the message).
+"""
+
+from __future__ import annotations
+
+__all__ = ["DataError", "one_line"]
+
+
+class DataError(ValueError):
+    """Input data that cannot be used as it is; the message names the file and what is wrong."""
+
+
+def one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line. An error re-raised by torch from a DataLoader worker
+    ("Caught DataError in DataLoader worker process 0. Original Traceback ...") is reduced to the
+    original message, the last line of that traceback."""
+    text = str(error).strip()
+    if text.startswith("Caught ") and "Original Traceback" in text:
+        last = [line for line in text.splitlines() if line.strip()][-1]
+        text = last.split(": ", 1)[1] if ": " in last and last.split(": ", 1)[0].endswith("Error") else last
+    return " ".join(text.split())
