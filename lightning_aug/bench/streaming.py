@@ -12,6 +12,9 @@ Rows:
 - ``prepare``: ``lightning_aug.data.datasets.streaming.prepare_shards`` of ``--prepare-images``
   photographs (``data=photos``: ImageNet-like 500x375 JPEGs, stored as they are) with 1 and with
   ``--workers`` processes: images per second, and the speed-up.
+- ``outage`` (``--outage TIMEOUT RETRIES``; needs moto, the ``dev`` extra): shards of the digits
+  served by an S3-compatible server on 127.0.0.1, which is stopped after the first batch of an
+  epoch: seconds until the loader fails, and its message.
 - ``loader``: the ``imagenet_alb`` train pipeline (RandomResizedCrop(224) while decoding + flip) over
   ``--images`` synthetic ``--size`` x ``--size`` JPEGs, ``--workers`` loader workers, whole epochs
   after a warm-up one: from the image folder, from shards of the same files, and from shards
@@ -22,6 +25,7 @@ Run::
     python -m lightning_aug.bench.streaming                      # 10,000 photos; 400 images of 1024 px
     python -m lightning_aug.bench.streaming --prepare-images 2000 --images 200
     python -m lightning_aug.bench.streaming --prepare-images 0 --images 0      # the mixing rows only
+    python -m lightning_aug.bench.streaming --prepare-images 0 --images 0 --chunk-sizes --outage 60 3
 """
 
 from __future__ import annotations
@@ -33,7 +37,61 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["loader_rate", "main", "mixing_rows", "prepare_rate"]
+__all__ = ["loader_rate", "main", "mixing_rows", "outage_row", "prepare_rate"]
+
+
+def outage_row(root: Path, timeout: float, retries: int, workers: int) -> dict[str, Any]:
+    """The ``outage`` row (see the module)."""
+    import os
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from lightning_aug.data.datasets import ImageFolder
+    from lightning_aug.data.datasets.digits import write_digits
+    from lightning_aug.data.datasets.streaming import StreamingShards, prepare_shards
+    from lightning_aug.data.loader import LoaderSettings
+    from lightning_aug.datamodule import AugDataModule
+    from lightning_aug.errors import DataError, one_line
+
+    digits = write_digits(root / "digits")
+    local = root / "digit-shards-outage"
+    if not (local / "lightning_aug.json").exists():
+        prepare_shards(ImageFolder(digits), local, num_workers=workers, chunk_bytes="64KB", splits=("train",))
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    keys = {"aws_access_key_id": "bench", "aws_secret_access_key": "bench", "region_name": "us-east-1"}
+    options = {"endpoint_url": f"http://{host}:{port}", **keys}
+    client = boto3.client("s3", **options)
+    client.create_bucket(Bucket="bench")
+    for path in local.rglob("*"):
+        if path.is_file():
+            client.upload_file(str(path), "bench", f"digits/{path.relative_to(local)}")
+    factory = StreamingShards(
+        "s3://bench/digits",
+        cache_dir=str(root / f"outage-cache-{os.getpid()}"),
+        storage_options=options,
+        timeout=timeout,
+        retries=retries,
+    )
+    datamodule = AugDataModule(factory, loader=LoaderSettings(batch_size=32, num_workers=workers), seed=0)
+    datamodule.setup("fit")
+    batches = iter(datamodule.train_dataloader())
+    next(batches)
+    server.stop()
+    start = time.perf_counter()
+    message = "no error"
+    try:
+        for _ in batches:
+            pass
+    except DataError as err:
+        message = one_line(err)
+    return {
+        "row": f"outage, timeout {timeout:g} s, {retries} attempt(s), {workers} worker(s)",
+        "seconds to fail": round(time.perf_counter() - start, 1),
+        "message": message,
+    }
 
 
 def _epochs(factory: Any, workers: int) -> list[list[list[tuple[int, int]]]]:
@@ -216,6 +274,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--chunk-sizes", nargs="*", default=["64KB", "1MB", "64MB"], help="of the mixing rows"
     )
+    parser.add_argument(
+        "--outage", nargs=2, type=float, metavar=("TIMEOUT", "RETRIES"), help="measure the outage row"
+    )
     args = parser.parse_args(argv)
 
     root = args.root or Path(tempfile.mkdtemp(prefix="lightning-aug-bench-streaming-"))
@@ -227,6 +288,8 @@ def main(argv: list[str] | None = None) -> None:
         many = prepare_rate(args.prepare_images, args.workers, root)
         many["speed-up"] = round(many["img/s"] / one["img/s"], 2)
         rows += [one, many]
+    if args.outage:
+        rows.append(outage_row(root, args.outage[0], int(args.outage[1]), args.workers))
     if args.images:
         rows += loader_rows(root, args.images, args.size, args.max_side, args.workers)
     for row in rows:

@@ -128,7 +128,9 @@ class StreamingShards(DatasetFactory):
         from pathlib import Path
 
         cache = Path(self.cache_dir).expanduser() if self.cache_dir else default_shard_cache(self.input_dir)
-        store = ChunkStore(self.storage, split, chunks, cache, self.max_cache_bytes, self.prefetch)
+        store = ChunkStore(
+            self.storage, split, chunks, cache, self.max_cache_bytes, self.prefetch, failure_ttl=self.timeout
+        )
         return ShardDataset(
             store,
             num_classes=self.num_classes,

@@ -11,6 +11,10 @@ its first sample is read.
   ever in the cache. Every process prefetches the next chunks of the epoch's order in a background
   thread. Past ``max_cache_bytes`` the least recently opened chunks are deleted (a reader that has a
   chunk open keeps reading it).
+- A download that failed (after the storage's own retries) is remembered for ``failure_ttl``
+  seconds, in this process and in a marker file beside the cache: the other readers of that chunk
+  (the foreground after a prefetch, the other workers waiting on its lock) raise the same error at
+  once instead of each waiting out the timeout again, so an outage fails after about one timeout.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import hashlib
 import os
 import re
 import threading
+import time
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -103,6 +108,7 @@ class ChunkStore:
         cache_dir: the cache folder (remote chunks, verification markers).
         max_cache_bytes: the most the cache of remote chunks holds; ``None``: no limit.
         prefetch: chunks fetched ahead of the one being read.
+        failure_ttl: seconds a failed download is reported again without a new attempt.
     """
 
     def __init__(
@@ -113,9 +119,11 @@ class ChunkStore:
         cache_dir: Path,
         max_cache_bytes: int | None = None,
         prefetch: int = 2,
+        failure_ttl: float = 60.0,
     ) -> None:
         self.storage, self.split, self.chunks = storage, split, chunks
         self.cache_dir, self.max_cache_bytes, self.prefetch_count = cache_dir, max_cache_bytes, prefetch
+        self.failure_ttl = failure_ttl
         self.local = isinstance(storage, LocalStorage)
         self._reset_process_state()
 
@@ -125,6 +133,7 @@ class ChunkStore:
         self._verified: set[int] = set()
         self._pool: ThreadPoolExecutor | None = None
         self._queued: set[int] = set()
+        self._failed: dict[int, tuple[float, str]] = {}  # chunk -> (when, message)
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:  # open files, threads and locks stay in their process
@@ -190,23 +199,48 @@ class ChunkStore:
                 marker.touch()
         self._verified.add(index)
 
+    def _recent_failure(self, index: int, marker: Path) -> str | None:
+        """The message of a download of chunk ``index`` that failed less than ``failure_ttl`` ago."""
+        now = time.time()
+        when, message = self._failed.get(index, (0.0, ""))
+        if now - when < self.failure_ttl:
+            return message
+        with contextlib.suppress(OSError):
+            if now - marker.stat().st_mtime < self.failure_ttl:
+                return marker.read_text()
+        return None
+
     def _cached(self, index: int) -> str:
         info = self.chunks[index]
         folder = self.cache_dir / self.split
         target = folder / info.name
         if self._fresh(target, info):
             return str(target)
+        marker = folder / f".{info.name}.failed"
+        failed = self._recent_failure(index, marker)
+        if failed is not None:
+            raise DataError(failed)
         with _file_lock(folder / f".{info.name}.lock"):
             if self._fresh(target, info):  # another process fetched it meanwhile
                 return str(target)
+            failed = self._recent_failure(index, marker)  # another process just failed to
+            if failed is not None:
+                raise DataError(failed)
             tmp = folder / f".{info.name}.{os.getpid()}.{threading.get_ident()}.part"
             try:
                 self.storage.download(f"{self.split}/{info.name}", tmp, what=self.label(index))
                 self._check_file(index, str(tmp))
                 os.replace(tmp, target)
+            except DataError as err:
+                self._failed[index] = (time.time(), str(err))
+                with contextlib.suppress(OSError):
+                    marker.write_text(str(err))
+                raise
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     tmp.unlink()
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
         self._evict(keep=info.name)
         return str(target)
 

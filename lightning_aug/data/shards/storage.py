@@ -85,12 +85,13 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def s3_client_config(timeout: float, retries: int) -> Any:
-    """botocore's client settings for ``timeout`` seconds in all per request (split over the
-    attempts) and ``retries`` attempts with exponential backoff (LitData's own client retries 1000
-    times, so an outage stalls a run for minutes without a word)."""
+    """botocore's client settings for ``timeout`` seconds in all per request and ``retries``
+    attempts with exponential backoff: each attempt waits ``timeout / (retries + 1)`` for the server,
+    leaving room for the backoff (LitData's own client retries 1000 times, so an outage stalled a
+    run for minutes without a word)."""
     from botocore.config import Config
 
-    per_attempt = max(1.0, float(timeout) / max(1, retries))
+    per_attempt = max(1.0, float(timeout) / (max(1, retries) + 1))  # headroom for the backoff
     return Config(
         connect_timeout=min(10.0, per_attempt),
         read_timeout=per_attempt,
@@ -283,7 +284,8 @@ class S3Storage(Storage):
         """A one-line error: ``cannot <what>`` (naming the object and the endpoint), and why."""
         from botocore.exceptions import ClientError, NoCredentialsError
 
-        head = f"cannot {what} (endpoint {endpoint_of(self.storage_options)})"
+        endpoint = f"(endpoint {endpoint_of(self.storage_options)})"
+        head = f"cannot {what}" if endpoint in what else f"cannot {what} {endpoint}"
         if isinstance(err, NoCredentialsError):
             return DataError(
                 f"{head}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, "
@@ -355,8 +357,11 @@ class S3Storage(Storage):
         from boto3.s3.transfer import TransferConfig
 
         try:
-            self.client.download_file(
-                self.bucket, self.key(name), os.fspath(local), Config=TransferConfig(use_threads=False)
+            self.client.download_file(  # the client's retries only (s3transfer would add 5 more)
+                self.bucket,
+                self.key(name),
+                os.fspath(local),
+                Config=TransferConfig(use_threads=False, num_download_attempts=1),
             )
         except Exception as err:
             if self._missing(err):
