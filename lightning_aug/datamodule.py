@@ -25,6 +25,7 @@ from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
 from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.device.stage import DeviceStage
 from lightning_aug.hparams import build, check_rebuildable, describe, is_spec
+from lightning_aug.secrets import redact
 from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
@@ -125,7 +126,9 @@ class AugDataModule(LightningDataModule):
     The arguments are saved as plain data (:mod:`lightning_aug.hparams`: ``_target_`` mappings, never
     pickled objects) in ``hparams``, so checkpoints load with ``weights_only=True`` and
     ``AugDataModule.load_from_checkpoint(path)`` rebuilds the DataModule (pass what could not be
-    saved, e.g. a lambda factory, as a keyword).
+    saved, e.g. a lambda factory, as a keyword). Credentials among them (a ``storage_options`` secret,
+    a URL's password) are saved as ``"<redacted>"`` (:mod:`lightning_aug.secrets`): a rebuilt
+    DataModule reads them from the environment, or takes them as a keyword.
 
     Raises:
         TypeError: ``dataset`` not callable, ``loader`` not a ``LoaderSettings``, a transform of the
@@ -173,7 +176,8 @@ class AugDataModule(LightningDataModule):
         }
         for name, value in arguments.items():  # a checkpoint's argument that could not be saved
             check_rebuildable(value, name)
-        hparams = {name: describe(value) for name, value in arguments.items()}
+        # plain data, credentials redacted (lightning_aug.secrets): they go into hparams.yaml and checkpoints
+        hparams = {name: redact(describe(value)) for name, value in arguments.items()}
         if num_classes is None:  # merged with the model's for the logger: no clash over a None
             del hparams["num_classes"]
         self.save_hyperparameters(hparams)
@@ -225,6 +229,38 @@ class AugDataModule(LightningDataModule):
         self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        weights_only: bool | None = True,
+        trusted_targets: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> AugDataModule:
+        """The DataModule a checkpoint was trained with, rebuilt from its saved arguments (Lightning's
+        ``load_from_checkpoint``; ``kwargs`` replace saved arguments).
+
+        A checkpoint from elsewhere is untrusted: it is read with ``weights_only=True`` (no pickle),
+        and only the classes of ``lightning_aug``, ``torchvision.transforms`` and ``albumentations`` it
+        names are built (:func:`lightning_aug.targets.untrusted_targets`); add module prefixes you
+        trust to ``trusted_targets`` (``["my_pkg."]``) or pass the argument yourself.
+
+        Raises:
+            ValueError: the checkpoint names a target outside the trusted modules.
+        """
+        from lightning_aug.targets import untrusted_targets
+
+        with untrusted_targets(f"checkpoint {str(checkpoint_path)!r}", trusted_targets):
+            return super().load_from_checkpoint(
+                checkpoint_path,
+                map_location=map_location,
+                hparams_file=hparams_file,
+                weights_only=weights_only,
+                **kwargs,
+            )
 
     # ---------------------------------------------------------------- properties
     @property
@@ -400,8 +436,16 @@ class AugDataModule(LightningDataModule):
         return self._generators[train]
 
     def _train_position(self) -> dict[str, int]:
-        """The samples of the current epoch that reached the training step."""
+        """The samples of the current epoch that reached the training step (the next epoch's start
+        once the epoch's batches are all done)."""
         epoch, batches = self._position
+        sampler = self._train_sampler
+        if sampler is not None:
+            per_epoch = len(sampler) // self.loader.batch_size
+            if not self.loader.drop_last:
+                per_epoch = -(-len(sampler) // self.loader.batch_size)
+            if batches >= per_epoch:
+                return {"epoch": epoch + 1, "samples": 0}
         return {"epoch": epoch, "samples": batches * self.loader.batch_size}
 
     @override

@@ -194,14 +194,29 @@ def build(spec: Any, where: str) -> Any:
 
     Raises:
         ValueError: the spec holds an object that was not describable, named by ``where``.
+        DataError: building it found bad data (a missing folder, missing credentials).
     """
     if not isinstance(spec, (Mapping, list)):
         return spec
     check_rebuildable(spec, where)
+    from lightning_aug.targets import check_trusted
+
+    check_trusted(spec, where)  # a checkpoint's spec: only trusted targets (lightning_aug.targets)
     if isinstance(spec, Mapping) and "_target_" in spec:
+        from hydra.errors import InstantiationException
         from hydra.utils import instantiate
 
-        return instantiate(dict(spec), _convert_="all")
+        from lightning_aug.errors import DataError
+
+        try:
+            return instantiate(dict(spec), _convert_="all")
+        except InstantiationException as err:
+            cause: BaseException | None = err
+            while isinstance(cause, InstantiationException):
+                cause = cause.__cause__
+            if isinstance(cause, DataError):  # bad data named by us: said as it is, not wrapped
+                raise cause from None
+            raise
     return spec
 
 

@@ -31,5 +31,14 @@ def precheck(config_name: str, app: str) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         message = " ".join(str(err).split())  # Hydra's list of options, on one line
         message = message.split(" Config search path:")[0]
-        print(f"{app}: config error: {message}", file=sys.stderr)
+        print(f"{app}: config error: {clean(message)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def clean(message: str) -> str:
+    """``message`` without the credentials given on this command line (:mod:`lightning_aug.secrets`)."""
+    import sys
+
+    from lightning_aug.secrets import redact_text, secrets_in_overrides
+
+    return redact_text(message, secrets_in_overrides(sys.argv[1:]))

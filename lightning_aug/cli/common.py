@@ -14,6 +14,7 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from lightning_aug.cli import clean
 from lightning_aug.datamodule import AugDataModule
 from lightning_aug.targets import check_target_args
 
@@ -114,7 +115,7 @@ def config_errors(app: str) -> Iterator[None]:
             if cause is not err:  # ours name the argument and value: say only that
                 message = str(cause).strip()
         message = " ".join(message.split())  # one line
-        print(f"{app}: config error: {message}", file=sys.stderr)
+        print(f"{app}: config error: {clean(message)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -128,7 +129,7 @@ def data_errors(app: str) -> Iterator[None]:
     try:
         yield
     except DataError as err:
-        print(f"{app}: data error: {one_line(err)}", file=sys.stderr)
+        print(f"{app}: data error: {clean(one_line(err))}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -19,12 +19,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from lightning_aug.datamodule import AugDataModule
 from lightning_aug.models import ImageClassifier
 
-__all__ = ["AugLightningCLI", "main"]
+__all__ = ["AugLightningCLI", "RedactedConfigCallback", "main"]
+
+
+class RedactedConfigCallback(SaveConfigCallback):
+    """Lightning's ``SaveConfigCallback`` whose saved ``config.yaml`` has every credential of the
+    config (a ``storage_options`` secret, a URL's password) replaced by ``<redacted>``
+    (:mod:`lightning_aug.secrets`)."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        import os
+
+        from lightning_aug.secrets import redact_files, secret_values
+
+        if self.save_to_log_dir and trainer.log_dir is not None:
+            values = secret_values(self.config.as_dict())
+            redact_files([os.path.join(trainer.log_dir, self.config_filename)], values)
 
 
 class AugLightningCLI(LightningCLI):
@@ -38,7 +54,12 @@ class AugLightningCLI(LightningCLI):
 def main(args: Any = None, run: bool = True) -> AugLightningCLI:
     """Run the CLI on ``args`` (``None``: the command line)."""
     return AugLightningCLI(
-        ImageClassifier, AugDataModule, args=args, run=run, save_config_kwargs={"overwrite": True}
+        ImageClassifier,
+        AugDataModule,
+        args=args,
+        run=run,
+        save_config_callback=RedactedConfigCallback,
+        save_config_kwargs={"overwrite": True},
     )
 
 

@@ -62,7 +62,11 @@ def predict(cfg: DictConfig) -> Path:
         dataset = ImageFiles(
             cfg.data.predict_root, cfg.data.decoder, cfg.data.on_bad_image, cfg.data.max_image_pixels
         )
-        loader = build(checkpoint["datamodule_hyper_parameters"].get("loader"), "loader")
+        from lightning_aug.targets import untrusted_targets
+
+        source = f"ckpt_path {str(cfg.ckpt_path)!r}"  # only our and the transforms' classes are built
+        with untrusted_targets(source):
+            loader = build(checkpoint["datamodule_hyper_parameters"].get("loader"), "loader")
         overrides = {k: v for k, v in cfg.loader.items() if v is not None}
         loader = dataclasses.replace(
             loader, **overrides, eval_batch_size=None, persistent_workers=False, prefetch_factor=None
@@ -71,7 +75,8 @@ def predict(cfg: DictConfig) -> Path:
             loader = dataclasses.replace(loader, multiprocessing_context=None)
         # both rebuilt from the checkpoint read above (load_from_checkpoint would read it twice more)
         hparams = {**checkpoint["datamodule_hyper_parameters"], "dataset": dataset, "loader": loader}
-        datamodule = AugDataModule(**hparams)
+        with untrusted_targets(source):
+            datamodule = AugDataModule(**hparams)
         model = ImageClassifier(**checkpoint["hyper_parameters"])
         model.load_state_dict(checkpoint["state_dict"])
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)

@@ -29,7 +29,7 @@ def write_digits(
 
         >>> import tempfile
         >>> root = write_digits(tempfile.mkdtemp(), size=16, layout="flat")
-        >>> sorted(p.name for p in root.iterdir())[:3], len(list(root.rglob("*.png")))
+        >>> sorted(p.name for p in root.iterdir() if p.is_dir())[:3], len(list(root.rglob("*.png")))
         (['0', '1', '2'], 1797)
     """
     from sklearn.datasets import load_digits

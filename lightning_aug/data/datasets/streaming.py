@@ -36,6 +36,7 @@ from lightning_aug.data.shards.layout import METADATA, ChunkInfo, check_index
 from lightning_aug.data.shards.metadata import ShardMetadata, read_metadata
 from lightning_aug.data.shards.storage import Storage, open_storage, without_userinfo
 from lightning_aug.errors import DataError
+from lightning_aug.secrets import REDACTED
 
 __all__ = ["ShardDataset", "StreamingShards", "prepare_shards", "read_metadata"]
 
@@ -60,7 +61,10 @@ class StreamingShards(DatasetFactory):
             ``None``: a folder per ``input_dir`` under ``$LIGHTNING_AUG_CACHE/shards``.
         max_cache_size: the most the cache of remote chunks holds (``"100GB"``); ``None``: no limit.
         decoder, max_image_pixels: as for image folders.
-        storage_options: boto3 client arguments (``{"endpoint_url": ...}``).
+        storage_options: boto3 client arguments (``{"endpoint_url": ...}``). Keys are best left to the
+            environment (``AWS_ACCESS_KEY_ID``, ...) or credential files: given here they are used, but
+            recorded as ``"<redacted>"`` (hparams, checkpoints, saved configs), and a DataModule
+            rebuilt from a checkpoint reads them from the environment.
         shuffle_chunks: chunks whose samples are shuffled together in training (the chunk order is
             shuffled too); more mixes more but opens (and, remote, caches) more chunks at once.
         timeout: seconds a request to object storage may take, all attempts together.
@@ -99,8 +103,13 @@ class StreamingShards(DatasetFactory):
                 f"data.input_dir must name the folder or URL of prepared shards, got {input_dir!r}"
             )
         self.input_dir = input_dir
-        self.storage_options = dict(storage_options or {})
-        self.storage: Storage = open_storage(input_dir, self.storage_options, self.timeout, self.retries)
+        # credentials redacted in a checkpoint come back as "<redacted>": left to the environment
+        options = dict(storage_options or {})
+        self.redacted = sorted(k for k, v in options.items() if v == REDACTED)
+        self.storage_options = {k: v for k, v in options.items() if v is not None and v != REDACTED}
+        self.storage: Storage = open_storage(
+            input_dir, self.storage_options, self.timeout, self.retries, self.redacted
+        )
         self.cache_dir = cache_dir
         self.metadata: ShardMetadata = read_metadata(self.storage, input_dir)
 

@@ -349,7 +349,8 @@ def prepare_shards(
     workers = num_workers if num_workers is not None else available_cpus()
     check_int("num_workers", workers, 1)
     out = os.fspath(output_dir)
-    storage = open_storage(out, storage_options, timeout, retries)
+    options_given = {k: v for k, v in (storage_options or {}).items() if v is not None}  # None: unset
+    storage = open_storage(out, options_given, timeout, retries)
     if not isinstance(storage, (LocalStorage, S3Storage)):
         raise DataError(
             f"output_dir {storage.describe()}: shards are written to local folders and s3:// only"

@@ -242,10 +242,17 @@ class S3Storage(Storage):
         storage_options: boto3 client arguments (``endpoint_url``, ``aws_access_key_id``, ...).
         timeout: seconds a request may take in all (split over the attempts).
         retries: attempts per request, with exponential backoff.
+        redacted: storage options that were given but came back redacted (a DataModule rebuilt from
+            a checkpoint): named when credentials are missing.
     """
 
     def __init__(
-        self, url: str, storage_options: dict[str, Any] | None = None, timeout: float = 60.0, retries: int = 3
+        self,
+        url: str,
+        storage_options: dict[str, Any] | None = None,
+        timeout: float = 60.0,
+        retries: int = 3,
+        redacted: list[str] | None = None,
     ) -> None:
         if not url.startswith("s3://"):
             raise ValueError(f"S3Storage takes an s3:// URL, got {without_userinfo(url)!r}")
@@ -254,6 +261,7 @@ class S3Storage(Storage):
         self.prefix = prefix.strip("/")
         self.storage_options = dict(storage_options or {})
         self.timeout, self.retries = timeout, retries
+        self.redacted = list(redacted or [])
         self._client: Any = None
         self._client_pid = -1
 
@@ -287,9 +295,15 @@ class S3Storage(Storage):
         endpoint = f"(endpoint {endpoint_of(self.storage_options)})"
         head = f"cannot {what}" if endpoint in what else f"cannot {what} {endpoint}"
         if isinstance(err, NoCredentialsError):
+            hint = (
+                f"; the checkpoint holds {self.redacted} redacted: pass them again, e.g. "
+                "load_from_checkpoint(..., dataset=StreamingShards(..., storage_options=...))"
+                if self.redacted
+                else ""
+            )
             return DataError(
                 f"{head}: no S3 credentials (set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile, "
-                "or the storage options)"
+                f"or the storage options){hint}"
             )
         if isinstance(err, ClientError):
             code = str(err.response.get("Error", {}).get("Code", ""))
@@ -439,11 +453,15 @@ class LitDataStorage(Storage):
 
 
 def open_storage(
-    root: str, storage_options: dict[str, Any] | None = None, timeout: float = 60.0, retries: int = 3
+    root: str,
+    storage_options: dict[str, Any] | None = None,
+    timeout: float = 60.0,
+    retries: int = 3,
+    redacted: list[str] | None = None,
 ) -> Storage:
     """The storage of ``root``: a local folder, ``s3://`` or another URL LitData reads."""
     if not is_remote(root):
         return LocalStorage(root)
     if root.startswith("s3://"):
-        return S3Storage(root, storage_options, timeout, retries)
+        return S3Storage(root, storage_options, timeout, retries, redacted)
     return LitDataStorage(root, storage_options)

@@ -44,7 +44,8 @@ def verify_shards(
     from lightning_aug.data.decoders import make_decoder
 
     check_decoding(decoder, "raise")
-    storage = open_storage(input_dir, storage_options, timeout, retries)
+    given = {k: v for k, v in (storage_options or {}).items() if v is not None}  # None: unset
+    storage = open_storage(input_dir, given, timeout, retries)
     metadata = read_metadata(storage, input_dir)
     image_decoder = make_decoder(decoder)
     report: dict[str, Any] = {"ok": True, "lines": [], "splits": {}}
