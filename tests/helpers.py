@@ -252,3 +252,18 @@ def flip_bytes(path: Path, count: int, seed: int = 0, skip: int = 0) -> None:
     for position in rng.choice(np.arange(skip, len(data)), size=count, replace=False):
         data[position] ^= 0x10
     path.write_bytes(bytes(data))
+
+
+def run_app(
+    app: str, *args: str, cwd: Path, timeout: int = 900, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """Run an installed console script (``"train"``: ``lightning-aug-train``) with these arguments, as
+    a user types them; the result, whatever its exit code."""
+    return run_command([str(BIN / f"lightning-aug-{app}"), *args], cwd=cwd, timeout=timeout, **env)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
+    """The one line an app printed on stderr for a refusal, checked: exit ``status``, nothing else."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == status and len(lines) == 1, (result.returncode, result.stderr[-3000:])
+    return lines[0]

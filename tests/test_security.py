@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from helpers import BIN, LoopbackS3, run_command, write_image_folder
+from helpers import LoopbackS3, one_error_line, run_app, write_image_folder
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -97,23 +97,9 @@ def test_shards_with_a_pickled_field_are_refused_and_nothing_runs(tmp_path: Path
     marker = tmp_path / "pwned"
     _write_hostile(tmp_path / "work", marker, consistent)
     hostile = tmp_path / "work" / "hostile"
-    result = run_command(
-        [
-            str(BIN / "lightning-aug-train"),
-            "data=streaming",
-            f"data.input_dir={hostile}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "augment=none",
-            "trainer.max_epochs=1",
-            "loader.batch_size=4",
-            f"hydra.run.dir={tmp_path / 'run'}",
-        ],
-        cwd=tmp_path,
-    )
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
-    assert f"{hostile / 'train' / 'index.json'}: data format" in lines[0] and "'pickle'" in lines[0]
-    assert "refusing to read these shards" in lines[0]
+    line = one_error_line(_train(hostile, tmp_path))
+    assert f"{hostile / 'train' / 'index.json'}: data format" in line and "'pickle'" in line
+    assert "refusing to read these shards" in line
     assert not marker.exists()
     with pytest.raises(DataError, match="'pickle'"):  # the same from Python, and from verify
         StreamingShards(str(hostile))("train")
@@ -131,24 +117,8 @@ def test_shards_with_a_pickled_field_on_s3_are_refused_and_nothing_runs(tmp_path
     _write_hostile(tmp_path / "work", marker, consistent=True)
     with LoopbackS3() as s3:
         s3.upload_folder(tmp_path / "work" / "hostile", "hostile")
-        result = run_command(
-            [
-                str(BIN / "lightning-aug-train"),
-                "data=streaming",
-                "data.input_dir=s3://data/hostile",
-                f"data.cache_dir={tmp_path / 'cache'}",
-                "augment=none",
-                "trainer.max_epochs=1",
-                "loader.batch_size=4",
-                "loader.num_workers=2",
-                f"hydra.run.dir={tmp_path / 'run'}",
-            ],
-            cwd=tmp_path,
-            **s3.env,
-        )
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
-    assert "s3://data/hostile/train/index.json: data format" in lines[0] and "'pickle'" in lines[0]
+        line = one_error_line(_train("s3://data/hostile", tmp_path, "loader.num_workers=2", **s3.env))
+    assert "s3://data/hostile/train/index.json: data format" in line and "'pickle'" in line
     assert not marker.exists()
 
 
@@ -165,6 +135,22 @@ def test_prepared_shards_still_train(tmp_path: Path) -> None:
     )
     trainer.fit(ImageClassifier(num_classes=2, width=8), datamodule)
     assert trainer.global_step == 4
+
+
+def _train(input_dir: Path | str, tmp_path: Path, *extra: str, **env: str) -> Any:
+    return run_app(
+        "train",
+        "data=streaming",
+        f"data.input_dir={input_dir}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "augment=none",
+        "trainer.max_epochs=1",
+        "loader.batch_size=4",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *extra,
+        cwd=tmp_path,
+        **env,
+    )
 
 
 # ---------------------------------------------------------------- credentials
@@ -272,22 +258,13 @@ def test_a_secret_given_on_the_command_line_is_in_no_file_and_no_output(
 ) -> None:
     run = tmp_path / "run"
     env = {k: v for k, v in s3_shards.env.items() if k not in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")}
-    result = run_command(
-        [
-            str(BIN / "lightning-aug-train"),
-            "data=streaming",
-            "data.input_dir=s3://data/shards",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            f"data.storage_options.endpoint_url={s3_shards.endpoint}",
-            "+data.storage_options.aws_access_key_id=testing",
-            f"+data.storage_options.aws_secret_access_key={SECRET}",
-            "augment=none",
-            "trainer.max_epochs=1",
-            "loader.batch_size=4",
-            "loader.num_workers=2",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=tmp_path,
+    result = _train(
+        "s3://data/shards",
+        tmp_path,
+        f"data.storage_options.endpoint_url={s3_shards.endpoint}",
+        "+data.storage_options.aws_access_key_id=testing",
+        f"+data.storage_options.aws_secret_access_key={SECRET}",
+        "loader.num_workers=2",
         **env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -297,15 +274,13 @@ def test_a_secret_given_on_the_command_line_is_in_no_file_and_no_output(
     assert SECRET not in result.stdout + result.stderr
     assert f"aws_secret_access_key={REDACTED}" in (run / ".hydra" / "overrides.yaml").read_text()
     # a bad override beside it: the one-line error does not repeat the secret either
-    result = run_command(
-        [
-            str(BIN / "lightning-aug-train"),
-            "data=streaming",
-            f"data.input_dir=s3://nope-{SECRET}",
-            f"+data.storage_options.aws_secret_access_key={SECRET}",
-            "trainer.max_epochs=abc",
-            f"hydra.run.dir={tmp_path / 'run2'}",
-        ],
+    result = run_app(
+        "train",
+        "data=streaming",
+        f"data.input_dir=s3://nope-{SECRET}",
+        f"+data.storage_options.aws_secret_access_key={SECRET}",
+        "trainer.max_epochs=abc",
+        f"hydra.run.dir={tmp_path / 'run2'}",
         cwd=tmp_path,
     )
     assert result.returncode == 2 and SECRET not in result.stdout + result.stderr
@@ -382,19 +357,14 @@ def test_a_checkpoint_naming_other_code_is_refused_before_importing_it(
     assert not marker.exists()
     rebuilt = AugDataModule.load_from_checkpoint(path, eval_transforms=[])  # the argument passed instead
     assert rebuilt.train_pipeline.transforms == [] and not marker.exists()
-    result = run_command(
-        [
-            str(BIN / "lightning-aug-predict"),
-            f"ckpt_path={path}",
-            f"data.predict_root={small_shapes.root}",
-            f"hydra.run.dir={tmp_path / 'predict'}",
-        ],
+    result = run_app(
+        "predict",
+        f"ckpt_path={path}",
+        f"data.predict_root={small_shapes.root}",
+        f"hydra.run.dir={tmp_path / 'predict'}",
         cwd=tmp_path,
     )
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1 and "names 'os.system'" in lines[0], result.stderr[
-        -2000:
-    ]
+    assert "names 'os.system'" in one_error_line(result)
     assert not marker.exists()
 
 

@@ -25,6 +25,8 @@ from helpers import (
     Recorder,
     digits_folder,
     flip_bytes,
+    one_error_line,
+    run_app,
     run_command,
     write_image_folder,
 )
@@ -422,8 +424,7 @@ def test_a_missing_index_or_split_is_one_line(digit_shards: Path, tmp_path: Path
     else:
         shutil.rmtree(out / "train")
     result = _train(out, tmp_path)
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    lines = [one_error_line(result)]
     assert (
         f"split 'train' is listed in lightning_aug.json but {out / 'train' / 'index.json'} is missing"
         in lines[0]
@@ -433,19 +434,17 @@ def test_a_missing_index_or_split_is_one_line(digit_shards: Path, tmp_path: Path
 def _train(
     input_dir: Path | str, tmp_path: Path, *extra: str, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    return run_command(
-        [
-            str(BIN / "lightning-aug-train"),
-            "data=streaming",
-            f"data.input_dir={input_dir}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "augment=none",
-            "trainer.max_epochs=1",
-            "+trainer.enable_progress_bar=false",
-            "loader.batch_size=32",
-            f"hydra.run.dir={tmp_path / 'run'}",
-            *extra,
-        ],
+    return run_app(
+        "train",
+        "data=streaming",
+        f"data.input_dir={input_dir}",
+        f"data.cache_dir={tmp_path / 'cache'}",
+        "augment=none",
+        "trainer.max_epochs=1",
+        "+trainer.enable_progress_bar=false",
+        "loader.batch_size=32",
+        f"hydra.run.dir={tmp_path / 'run'}",
+        *extra,
         cwd=tmp_path,
         timeout=600,
         **env,
@@ -459,8 +458,7 @@ def test_the_train_app_reports_a_corrupt_chunk_read_in_a_worker_in_one_line(
     shutil.copytree(digit_shards, out)
     name = _damage(out, "corrupt")
     result = _train(out, tmp_path, "loader.num_workers=2")
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    lines = [one_error_line(result)]
     assert lines[0].startswith("lightning-aug-train: data error: ") and f"{name} of split 'train'" in lines[0]
     assert "is corrupt: its CRC-32" in lines[0]
 
@@ -495,8 +493,7 @@ def test_prepare_errors_are_one_line_with_status_2(tmp_path: Path, target: str) 
         ],
         cwd=tmp_path,
     )
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    lines = [one_error_line(result)]
     assert (
         lines[0].startswith("lightning-aug-prepare: config error: ") and str(tmp_path / "taken") in lines[0]
     )
@@ -754,6 +751,5 @@ def test_prepare_to_a_missing_bucket_is_one_line(tmp_path: Path) -> None:
             cwd=tmp_path,
             **s3.env,
         )
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2 and len(lines) == 1, result.stderr[-2000:]
+    lines = [one_error_line(result)]
     assert f"(endpoint {s3.endpoint}): bucket 'no-such-bucket' does not exist" in lines[0]

@@ -276,7 +276,8 @@ class S3Storage(Storage):
             config = s3_client_config(self.timeout, self.retries)
             if options.get("config") is not None:
                 config = config.merge(options.pop("config"))
-            self._client = boto3.client("s3", config=config, **options)
+            # a session of its own: credentials are read now (the default session caches them)
+            self._client = boto3.session.Session().client("s3", config=config, **options)
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:  # a client does not cross a fork or a pickle
