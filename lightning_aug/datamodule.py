@@ -24,6 +24,7 @@ from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
 from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.device.stage import DeviceStage
+from lightning_aug.errors import DataError
 from lightning_aug.hparams import build, check_rebuildable, describe, is_spec
 from lightning_aug.secrets import redact
 from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
@@ -334,12 +335,13 @@ class AugDataModule(LightningDataModule):
                     "expected a map-style dataset (with __getitem__ and __len__)"
                 )
             train = split == "train"
+            pipeline = self.train_pipeline if train else self.eval_pipeline
+            self._check_sizes(split, data, None if self.in_memory else pipeline)
             if self.in_memory:
                 self.datasets[split] = InMemoryDataset.from_dataset(data)
                 continue
             if hasattr(data, "epoch_order"):  # shards: one order for every rank, from the run seed
                 data.order_seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # type: ignore[attr-defined]
-            pipeline = self.train_pipeline if train else self.eval_pipeline
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
             transformed = TransformedDataset(data, pipeline, stream_seed(self.run_seed, self._rank, stream))
             self.datasets[split] = transformed
@@ -349,6 +351,38 @@ class AugDataModule(LightningDataModule):
             if train and self._pending_pipeline_state is not None:
                 transformed.set_rng_state(self._pending_pipeline_state)
                 self._pending_pipeline_state = None
+
+    def _check_sizes(self, split: Split, data: Any, pipeline: Pipeline | None) -> None:
+        """Refuse, before any worker starts, data of several image sizes that ``pipeline`` (``None``:
+        ``in_memory``, no pipeline) does not bring to one: read from the headers of a seeded sample
+        of the files (``image_sizes`` of the dataset; datasets without it are checked per batch).
+
+        Raises:
+            DataError: naming two files, their sizes, and what fits.
+        """
+        if (pipeline is not None and pipeline.fixed_size) or not hasattr(data, "image_sizes"):
+            return
+        sizes: dict[tuple[int, int], str] = {}
+        for name, size in data.image_sizes(limit=256, seed=self.run_seed):
+            sizes.setdefault(tuple(size), name)
+            if len(sizes) > 1:
+                break
+        if len(sizes) < 2:
+            return
+        (size_a, a), (size_b, b) = list(sizes.items())[:2]
+        seen = f"{a} is {size_a[1]}x{size_a[0]}, {b} is {size_b[1]}x{size_b[0]}"
+        if pipeline is None:
+            raise DataError(
+                f"the {split} images come in several sizes ({seen}), but in_memory=True holds one array "
+                "of one size: resize them first, or use in_memory=False with a crop in the pipelines"
+            )
+        names = [type(t).__name__ for t in pipeline.transforms] or "only tensor conversion"
+        fits = "RandomResizedCrop" if split == "train" else "Resize + CenterCrop"
+        raise DataError(
+            f"the {split} images come in several sizes ({seen}), but the {pipeline.name} ({names}) has no "
+            f"crop or resize to one size, and a batch needs one: start it with one ({fits}); in the apps "
+            "augment=imagenet_alb or imagenet_tv (or augment=auto, the default, which picks one)"
+        )
 
     def _build_split(self, split: Split) -> Dataset | None:
         """The factory's dataset of ``split``; a plain callable (not a

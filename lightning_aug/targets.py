@@ -89,13 +89,26 @@ def check_target_args(spec: Mapping[str, Any], where: str) -> None:
         unknown = sorted(k for k in spec if not k.startswith("_") and k not in params)
         if unknown:
             raise ValueError(
-                f"{where}: unknown argument(s) {unknown} for {target}; accepted: {sorted(params)}"
+                f"{where}: unknown argument(s) {unknown} for {target}{nearest(unknown, params)}; "
+                f"accepted: {sorted(params)}"
             )
     hints = _type_hints(obj)
     for key, value in spec.items():
         if key in hints and not _matches(value, hints[key]):
             got = f"{value!r} ({type(value).__name__})"
             raise ValueError(f"{where}.{key}: {target} expects {_describe(hints[key])}, got {got}")
+
+
+def nearest(names: Sequence[str], known: Any) -> str:
+    """``" (did you mean max_epochs?)"`` for the first of ``names`` that is close to one of ``known``;
+    empty where none is."""
+    import difflib
+
+    for name in names:
+        match = difflib.get_close_matches(name, [str(k) for k in known], n=1, cutoff=0.6)
+        if match:
+            return f" (did you mean {match[0]}?)"
+    return ""
 
 
 _SCALARS = (int, float, bool, str, type(None))

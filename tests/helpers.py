@@ -267,3 +267,23 @@ def one_error_line(result: subprocess.CompletedProcess[str], status: int = 2) ->
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == status and len(lines) == 1, (result.returncode, result.stderr[-3000:])
     return lines[0]
+
+
+def photo_folder(root: Path, per_class: int = 12, seed: int = 0) -> Path:
+    """A flat folder of real photographs of mixed sizes, as users' photo folders come: ``root/<photo>/``
+    holds ``per_class`` JPEGs cut from one of the photographs scikit-image and scikit-learn ship (the
+    class), each a random crop of its own size (120 to 360 pixels a side). Written once per ``root``."""
+    from lightning_aug.data.datasets.photos import PHOTO_NAMES, source_photos
+
+    if (root / ".complete").exists():
+        return root
+    rng = np.random.default_rng(seed)
+    for name, photo in zip(PHOTO_NAMES, source_photos(), strict=True):
+        (root / name).mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            h, w = (int(v) for v in rng.integers(120, 361, size=2))
+            h, w = min(h, photo.shape[0]), min(w, photo.shape[1])
+            y, x = rng.integers(0, photo.shape[0] - h + 1), rng.integers(0, photo.shape[1] - w + 1)
+            Image.fromarray(photo[y : y + h, x : x + w]).save(root / name / f"{i:03d}.jpg", quality=90)
+    (root / ".complete").touch()
+    return root

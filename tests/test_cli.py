@@ -309,8 +309,8 @@ def test_preview_writes_a_grid(tmp_path: Path) -> None:
     path = run / "preview.png"
     assert f"preview: {path}" in result.stdout
     image = np.asarray(Image.open(path).convert("RGB"))
-    # 3 columns of 64 px tiles with 4 px gaps; 2 rows of tile + label strip
-    assert image.shape == (4 + 2 * (64 + 14 + 6), 4 + 3 * (64 + 4), 3)
+    # 3 columns of 64 px tiles with 4 px gaps; 2 rows of tile + two label lines
+    assert image.shape == (4 + 2 * (64 + 26 + 6), 4 + 3 * (64 + 4), 3)
     tile = image[4 : 4 + 64, 4 : 4 + 64]
     assert tile.std() > 10 and len(np.unique(tile.reshape(-1, 3), axis=0)) > 50  # not blank
 
@@ -319,7 +319,7 @@ def test_preview_writes_a_grid(tmp_path: Path) -> None:
     ("override", "message"),
     [
         ("augment=nope", "Could not find 'augment/nope'"),
-        ("loader.batchsize=3", "Could not override 'loader.batchsize'"),
+        ("loader.batchsize=3", "unknown key loader.batchsize: did you mean loader.batch_size?"),
         ("loader.batch_size=abc", "loader.batch_size: lightning_aug.LoaderSettings expects int, got 'abc'"),
         ("loader.batch_size=0", "batch_size must be an int >= 1, got 0"),
         ("mixup=cutmix callbacks.mixup.prob=2", "prob must be a probability in [0, 1], got 2"),

@@ -140,10 +140,10 @@ def test_image_folder_val_classes_must_match_train(tmp_path: Path) -> None:
         ImageFolder(tmp_path)("val")
 
 
-def test_image_folder_needs_train_and_val_or_val_split(tmp_path: Path) -> None:
-    write_image_folder(tmp_path, {"a": 2})
-    with pytest.raises(FileNotFoundError, match="needs 'train/' and 'val/' subfolders; .* set val_split"):
-        ImageFolder(tmp_path)("train")
+def test_image_folder_of_classes_alone_holds_out_ten_percent(tmp_path: Path) -> None:
+    write_image_folder(tmp_path, {"a": 10, "b": 2})
+    factory = ImageFolder(tmp_path)
+    assert len(factory("train")) == 9 + 1 and len(factory("val")) == 1 + 1  # at least one of each class
 
 
 def test_image_folder_missing_and_empty(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ def precheck(config_name: str, app: str) -> None:
     ``-m``, ``--config-dir``, ``--help``) are left to Hydra."""
     import sys
 
+    sys.argv[1:] = quote_values(sys.argv[1:])
     args = sys.argv[1:]
     if any(arg.startswith("-") for arg in args):
         return
@@ -31,8 +32,69 @@ def precheck(config_name: str, app: str) -> None:
     except (HydraException, OmegaConfBaseException) as err:
         message = " ".join(str(err).split())  # Hydra's list of options, on one line
         message = message.split(" Config search path:")[0]
+        message = _suggest(message, config_name, overrides) or message
         print(f"{app}: config error: {clean(message)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _suggest(message: str, config_name: str, overrides: list[str]) -> str | None:
+    """For Hydra's "Could not override 'a.b'" of a key that does not exist: the nearest real key
+    (Hydra's own hint, "+a.b=...", adds the misspelt key and leads to a second error)."""
+    import difflib
+    import re
+
+    from hydra import compose, initialize_config_module
+    from omegaconf import DictConfig, OmegaConf
+
+    found = re.search(r"Could not override '([^']+)'", message)
+    if found is None or "To append to your config use +" not in message:
+        return None
+    key = found.group(1)
+    parent, _, leaf = key.rpartition(".")
+    rest = [o for o in overrides if o.partition("=")[0].lstrip("+~") != key]
+    value = next((o.partition("=")[2] for o in overrides if o.partition("=")[0] == key), "...")
+    try:
+        with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+            cfg = compose(config_name, overrides=rest)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+    except Exception:  # another override is bad too: Hydra's message stands
+        return None
+    if not isinstance(node, DictConfig):
+        return None
+    keys = [str(k) for k in node]
+    match = difflib.get_close_matches(leaf, keys, n=1, cutoff=0.6)
+    prefix = f"{parent}." if parent else ""
+    if match:
+        return f"unknown key {key}: did you mean {prefix}{match[0]}? ({prefix}{match[0]}={value})"
+    return (
+        f"unknown key {key}: {parent or 'the config'} has {sorted(keys)}; a key of your own is added "
+        f"with +{key}={value}"
+    )
+
+
+def quote_values(args: list[str]) -> list[str]:
+    """The overrides with a value Hydra's grammar cannot read as written but can quoted (a path with
+    ``=``, as Lightning names checkpoints: ``ckpt_path=runs/x/epoch=0-step=10.ckpt``) quoted, so
+    that they work as typed; every other argument as it is."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    out = []
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if sep and "=" in value and not arg.startswith("-") and value[:1] not in ("'", '"'):
+            try:
+                parser.parse_overrides([arg])
+            except HydraException:
+                quoted = "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+                try:
+                    parser.parse_overrides([f"{key}={quoted}"])
+                    arg = f"{key}={quoted}"
+                except HydraException:
+                    pass  # left to Hydra's own message
+        out.append(arg)
+    return out
 
 
 def clean(message: str) -> str:

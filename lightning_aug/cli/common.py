@@ -51,41 +51,93 @@ def check_config(cfg: DictConfig) -> None:
     """
     container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     _walk(container, "")
+    check_accelerator(container.get("trainer"))  # type: ignore[union-attr]
     for name, spec in (container.get("callbacks") or {}).items():  # type: ignore[union-attr]
         if not (isinstance(spec, Mapping) and "_target_" in spec):
             raise ValueError(f"callbacks.{name} has no _target_: every callback entry must name its class")
+
+
+def check_accelerator(trainer: Any) -> None:
+    """Refuse a GPU trainer on a machine without one, saying what runs instead (Lightning's own
+    "No supported gpu backend found!" names no way out).
+
+    Raises:
+        ValueError: ``trainer.accelerator`` is ``gpu``/``cuda`` and torch sees no CUDA device.
+    """
+    if not isinstance(trainer, Mapping) or str(trainer.get("accelerator")) not in ("gpu", "cuda"):
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    chosen = ""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        choices = HydraConfig.get().runtime.choices if HydraConfig.initialized() else {}
+        if choices.get("experiment"):
+            chosen = f" (experiment={choices['experiment']} trains on a GPU)"
+    except Exception:  # outside an app: no choices to name
+        pass
+    raise ValueError(
+        f"trainer.accelerator={trainer.get('accelerator')}{chosen} needs a CUDA GPU, and torch sees none on "
+        "this machine: add trainer=cpu to run on the CPU (the recipe's other settings stay)"
+    )
+
+
+class _DropTips(logging.Filter):
+    """Lightning's advertisements ("💡 Tip: For seamless cloud logging ..."): nothing to act on."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("💡 Tip")
+
+
+# warnings our dependencies raise about their own code, which a user of the apps can do nothing about
+DEPENDENCY_WARNINGS = (
+    r"`isinstance\(treespec, LeafSpec\)` is deprecated",  # Lightning's _pytree on torch >= 2.9
+)
 
 
 def log_through_hydra() -> None:
     """One console line per log record under a Hydra app: Lightning's packages add their own console
     handlers on import and also propagate to the root logger, where Hydra has its console and job-file
     handlers; theirs are removed, so each record is printed once in Hydra's format (and kept in the
-    run folder's log file)."""
+    run folder's log file). Lightning's tips and the dependencies' warnings about their own code
+    (:data:`DEPENDENCY_WARNINGS`) are left out."""
+    import warnings
+
     for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         logger = logging.getLogger(name)
         for handler in list(logger.handlers):
             if type(handler) is logging.StreamHandler:  # not Hydra's file handlers
                 logger.removeHandler(handler)
         logger.propagate = True
+    for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+        if not any(isinstance(f, _DropTips) for f in logging.getLogger(name).filters):
+            logging.getLogger(name).addFilter(_DropTips())
+    for pattern in DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 def build_datamodule(cfg: DictConfig) -> AugDataModule:
     """The DataModule, given its arguments as the config says them (``_target_`` mappings it builds
     itself), so that its ``hparams`` are the config."""
     spec = OmegaConf.to_container(cfg.datamodule, resolve=True, throw_on_missing=True)
+    _say_auto_augment()
     datamodule = instantiate(spec, _recursive_=False, _convert_="all")
     if not isinstance(datamodule, AugDataModule):
         raise TypeError(f"datamodule must build an AugDataModule, got {type(datamodule).__name__}")
-    if getattr(datamodule.dataset, "varied_sizes", False) and not datamodule.in_memory:
-        for argument, pipeline in (("train", datamodule.train_pipeline), ("eval", datamodule.eval_pipeline)):
-            if not pipeline.fixed_size:  # else the first batch of two sizes fails in a worker
-                raise ValueError(
-                    f"data={cfg.data._target_.rsplit('.', 1)[-1]} gives images of every size, but the "
-                    f"{argument} pipeline of this augment preset has no crop or resize to a fixed size "
-                    f"({[type(t).__name__ for t in pipeline.transforms]}): a batch needs one size; use "
-                    "augment=imagenet_alb (or imagenet_tv), or add a crop"
-                )
     return datamodule
+
+
+def _say_auto_augment() -> None:
+    """Log what ``augment=auto`` chose (an app's config names its choices)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from lightning_aug.presets import said
+
+    if HydraConfig.initialized() and HydraConfig.get().runtime.choices.get("augment") == "auto" and said():
+        logging.getLogger("lightning_aug").info(said())
 
 
 def build_callbacks(cfg: DictConfig) -> list[Callback]:

@@ -64,4 +64,7 @@ def main(args: Any = None, run: bool = True) -> AugLightningCLI:
 
 
 if __name__ == "__main__":
-    main()
+    from lightning_aug.cli.common import data_errors
+
+    with data_errors("python -m lightning_aug.cli.lightning"):  # bad data: one line, as the apps say it
+        main()

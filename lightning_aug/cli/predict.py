@@ -74,10 +74,14 @@ def predict(cfg: DictConfig) -> Path:
         if loader.num_workers == 0:
             loader = dataclasses.replace(loader, multiprocessing_context=None)
         # both rebuilt from the checkpoint read above (load_from_checkpoint would read it twice more)
-        hparams = {**checkpoint["datamodule_hyper_parameters"], "dataset": dataset, "loader": loader}
+        # LightningCLI records how it built them (_instantiator): not a constructor argument
+        saved = {k: v for k, v in checkpoint["datamodule_hyper_parameters"].items() if k != "_instantiator"}
+        hparams = {**saved, "dataset": dataset, "loader": loader}
         with untrusted_targets(source):
             datamodule = AugDataModule(**hparams)
-        model = ImageClassifier(**checkpoint["hyper_parameters"])
+        model = ImageClassifier(
+            **{k: v for k, v in checkpoint["hyper_parameters"].items() if k != "_instantiator"}
+        )
         model.load_state_dict(checkpoint["state_dict"])
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     probabilities = trainer.predict(model, datamodule=datamodule)

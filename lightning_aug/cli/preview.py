@@ -42,12 +42,27 @@ def label_text(target: Tensor, names: list[str] | None) -> str:
     return " / ".join(parts)
 
 
+def _fit(draw: ImageDraw.ImageDraw, text: str, width: int) -> str:
+    """``text``, shortened from the left end of its class name (``"…ss 0.62"``) until it is at most
+    ``width`` pixels wide: the weight stays readable."""
+    if draw.textlength(text) <= width:
+        return text
+    name, _, weight = text.rpartition(" ")
+    name = name or text
+    while name and draw.textlength(f"…{name} {weight}".strip()) > width:
+        name = name[1:]
+    return f"…{name} {weight}".strip()
+
+
 def render_grid(images: Tensor, labels: list[str], cols: int, scale: int = 1) -> Image.Image:
-    """Tiles of 0-1 float images ``(N, 3, H, W)`` in ``cols`` columns, each with its label below."""
+    """Tiles of 0-1 float images ``(N, 3, H, W)`` in ``cols`` columns, each with its label below: one
+    line per class of a soft target (``"disk 0.62"``, ``"ring 0.38"``), shortened to the tile's width."""
     import torch
 
     n, _, h, w = images.shape
-    tile_w, tile_h, text_h = w * scale, h * scale, 14
+    tile_w, tile_h = w * scale, h * scale
+    lines = [label.split(" / ") for label in labels]
+    text_h = 12 * max((len(parts) for parts in lines), default=1) + 2
     rows = (n + cols - 1) // cols
     sheet = Image.new("RGB", (cols * (tile_w + 4) + 4, rows * (tile_h + text_h + 6) + 4), "white")
     draw = ImageDraw.Draw(sheet)
@@ -56,7 +71,8 @@ def render_grid(images: Tensor, labels: list[str], cols: int, scale: int = 1) ->
         x, y = 4 + (i % cols) * (tile_w + 4), 4 + (i // cols) * (tile_h + text_h + 6)
         tile = Image.fromarray(pixels[i]).resize((tile_w, tile_h), Image.Resampling.NEAREST)
         sheet.paste(tile, (x, y))
-        draw.text((x, y + tile_h + 2), labels[i][: max(4, tile_w // 6)], fill="black")
+        for j, part in enumerate(lines[i]):
+            draw.text((x, y + tile_h + 2 + 12 * j), _fit(draw, part, tile_w), fill="black")
     return sheet
 
 

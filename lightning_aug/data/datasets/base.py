@@ -68,6 +68,11 @@ class DatasetFactory(RecordsArguments, ABC):
         return self.build("test")
 
 
+def _hw(shape: tuple[int, ...]) -> str:
+    """``"WxH"`` of a CHW shape."""
+    return f"{shape[-1]}x{shape[-2]}" if len(shape) >= 2 else str(shape)
+
+
 class TransformedDataset(Dataset):
     """Applies a :class:`~lightning_aug.data.pipeline.Pipeline` to each ``(image, label)`` of ``dataset``.
 
@@ -120,6 +125,32 @@ class TransformedDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         return self._with_rng(lambda: self._apply(self.dataset[index]))
+
+    def __getitems__(self, indices: list[Any]) -> list[tuple[Any, ...]]:
+        """A batch's samples (the DataLoader asks for them together), checked to be of one size: a
+        batch of two sizes names two of its files (or sample positions) and their sizes, instead of
+        failing in ``torch.stack``.
+
+        Raises:
+            DataError: the pipeline gave images of different sizes.
+        """
+        samples = [self[index] for index in indices]
+        shapes = [tuple(getattr(s[0], "shape", ())) for s in samples]
+        if len(set(shapes)) > 1:
+            from lightning_aug.data.sampling import sample_index
+            from lightning_aug.errors import DataError
+
+            first = shapes[0]
+            other = next(i for i, shape in enumerate(shapes) if shape != first)
+            name = getattr(self.dataset, "sample_name", lambda i: f"sample {i}")
+            a, b = (name(sample_index(indices[i])) for i in (0, other))
+            raise DataError(
+                f"one batch holds images of two sizes after the {self.pipeline.name} "
+                f"({a}: {_hw(first)}, {b}: {_hw(shapes[other])}): start the pipeline with a crop or "
+                "resize to one size (RandomResizedCrop / Resize + CenterCrop; augment=imagenet_alb or "
+                "imagenet_tv in the apps)"
+            )
+        return samples
 
     def transform(self, sample: tuple[Any, ...]) -> tuple[Any, ...]:
         """The pipeline applied to a sample the dataset has already read (a streamed dataset reads

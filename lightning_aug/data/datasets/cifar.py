@@ -31,6 +31,13 @@ class ArrayDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, int]:
         return self.images[index], int(self.labels[index])
 
+    def image_sizes(self, limit: int = 256, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        """One array, one size: ``[("sample 0", (height, width))]``."""
+        return [("sample 0", tuple(self.images.shape[1:3]))] if len(self.images) else []
+
+    def sample_name(self, index: int) -> str:
+        return f"sample {index}"
+
 
 class CIFAR10(DatasetFactory):
     """Dataset factory of CIFAR-10 through ``torchvision.datasets.CIFAR10``.

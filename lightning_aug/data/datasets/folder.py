@@ -31,7 +31,9 @@ __all__ = [
     "ImageFiles",
     "ImageFolder",
     "ImageFolderDataset",
+    "file_image_size",
     "load_rgb",
+    "probe_folder_sizes",
     "unlabelled_folder",
 ]
 
@@ -100,6 +102,59 @@ def decode_image(
     if head is not None:
         return head(data, decoder, path)
     return decoder.decode(data, path)
+
+
+def file_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(height, width)`` of an image file from its header (EXIF orientation applied), reading its
+    first 256 KiB (all of it where the header lies further in); ``None`` where it is no image."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(256 << 10)
+            size = image_size(np.frombuffer(head, dtype=np.uint8))
+            if size is None and len(head) == 256 << 10:
+                size = image_size(np.frombuffer(head + file.read(), dtype=np.uint8))
+        return size
+    except OSError:
+        return None
+
+
+def sample_positions(count: int, limit: int, seed: int = 0) -> list[int]:
+    """Up to ``limit`` positions of ``range(count)``, a seeded sample (all of them when ``count`` is
+    at most ``limit``), in order."""
+    if count <= limit:
+        return list(range(count))
+    return sorted(np.random.default_rng(seed).choice(count, size=limit, replace=False).tolist())
+
+
+def probe_folder_sizes(
+    root: str | os.PathLike[str], limit: int = 64, seed: int = 0
+) -> list[tuple[str, tuple[int, int]]]:
+    """The header sizes of up to ``limit`` files of an image folder, without listing all of it: a
+    seeded sample of up to 8 class folders (of ``root/train`` where there is one), up to ``limit / 8``
+    files each; files directly in ``root`` when it has no class folders. Empty where ``root`` is no
+    readable folder (its errors come when the dataset is built)."""
+    top = Path(root).expanduser()
+    if (top / "train").is_dir():
+        top = top / "train"
+    try:
+        folders = sorted(e.path for e in os.scandir(top) if e.is_dir())
+    except OSError:
+        return []
+    rng = np.random.default_rng(seed)
+    picked = [folders[i] for i in sorted(rng.permutation(len(folders))[:8])] if folders else [str(top)]
+    per_folder = max(1, limit // len(picked))
+    found: list[tuple[str, tuple[int, int]]] = []
+    for folder in picked:
+        try:
+            names = sorted(e.name for e in os.scandir(folder) if e.name.lower().endswith(IMAGE_EXTENSIONS))
+        except OSError:
+            continue
+        for i in sample_positions(len(names), per_folder, seed):
+            path = os.path.join(folder, names[i])
+            size = file_image_size(path)
+            if size is not None:
+                found.append((path, size))
+    return found
 
 
 def _image_files(top: Path) -> list[str]:
@@ -211,6 +266,21 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def image_sizes(self, limit: int = 256, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        """``(path, (height, width))`` of a seeded sample of up to ``limit`` files, from their
+        headers (unreadable files left out)."""
+        found = []
+        for i in sample_positions(len(self.samples), limit, seed):
+            path = self.samples.path(i)
+            size = file_image_size(path)
+            if size is not None:
+                found.append((path, size))
+        return found
+
+    def sample_name(self, index: int) -> str:
+        """The file of sample ``index``."""
+        return self.samples.path(index)
+
     @property
     def decoder_name(self) -> str:
         """The decoder that runs: ``"pil"``, ``"cv2"`` or ``"nvimgcodec"`` (what ``"auto"`` chose)."""
@@ -262,15 +332,24 @@ class ImageFolderDataset(Dataset):
         raise ValueError(f"on_bad_image='skip': no readable image in {str(self.root)!r}")
 
 
+DEFAULT_VAL_SPLIT = 0.1  # held out where a folder has no val/ and no val_split is given
+
+
 class ImageFolder(DatasetFactory):
-    """Dataset factory for a folder with ``train/`` and ``val/`` (and optionally ``test/``) subfolders,
-    or, with ``val_split``, one folder of classes split by a seeded, per-class random draw.
+    """Dataset factory of an image folder, in any of the layouts users' folders come in:
+
+    - ``root/train/<class>/*`` and ``root/val/<class>/*`` (and optionally ``root/test/<class>/*``);
+    - ``root/train/<class>/*`` without ``val/``: ``val_split`` of each class of ``train/`` held out;
+    - ``root/<class>/*``: ``val_split`` of each class held out.
+
+    Held-out images are a seeded, per-class random draw; where no ``val_split`` is given it is 10%,
+    said in the log.
 
     Args:
         root: the data folder.
-        val_split: fraction of each class held out for validation when ``root`` is one folder of
-            classes (``root/<class>/*``); ``None``: ``root/train`` and ``root/val`` must exist.
-        seed: seed of the ``val_split`` draw (the same seed gives the same split on every rank).
+        val_split: fraction of each class held out for validation where there is no ``val/`` folder;
+            ``None``: 0.1 there. Not with ``train/`` and ``val/`` folders.
+        seed: seed of the held-out draw (the same seed gives the same split on every rank).
         decoder: ``"auto"`` (default: nvImageCodec where installed, else OpenCV), ``"nvimgcodec"``,
             ``"cv2"`` or ``"pil"``, see :class:`ImageFolderDataset`.
         on_bad_image, max_image_pixels: see :class:`ImageFolderDataset`.
@@ -279,12 +358,10 @@ class ImageFolder(DatasetFactory):
             test split.
 
     Raises:
-        ValueError: ``val_split`` outside (0, 1).
-        FileNotFoundError: ``root`` missing, or no ``train/`` and ``val/`` without ``val_split``
-            (raised when the splits are built).
+        ValueError: ``val_split`` outside (0, 1); ``val_split`` with ``train/`` and ``val/`` folders.
+        FileNotFoundError: ``root`` missing, not a folder or empty (raised when the splits are built,
+            before anything else is said of the folder).
     """
-
-    varied_sizes = True  # images of every size: the apps require a fixed-size crop or resize
 
     def __init__(
         self,
@@ -303,6 +380,7 @@ class ImageFolder(DatasetFactory):
         self.root = Path(root).expanduser()
         self.seed = seed
         self._scans: dict[Path, tuple[list[str], SampleList]] = {}
+        self._layout: tuple[Path, float | None] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -318,23 +396,49 @@ class ImageFolder(DatasetFactory):
             self._scans[folder] = _scan(folder, classes)
         return self._scans[folder]
 
-    def _train_root(self) -> Path:
+    def layout(self) -> tuple[Path, float | None]:
+        """``(the folder of the training classes, the fraction held out of it for validation)``; the
+        fraction is ``None`` where a ``val/`` folder holds the validation images.
+
+        Raises:
+            FileNotFoundError: ``root`` missing, not a folder, or empty.
+            ValueError: ``val_split`` given for a folder with ``train/`` and ``val/``.
+        """
+        if self._layout is not None:
+            return self._layout
         if not self.root.is_dir():
             what = "is not a directory" if self.root.exists() else "does not exist"
             raise FileNotFoundError(f"image folder root {str(self.root)!r} {what} (data.root)")
         if not any(self.root.iterdir()):
             raise FileNotFoundError(
-                f"image folder root {str(self.root)!r} is empty: expected train/<class>/<image> and "
-                "val/<class>/<image>, or <class>/<image> with val_split"
+                f"image folder root {str(self.root)!r} is empty: expected <class>/<image>, or "
+                "train/<class>/<image> (and val/<class>/<image>)"
             )
-        if self.val_split is not None:
-            return self.root
-        if not (self.root / "train").is_dir() or not (self.root / "val").is_dir():
-            raise FileNotFoundError(
-                f"image folder root {str(self.root)!r} needs 'train/' and 'val/' subfolders; "
-                "for one folder of classes set val_split (e.g. val_split=0.1)"
+        train, val = self.root / "train", self.root / "val"
+        if train.is_dir() and val.is_dir():
+            if self.val_split is not None:
+                raise ValueError(
+                    f"val_split={self.val_split} (data.val_split) holds images out of a folder of classes, "
+                    f"but {str(self.root)!r} has train/ and val/ folders already: drop val_split"
+                )
+            self._layout = (train, None)
+            return self._layout
+        top = train if train.is_dir() else self.root
+        fraction = self.val_split
+        if fraction is None:
+            fraction = DEFAULT_VAL_SPLIT
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(
+                f"ImageFolder: {str(self.root)!r} has no val/ folder: {fraction:.0%} of each class of "
+                f"{str(top)!r} is held out for validation (seed {self.seed}; val_split, data.val_split in "
+                "the apps, sets it)"
             )
-        return self.root / "train"
+        self._layout = (top, fraction)
+        return self._layout
+
+    def _train_root(self) -> Path:
+        return self.layout()[0]
 
     def _split_indices(self, labels: np.ndarray, val_split: float) -> tuple[np.ndarray, np.ndarray]:
         rng = np.random.default_rng(self.seed)
@@ -356,33 +460,26 @@ class ImageFolder(DatasetFactory):
             max_image_pixels=self.max_image_pixels,
         )
 
-    def build(self, split: Split) -> ImageFolderDataset | None:
-        classes = self._train_classes()
-        if self.val_split is None:
-            folder = self.root / split
-            if split == "test" and not folder.exists():
-                return None
-            return ImageFolderDataset(
-                folder,
-                classes=classes,
-                decoder=self.decoder,
-                on_bad_image=self.on_bad_image,
-                max_image_pixels=self.max_image_pixels,
-                scanned=self._scan(folder),
-            )
-        if split == "test":
-            return None
-        scanned = self._scan(self.root)
-        train, val = self._split_indices(scanned[1].labels, self.val_split)
+    def _dataset(self, folder: Path, indices: np.ndarray | None = None) -> ImageFolderDataset:
         return ImageFolderDataset(
-            self.root,
-            classes=classes,
-            indices=train if split == "train" else val,
+            folder,
+            classes=self._train_classes(),
+            indices=indices,
             decoder=self.decoder,
             on_bad_image=self.on_bad_image,
             max_image_pixels=self.max_image_pixels,
-            scanned=scanned,
+            scanned=self._scan(folder),
         )
+
+    def build(self, split: Split) -> ImageFolderDataset | None:
+        top, fraction = self.layout()
+        if split == "test":
+            folder = self.root / "test"
+            return self._dataset(folder) if folder.is_dir() and top != self.root else None
+        if fraction is None:
+            return self._dataset(self.root / split)
+        train, val = self._split_indices(self._scan(top)[1].labels, fraction)
+        return self._dataset(top, train if split == "train" else val)
 
 
 def unlabelled_folder(
@@ -420,8 +517,6 @@ class ImageFiles(DatasetFactory):
         root: the folder.
         decoder, on_bad_image, max_image_pixels: see :class:`ImageFolderDataset`.
     """
-
-    varied_sizes = True  # images of every size: the apps require a fixed-size crop or resize
 
     def __init__(
         self,

@@ -197,6 +197,28 @@ class ShardDataset(Dataset):
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
 
+    def image_sizes(self, limit: int = 256, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        """``(name, (height, width))`` of a seeded sample of up to ``limit`` samples of the first chunk
+        (one chunk: other chunks are not fetched for this), from their headers."""
+        from lightning_aug.data.datasets.folder import sample_positions
+        from lightning_aug.data.decoders import image_size
+
+        if not self.chunks:
+            return []
+        file = self.store.open(0)
+        found = []
+        for position in sample_positions(self.chunks[0].samples, limit, seed):
+            data, _, name = file.sample(position, self.num_classes)
+            size = image_size(data)
+            if size is not None:
+                found.append((name, size))
+        return found
+
+    def sample_name(self, index: int) -> str:
+        """The file name sample ``index`` was prepared from."""
+        chunk, position = self.locate(index)
+        return self.store.open(chunk).sample(position, self.num_classes)[2]
+
     def locate(self, index: int) -> tuple[int, int]:
         """``(chunk, position in the chunk)`` of sample ``index``."""
         if not 0 <= index < len(self):
