@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedD
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
-from lightning_aug.data.sampling import EpochSampler
+from lightning_aug.data.sampling import EpochSampler, permutation
 from lightning_aug.data.skips import SkipReport
 from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
@@ -27,7 +28,7 @@ from lightning_aug.device.stage import DeviceStage
 from lightning_aug.errors import DataError
 from lightning_aug.hparams import build, check_rebuildable, describe, is_spec
 from lightning_aug.secrets import redact
-from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
+from lightning_aug.seeding import Stream, batch_rng, resolve_run_seed, stream_seed
 
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
@@ -93,11 +94,12 @@ class AugDataModule(LightningDataModule):
     DataModule's hook (and warns): your module's hook is skipped. Subclass ``AugDataModule`` and call
     ``super().on_after_batch_transfer(...)`` first, or write a ``BatchTransform`` callback instead.
 
-    Randomness: everything derives from ``seed`` and the global rank. Train and eval loaders have their
-    own ``torch.Generator`` (shuffling and the workers' base seeds), workers are seeded per worker,
-    rank and epoch by :func:`~lightning_aug.seeding.seed_worker` (albumentations' ``Compose`` seed
-    included), and with ``num_workers=0`` the pipelines draw from their own RNG state. The same seed
-    reproduces the same batches; workers, ranks and epochs differ.
+    Randomness: every draw is a function of ``seed`` and of where it happens: the order of an epoch
+    (:class:`~lightning_aug.data.sampling.EpochSampler`: seed, epoch; ranks read contiguous parts),
+    each sample's augmentation (:class:`~lightning_aug.data.datasets.TransformedDataset`: seed, epoch,
+    sample, repeat) and each training batch's device ops and mixing (seed, rank, epoch, batch). The
+    same seed gives the same batches whatever the number of workers; checkpoints hold the position
+    in the epoch, so a run resumed mid-epoch trains on the uninterrupted run's batches.
 
     Args:
         dataset: a :class:`~lightning_aug.data.datasets.DatasetFactory` (or a ``{"_target_": ...}``
@@ -207,12 +209,7 @@ class AugDataModule(LightningDataModule):
         self._num_classes = check_int("num_classes", num_classes, 2, optional=True)
         self.seed = check_int("seed", seed, 0, optional=True)
         self.device_transforms = check_ops(device_transforms)
-        self.stage = DeviceStage(
-            self.mean,
-            self.std,
-            self.device_transforms,
-            lambda: stream_seed(self.run_seed, self._rank, Stream.BATCH_OPS),
-        )
+        self.stage = DeviceStage(self.mean, self.std, self.device_transforms)
         self.in_memory = check_bool("in_memory", in_memory)
         if in_memory and (self.train_pipeline.transforms or self.eval_pipeline.transforms):
             raise ValueError(
@@ -220,13 +217,17 @@ class AugDataModule(LightningDataModule):
                 "eval_transforms are set; move the augmentation to device_transforms"
             )
         self.skips = SkipReport()  # unreadable files replaced (on_bad_image="skip"), per epoch
-        self._pending_pipeline_state: dict[str, Any] | None = None
         # training batches served in the current epoch: (epoch, batches), checkpointed; a resumed run's
         # sampler starts after them (applied when the loader is made: Lightning restores the loaders'
         # own state only after a one-cycle schedule's estimated_stepping_batches has made them)
         self._position: tuple[int, int] = (0, 0)
         self._pending_position: tuple[int, int] | None = None
         self._train_sampler: EpochSampler | None = None
+        # (epoch, index in the epoch) of the training batch in the device stage: its parameters'
+        # seed, read by BatchTransform callbacks too (lightning_aug.seeding.batch_rng)
+        self.batch_coordinates: tuple[int, int] = (0, 0)
+        self._untrained_batches = 0  # device-stage calls without a trainer (preview, bench)
+        self._resumed_without_position = False
         self.datasets: dict[Split, Dataset | None] = {}
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
@@ -296,9 +297,6 @@ class AugDataModule(LightningDataModule):
                     initial["seed"] = self._run_seed
         return self._run_seed
 
-    def _device_ops_seed(self) -> int:
-        return stream_seed(self.run_seed, self._rank, Stream.BATCH_OPS)
-
     @property
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
@@ -343,14 +341,12 @@ class AugDataModule(LightningDataModule):
             if hasattr(data, "epoch_order"):  # shards: one order for every rank, from the run seed
                 data.order_seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # type: ignore[attr-defined]
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
-            transformed = TransformedDataset(data, pipeline, stream_seed(self.run_seed, self._rank, stream))
+            # rank 0's stream on every rank: a sample's augmentation does not depend on the world size
+            transformed = TransformedDataset(data, pipeline, stream_seed(self.run_seed, 0, stream))
             self.datasets[split] = transformed
             said = _decoding(data, pipeline, transformed.fused)
             if said is not None:
                 rank_zero_info(f"AugDataModule: {split} {said}")
-            if train and self._pending_pipeline_state is not None:
-                transformed.set_rng_state(self._pending_pipeline_state)
-                self._pending_pipeline_state = None
 
     def _check_sizes(self, split: Split, data: Any, pipeline: Pipeline | None) -> None:
         """Refuse, before any worker starts, data of several image sizes that ``pipeline`` (``None``:
@@ -403,15 +399,24 @@ class AugDataModule(LightningDataModule):
         base = getattr(dataset, "dataset", dataset)
         if train and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:
             # Lightning serves the first batches in order: make them a fixed draw of every class
-            order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_seed))  # type: ignore[arg-type]
-            dataset = Subset(dataset, order.tolist())
+            fixed = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_seed))  # type: ignore[arg-type]
+            dataset = Subset(dataset, fixed.tolist())
         sampler = None
-        if hasattr(base, "epoch_order") and dataset is self.datasets[split]:  # shards: chunk-local order
+        if dataset is self.datasets[split]:  # (not the fixed draw of overfit_batches above)
+            size = len(dataset)  # type: ignore[arg-type]
+            seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # one order for every rank
+            # shards: their chunk-local shuffle; others: a permutation; both functions of (seed, epoch)
+            order: Callable[[int], Any] = (
+                base.epoch_order
+                if hasattr(base, "epoch_order")
+                else functools.partial(permutation, size, seed)
+            )
             sampler = EpochSampler(
-                len(dataset),  # type: ignore[arg-type]
-                order=base.epoch_order if train else None,
+                size,
+                order=order if train else None,
                 num_replicas=trainer.world_size if trainer is not None else 1,
                 rank=self._rank,
+                drop_last=train and self.loader.drop_last,
             )
         auto_pin = trainer is not None and self.loader.pin_memory == "auto"  # read the device only then
         made: Any = self.loader.make_loader(
@@ -484,48 +489,38 @@ class AugDataModule(LightningDataModule):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        """The generators' states (loaders, ``device_transforms``), saved in checkpoints.
+        """What a resumed run needs, saved in checkpoints: the position in the training epoch (the
+        samples that reached the training step), the class names (``lightning-aug-predict``) and the
+        loaders' generator (the workers' base seeds).
 
-        Resuming from a checkpoint taken at an epoch's end continues every stream: the next epochs
-        get the shuffle order, worker seeds and device augmentations of the uninterrupted run. (A
-        checkpoint taken mid-epoch restarts that epoch, as Lightning does, with the order and
-        augmentations of a new epoch.)
+        Every random draw of the data path is a function of the run seed and where it happens (the
+        order: the epoch; a sample's augmentation: epoch, sample, repeat; device ops and mixing:
+        epoch, batch, rank), so the position is all the state there is: a run resumed from any
+        checkpoint, mid-epoch included, trains on the batches of the uninterrupted run.
         """
         state: dict[str, Any] = {"train_loader_generator": self.loader_generator(True).get_state()}
         classes = getattr(self.datasets.get("train"), "classes", None)
         if classes:  # the names predictions are written with (lightning-aug-predict)
             state["classes"] = [str(name) for name in classes]
-        if self.device_transforms:
-            state["batch_generator"] = self.stage.generator.bit_generator.state
         if self._train_sampler is not None:
             state["train_position"] = self._train_position()
-        train = self.datasets.get("train")
-        if isinstance(train, TransformedDataset):  # the pipeline's streams when it runs in this process
-            state["train_pipeline"] = train.rng_state()
         return state
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`. A checkpoint of lightning_aug 0.2 (no position; generator
+        streams instead) still resumes, from the start of its epoch, with Lightning's warning."""
         if "train_loader_generator" in state_dict:
             self.loader_generator(True).set_state(state_dict["train_loader_generator"])
-        if "batch_generator" in state_dict:
-            self.stage.generator.bit_generator.state = state_dict["batch_generator"]
-        if "train_position" in state_dict:
-            position = (
-                int(state_dict["train_position"]["epoch"]),
-                int(state_dict["train_position"]["samples"]),
-            )
-            self._position = (position[0], position[1] // self.loader.batch_size)
-            if self._train_sampler is not None:
-                self._train_sampler.set_start(*position)
-            else:
-                self._pending_position = position
-        if "train_pipeline" in state_dict:
-            train = self.datasets.get("train")
-            if isinstance(train, TransformedDataset):
-                train.set_rng_state(state_dict["train_pipeline"])
-            else:  # restored before setup: applied when the train split is built
-                self._pending_pipeline_state = state_dict["train_pipeline"]
+        if "train_position" not in state_dict:
+            self._resumed_without_position = True
+            return
+        position = (int(state_dict["train_position"]["epoch"]), int(state_dict["train_position"]["samples"]))
+        self._position = (position[0], position[1] // self.loader.batch_size)
+        if self._train_sampler is not None:
+            self._train_sampler.set_start(*position)
+        else:
+            self._pending_position = position
 
     def device_stage(
         self,
@@ -548,7 +543,13 @@ class AugDataModule(LightningDataModule):
         epoch = trainer.current_epoch if trainer is not None else 0
         # the paths of unreadable files replaced in this batch, if any (on_bad_image="skip")
         self.skips.record(batch[2] if len(batch) == 3 else (), epoch, self._rank, samples=len(batch[1]))
-        return self.stage(batch[0], batch[1], transforms, trainer, train)
+        if trainer is None:  # the preview and bench apps: batches 0, 1, ... of epoch 0
+            self.batch_coordinates = (0, self._untrained_batches)
+            self._untrained_batches += 1
+        rng = (
+            batch_rng(self.run_seed, self._rank, Stream.BATCH_OPS, *self.batch_coordinates) if train else None
+        )
+        return self.stage(batch[0], batch[1], transforms, trainer, train, rng)
 
     def report_skipped(self) -> None:
         """Warn about the unreadable files skipped in the current epoch (``skipped_files`` keeps all)."""
@@ -564,6 +565,27 @@ class AugDataModule(LightningDataModule):
         if trainer is None or not trainer.training:
             return self.device_stage(batch)
         epoch, batches = self._position
-        self._position = (trainer.current_epoch, batches + 1 if epoch == trainer.current_epoch else 1)
+        index = batches if epoch == trainer.current_epoch else 0
+        self._position = (trainer.current_epoch, index + 1)
+        self.batch_coordinates = (trainer.current_epoch, index)
+        if self._resumed_without_position:
+            self._warn_unresumable(trainer)
         transforms = [c for c in trainer.callbacks if isinstance(c, BatchTransform)]  # type: ignore[attr-defined]
         return self.device_stage(batch, transforms, trainer, train=True)
+
+    def _warn_unresumable(self, trainer: Trainer) -> None:
+        """Lightning's warning for a mid-epoch resume from a checkpoint without the loader's
+        position (one of lightning_aug 0.2): the epoch starts again from its first batch."""
+        self._resumed_without_position = False
+        if trainer.fit_loop.epoch_loop.batch_progress.current.ready > 0:
+            from lightning.pytorch.utilities import rank_zero_warn
+            from lightning.pytorch.utilities.warnings import PossibleUserWarning
+
+            rank_zero_warn(
+                "You're resuming from a checkpoint that ended before the epoch ended and your dataloader is"
+                " not resumable. This can cause unreliable results if further training is done."
+                " Consider using an end-of-epoch checkpoint or make your dataloader resumable by implementing"
+                " the `state_dict` / `load_state_dict` interface. (A checkpoint of lightning_aug 0.2: it"
+                " holds no position in the epoch.)",
+                category=PossibleUserWarning,
+            )

@@ -14,7 +14,15 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-__all__ = ["Stream", "derive_seed", "resolve_run_seed", "seed_worker", "stream_seed"]
+__all__ = [
+    "Stream",
+    "batch_rng",
+    "derive_seed",
+    "resolve_run_seed",
+    "sample_seed",
+    "seed_worker",
+    "stream_seed",
+]
 
 
 class Stream(IntEnum):
@@ -46,6 +54,40 @@ def derive_seed(*entropy: int) -> int:
 def stream_seed(run_seed: int, rank: int, stream: Stream) -> int:
     """The seed of ``stream`` on global ``rank`` for the run seed."""
     return derive_seed(run_seed, rank, int(stream))
+
+
+_MASK = (1 << 64) - 1
+
+
+def _mix64(x: int) -> int:
+    """SplitMix64's finaliser: a 64-bit integer to a well-mixed one (0.3 us in Python)."""
+    x = (x + 0x9E37_79B9_7F4A_7C15) & _MASK
+    x = ((x ^ (x >> 30)) * 0xBF58_476D_1CE4_E5B9) & _MASK
+    x = ((x ^ (x >> 27)) * 0x94D0_49BB_1331_11EB) & _MASK
+    return x ^ (x >> 31)
+
+
+def sample_seed(seed: int, epoch: int, sample: int, repeat: int = 0) -> int:
+    """The 63-bit seed of one sample's augmentation: a function of ``(seed, epoch, sample, repeat)``
+    alone (not of the worker, the rank or the resume point), cheap enough for every sample (1 us,
+    against 5.6 us for ``numpy.random.SeedSequence``).
+
+    Example::
+
+        >>> sample_seed(0, 1, 2) == sample_seed(0, 1, 2) != sample_seed(0, 2, 1)
+        True
+    """
+    value = _mix64(seed & _MASK)
+    for part in (epoch, sample, repeat):
+        value = _mix64(value ^ (part & _MASK))
+    return value >> 1
+
+
+def batch_rng(seed: int, rank: int, stream: Stream, epoch: int, batch: int) -> np.random.Generator:
+    """The generator of one training batch's parameters (device ops, mixing): a function of the run
+    seed, the rank, the stream, the epoch and the batch's index in it, so a resumed run draws what
+    the uninterrupted one drew."""
+    return np.random.default_rng([seed & _MASK, rank, int(stream), epoch, batch])
 
 
 def resolve_run_seed(seed: int | None, owner: str) -> int:

@@ -29,7 +29,8 @@ class Probe(Callback):
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         datamodule: Any = trainer.datamodule
         sampler = trainer.train_dataloader.sampler  # type: ignore[union-attr]
-        indices = list(iter(sampler))
+        sampler.set_epoch(trainer.current_epoch)
+        indices = [key.sample for key in sampler]
         train = datamodule.datasets["train"]
         self.hashes = [hashlib.sha1(train.dataset.samples[i][0].encode()).hexdigest() for i in indices]
         path = self.output_dir / f"probe_rank{trainer.global_rank}.json"

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import numpy as np
@@ -23,6 +22,7 @@ from lightning_aug.device.augment import (
     apply_ops_moving_first,
     sample_ops,
 )
+from lightning_aug.seeding import Stream, batch_rng
 
 
 def reference(op: DeviceOp, image: Tensor, p: dict[str, Tensor]) -> Tensor:
@@ -145,11 +145,8 @@ def test_datamodule_device_stage_equals_reference_then_normalise(
 ) -> None:
     dm = AugDataModule(repeated, device_transforms=ops, seed=3)
     raw = torch.randint(0, 256, (5, 3, 16, 16), dtype=torch.uint8)
-    state = copy.deepcopy(dm.stage.generator.bit_generator.state)
     images, _ = dm.device_stage((raw, torch.zeros(5, dtype=torch.int64)), train=True)
-    rng = np.random.default_rng()
-    rng.bit_generator.state = state
-    params = sample_ops(ops, 5, 16, 16, rng)
+    params = sample_ops(ops, 5, 16, 16, batch_rng(3, 0, Stream.BATCH_OPS, 0, 0))  # without a trainer: batch 0
     mean, std = torch.tensor(dm.mean).view(3, 1, 1), torch.tensor(dm.std).view(3, 1, 1)
     for i in range(5):
         expected = raw[i].float() / 255
@@ -158,15 +155,20 @@ def test_datamodule_device_stage_equals_reference_then_normalise(
         torch.testing.assert_close(images[i], (expected - mean) / std, atol=1e-4, rtol=1e-4)
 
 
-def test_batch_generator_state_resumes(repeated: RepeatedImageFactory) -> None:
-    dm = AugDataModule(repeated, device_transforms=[HorizontalFlip()], seed=0)
+def test_device_augmentation_is_a_function_of_the_batch(repeated: RepeatedImageFactory) -> None:
+    """The ops' parameters come from (run seed, rank, epoch, batch): the same batch of another
+    DataModule of the same seed (a resumed run) gets the same augmentation; others do not."""
     raw = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
-    dm.stage.augment(raw)
-    state = dm.state_dict()
-    expected = [dm.stage.augment(raw) for _ in range(3)]
-    other = AugDataModule(repeated, device_transforms=[HorizontalFlip()], seed=99)
-    other.load_state_dict(state)
-    assert all(torch.equal(a, other.stage.augment(raw)) for a in expected)
+    flips = [HorizontalFlip(), RandomCrop(padding=2)]
+
+    def stage(seed: int, epoch: int, batch: int) -> torch.Tensor:
+        dm = AugDataModule(repeated, device_transforms=flips, seed=seed)
+        return dm.stage.augment(raw.clone(), batch_rng(seed, 0, Stream.BATCH_OPS, epoch, batch))
+
+    first = stage(0, 2, 7)
+    assert torch.equal(first, stage(0, 2, 7))
+    assert not torch.equal(first, stage(0, 2, 8)) and not torch.equal(first, stage(0, 3, 7))
+    assert not torch.equal(first, stage(1, 2, 7))
 
 
 def test_batch_transforms_must_be_ops(repeated: RepeatedImageFactory) -> None:

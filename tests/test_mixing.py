@@ -134,40 +134,39 @@ def test_soft_input_targets_are_mixed_too() -> None:
     torch.testing.assert_close(targets, lam * soft + (1 - lam) * soft.flip(0))
 
 
-def draws(cb: MixupCallback, n: int = 4) -> list[Tensor]:
+def draws(cb: MixupCallback, n: int = 4, rank: int = 0, epoch: int = 0, start: int = 0) -> list[Tensor]:
+    """The mixed images of batches ``start .. start + n - 1`` of ``epoch`` on ``rank``."""
     out = []
-    for step in range(n):
+    for step in range(start, start + n):
         x, labels = batch(8, seed=step)
-        cb.transform_batch(x, labels, None)
+        coordinates = SimpleNamespace(batch_coordinates=(epoch, step))
+        trainer = SimpleNamespace(global_rank=rank, current_epoch=epoch, datamodule=coordinates)
+        cb.transform_batch(x, labels, trainer)  # type: ignore[arg-type]
         out.append(x)
     return out
-
-
-def fit_callback(cb: MixupCallback, rank: int = 0) -> MixupCallback:
-    cb.setup(SimpleNamespace(global_rank=rank, datamodule=None), None, "fit")  # type: ignore[arg-type]
-    return cb
 
 
 def test_same_seed_reproduces_and_ranks_differ() -> None:
     def make() -> MixupCallback:
         return MixupCallback(mode="elem", cutmix_alpha=1.0, num_classes=C, seed=3)
 
-    a, b = draws(fit_callback(make())), draws(fit_callback(make()))
-    other_rank = draws(fit_callback(make(), rank=1))
-    other_seed = draws(fit_callback(MixupCallback(mode="elem", cutmix_alpha=1.0, num_classes=C, seed=4)))
+    a, b = draws(make()), draws(make())
+    other_rank = draws(make(), rank=1)
+    other_seed = draws(MixupCallback(mode="elem", cutmix_alpha=1.0, num_classes=C, seed=4))
     assert all(torch.equal(p, q) for p, q in zip(a, b, strict=True))
     assert not any(torch.equal(p, q) for p, q in zip(a, other_rank, strict=True))
     assert not any(torch.equal(p, q) for p, q in zip(a, other_seed, strict=True))
 
 
-def test_state_dict_continues_the_identical_stream() -> None:
-    cb = MixupCallback(mode="pair", cutmix_alpha=1.0, num_classes=C, seed=0)
-    draws(cb, 2)
-    state = cb.state_dict()
-    expected = draws(cb, 3)
-    resumed = MixupCallback(mode="pair", cutmix_alpha=1.0, num_classes=C, seed=999)  # the state wins
-    resumed.load_state_dict(state)
-    assert all(torch.equal(p, q) for p, q in zip(expected, draws(resumed, 3), strict=True))
+def test_a_batch_mixes_alike_in_a_resumed_run() -> None:
+    """The parameters are a function of (seed, rank, epoch, batch): a fresh callback (a resumed run)
+    starting at batch 2 mixes batches 2-4 as the uninterrupted one did; another epoch differs."""
+    expected = draws(MixupCallback(mode="pair", cutmix_alpha=1.0, num_classes=C, seed=0), 5)
+    resumed = MixupCallback(mode="pair", cutmix_alpha=1.0, num_classes=C, seed=0)
+    resumed.load_state_dict(resumed.state_dict())
+    assert all(torch.equal(p, q) for p, q in zip(expected[2:], draws(resumed, 3, start=2), strict=True))
+    later = draws(MixupCallback(mode="pair", cutmix_alpha=1.0, num_classes=C, seed=0), 5, epoch=1)
+    assert not any(torch.equal(p, q) for p, q in zip(expected, later, strict=True))
 
 
 def test_kernel_copies_only_into_the_chunk_buffers(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -482,7 +481,11 @@ def test_batched_kernel_keeps_its_buffers_between_batches() -> None:
     assert {name: b.data_ptr() for name, b in cb._device_buffers.items()} == held
 
 
-def test_a_torch_generator_state_is_refused_by_name() -> None:
-    cb = MixupCallback(num_classes=C)
-    with pytest.raises(ValueError, match="torch.Generator state .* numpy Generator"):
-        cb.load_state_dict({"generator": torch.Generator().get_state()})
+def test_the_states_of_earlier_versions_still_load() -> None:
+    """0.1 (a torch.Generator's) and 0.2 (a numpy Generator's) callback states load; they are not
+    needed any more (each batch draws from its own generator)."""
+    cb = MixupCallback(num_classes=C, seed=0)
+    expected = draws(MixupCallback(num_classes=C, seed=0), 2)
+    cb.load_state_dict({"generator": torch.Generator().get_state()})
+    cb.load_state_dict({"generator": np.random.default_rng(0).bit_generator.state})
+    assert all(torch.equal(p, q) for p, q in zip(expected, draws(cb, 2), strict=True))

@@ -513,8 +513,11 @@ class _Scheduled(Recorder):
 
 
 def _datamodule(shards: Path, workers: int) -> AugDataModule:
+    from torchvision.transforms import v2
+
     loader = LoaderSettings(batch_size=4, num_workers=workers, persistent_workers=False)
-    return AugDataModule(StreamingShards(str(shards)), loader=loader, seed=0)
+    crop = [v2.RandomCrop(16, padding=3)]  # worker-side augmentation: identical after the resume too
+    return AugDataModule(StreamingShards(str(shards)), train_transforms=crop, loader=loader, seed=0)
 
 
 def _trainer(tmp_path: Path, **kwargs: Any) -> Trainer:
@@ -537,7 +540,7 @@ def test_resume_mid_epoch_continues_at_the_next_sample(shards: Path, tmp_path: P
     )
     _trainer(tmp_path, max_epochs=1, callbacks=[checkpoints]).fit(full, _datamodule(shards, workers))
     epoch = _digests(full.seen["train"])
-    assert len(epoch) == 48 and len(set(epoch)) == 48  # every sample once
+    assert len(epoch) == 48 and len(set(epoch)) == 48  # every sample once (each augmented its own way)
     resumed = _Scheduled(num_classes=4)
     trainer = _trainer(tmp_path, max_epochs=1)
     trainer.fit(resumed, _datamodule(shards, workers), ckpt_path=tmp_path / "ckpt" / "step=5.ckpt")

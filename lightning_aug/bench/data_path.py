@@ -165,6 +165,22 @@ class _BaselineDataset:
         return self.transform(image), label
 
 
+def _seeding_cost(train: Any, configured_img_s: float, samples: int = 20000) -> dict[str, float]:
+    """Microseconds per sample of seeding a sample's generators from its (seed, epoch, sample) key,
+    and its share of the configured pipeline's per-worker time per image."""
+    import torch
+
+    from lightning_aug.data.sampling import SampleKey
+
+    outer = torch.get_rng_state()
+    start = time.perf_counter()
+    for i in range(samples):
+        train._seed_sample(SampleKey(i, 1))
+    micros = (time.perf_counter() - start) * 1e6 / samples
+    torch.set_rng_state(outer)
+    return {"us_per_sample": round(micros, 2), "share": round(micros * 1e-6 * configured_img_s, 4)}
+
+
 def _per_transform(dm: Any, raw: Any, count: int) -> dict[str, float]:
     """ms per image of decoding and of each transform of the configured train pipeline (on decoded
     images)."""
@@ -256,11 +272,24 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         )
     cases[f"decode only ({getattr(raw, 'decoder_name', 'dataset')})"] = each(raw)
     cases[BASELINE] = each(baseline)
-    if hasattr(train, "__getitems__"):
+    if hasattr(train, "__getitems__"):  # a batch at a time, as the DataLoader asks
+        from lightning_aug.data.datasets.memory import PreCollated
+
         bs = loader.batch_size
-        cases[CONFIGURED] = lambda a, b: sum(
-            len(train.__getitems__(list(range(s, min(s + bs, b))))[0]) for s in range(a, b, bs)
-        )
+
+        def made(batch: Any) -> int:  # a PreCollated (images, labels) pair, or a list of samples
+            return len(batch[0]) if isinstance(batch, PreCollated) else len(batch)
+
+        from lightning_aug.data.sampling import SampleKey
+
+        passes = [-1]  # each pass over the images is another epoch: other crops, as in training
+
+        def configured(a: int, b: int) -> int:
+            passes[0] += a == 0
+            keys = [SampleKey(i, passes[0]) for i in range(a, b)]
+            return sum(made(train.__getitems__(keys[s : s + bs])) for s in range(0, len(keys), bs))
+
+        cases[CONFIGURED] = configured
     else:
         cases[CONFIGURED] = each(train)
     from lightning_aug.data.datasets.base import TransformedDataset
@@ -287,6 +316,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     }
     if not dm.in_memory:
         results["per_transform_ms"] = _per_transform(dm, raw, min(count, 64))
+    if isinstance(train, TransformedDataset):  # each sample's generators seeded from its key
+        results["per_sample_seeding"] = _seeding_cost(train, rates[CONFIGURED])
     results["crop_while_decoding"] = bool(getattr(train, "fused", False))
     if results["crop_while_decoding"]:  # what the fused decode + crop costs, against decoding alone
         from lightning_aug.data.jpeg import read_image_bytes

@@ -57,6 +57,12 @@ def table(results: dict[str, Any]) -> str:
     if "per_transform_ms" in results:
         lines.append("per-transform cost                         ms/img")
         lines += [f"  {k:<38} {v:>8.3f}" for k, v in results["per_transform_ms"].items()]
+    if "per_sample_seeding" in results:
+        seeding = results["per_sample_seeding"]
+        lines.append(
+            f"per-sample seeding (generators from (seed, epoch, sample)): {seeding['us_per_sample']:.2f} "
+            f"us/img, {seeding['share']:.1%} of the configured pipeline's time per image"
+        )
     lines.append("num_workers sweep                          img/s")
     lines += [f"  {k:<38} {v:>8.0f}" for k, v in results["workers_sweep_img_s"].items()]
     lines.append(f"  recommended num_workers: {results['recommended_num_workers']}")

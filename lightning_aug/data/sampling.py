@@ -50,7 +50,8 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
             order are read again to fill the last rank's part, as ``DistributedSampler`` does).
 
     The parts are contiguous (rank ``r`` reads positions ``r*n .. (r+1)*n - 1`` of the epoch's order),
-    so that ranks reading shards read different chunks.
+    so that ranks reading shards read different chunks. Lightning calls :meth:`set_epoch` before each
+    epoch; a loop of your own that iterates again without it gets the next epoch.
     """
 
     def __init__(
@@ -70,9 +71,12 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         self.num_samples = size // num_replicas if drop_last else -(-size // num_replicas)
         self.total_size = self.num_samples * num_replicas
         self._start: tuple[int, int] | None = None  # (epoch, position) to begin at, once
+        self._epoch_given = True  # a pass without set_epoch after another is the next epoch
 
     def set_epoch(self, epoch: int) -> None:
+        """The epoch of the next pass (Lightning calls it before each epoch)."""
         self.epoch = epoch
+        self._epoch_given = True
 
     def set_start(self, epoch: int, position: int) -> None:
         """Begin ``epoch`` (once) at ``position`` of this rank's part: a resumed run."""
@@ -93,6 +97,9 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         return self.num_samples
 
     def __iter__(self) -> Iterator[SampleKey]:
+        if not self._epoch_given:  # iterated again without set_epoch (a loop of your own)
+            self.epoch += 1
+        self._epoch_given = False
         epoch, begin = self.epoch, 0
         if self._start is not None and self._start[0] == epoch:
             begin = self._start[1]

@@ -6,7 +6,7 @@ normalised with ``mean``/``std`` -> the ``BatchTransform`` callbacks in order (t
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -28,25 +28,14 @@ class DeviceStage:
 
     Args:
         mean, std: per-channel statistics on the 0-1 scale.
-        ops: device-batched augmentation (:mod:`lightning_aug.device.augment`), training batches only.
-        seed: called once, on first use, for the seed of the ops' host generator (the DataModule's
-            run seed and rank are known only then).
+        ops: device-batched augmentation (:mod:`lightning_aug.device.augment`), training batches only;
+            their parameters are drawn on the host from the generator each batch is given
+            (:func:`lightning_aug.seeding.batch_rng` in ``AugDataModule``: a function of the batch).
     """
 
-    def __init__(
-        self, mean: Sequence[float], std: Sequence[float], ops: Sequence[DeviceOp], seed: Callable[[], int]
-    ) -> None:
+    def __init__(self, mean: Sequence[float], std: Sequence[float], ops: Sequence[DeviceOp]) -> None:
         self.mean, self.std, self.ops = tuple(mean), tuple(std), list(ops)
-        self._seed = seed
-        self._generator: np.random.Generator | None = None
         self._affine: dict[tuple[torch.device, float], tuple[Tensor, Tensor]] = {}
-
-    @property
-    def generator(self) -> np.random.Generator:
-        """The host generator of the ops' parameters (saved in checkpoints by the DataModule)."""
-        if self._generator is None:
-            self._generator = np.random.default_rng(self._seed())
-        return self._generator
 
     def _affine_on(self, device: torch.device, max_value: float) -> tuple[Tensor, Tensor]:
         key = (device, max_value)
@@ -61,14 +50,14 @@ class DeviceStage:
         """uint8 ``(N, C, H, W)`` batch to normalised float32 on the batch's device."""
         return normalize_uint8(images, *self._affine_on(images.device, 255.0))
 
-    def augment(self, images: Tensor) -> Tensor:
-        """The ops on a uint8 batch, then normalised. The leading ops that only move pixels (crops,
-        flips) run on the uint8 batch on the CPU (a quarter of the bytes of floats), and as one
-        ``grid_sample`` of the float batch elsewhere (a few launches whatever the batch size); the
-        other ops on floats in [0, 1]."""
+    def augment(self, images: Tensor, rng: np.random.Generator) -> Tensor:
+        """The ops on a uint8 batch (parameters drawn from ``rng``), then normalised. The leading ops
+        that only move pixels (crops, flips) run on the uint8 batch on the CPU (a quarter of the bytes
+        of floats), and as one ``grid_sample`` of the float batch elsewhere (a few launches whatever
+        the batch size); the other ops on floats in [0, 1]."""
         ops = self.ops
         n, _, height, width = images.shape
-        params = sample_ops(ops, n, height, width, self.generator)
+        params = sample_ops(ops, n, height, width, rng)
         moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
         done = apply_ops_moving_first(images, ops, params, moving) if images.device.type != "cpu" else None
         if done is not None:
@@ -89,10 +78,14 @@ class DeviceStage:
         transforms: Sequence[BatchTransform] = (),
         trainer: Trainer | None = None,
         train: bool = False,
+        rng: np.random.Generator | None = None,
     ) -> tuple[Tensor, Any]:
-        """Training batches (``train``): the ops and normalisation, then ``transforms`` in order;
-        other batches: normalisation only."""
-        images = self.augment(images) if train and self.ops else self.normalize(images)
+        """Training batches (``train``): the ops (parameters from ``rng``; ``None``: a generator seeded
+        with 0) and normalisation, then ``transforms`` in order; other batches: normalisation only."""
+        if train and self.ops:
+            images = self.augment(images, rng if rng is not None else np.random.default_rng(0))
+        else:
+            images = self.normalize(images)
         for transform in transforms:
             images, targets = transform.transform_batch(images, targets, trainer)
         return images, targets

@@ -6,11 +6,12 @@ from abc import ABC, abstractmethod
 from typing import Any, Literal, get_args
 
 import torch
-from torch import Tensor
 from torch.utils.data import Dataset
 
 from lightning_aug.data.pipeline import Pipeline
+from lightning_aug.data.sampling import SampleKey, sample_index
 from lightning_aug.hparams import RecordsArguments
+from lightning_aug.seeding import sample_seed
 
 __all__ = ["SPLITS", "DatasetFactory", "Split", "TransformedDataset", "check_split"]
 
@@ -81,39 +82,54 @@ class TransformedDataset(Dataset):
     :meth:`~lightning_aug.data.pipeline.Pipeline.decode_first`,
     the dataset runs that crop while decoding (``fused``) and the rest of the pipeline runs here.
 
-    In DataLoader workers, :func:`~lightning_aug.seeding.seed_worker` seeds everything per worker. In
-    the main process (``num_workers=0``) the pipeline draws from its own torch RNG state, swapped in
-    around each sample, so augmentations do not depend on the model's RNG use and differ between
-    ranks even where the global seed is the same.
+    **Each sample's augmentation is a function of (seed, epoch, sample, repeat)**: before a sample is
+    read, the generators its pipeline draws from are seeded from :func:`~lightning_aug.seeding.sample_seed`
+    of the ``seed``, the epoch, the sample's position and its repeat (a
+    :class:`~lightning_aug.data.sampling.SampleKey`; a plain index is epoch 0, repeat 0): torch's default
+    generator (torchvision, the fused crops), albumentations' shared pair (re-seeded in place,
+    :meth:`~lightning_aug.data.pipeline.Pipeline.reseed_sample`), and, where the pipeline holds a
+    transform of another library (a plain function, say), Python's and numpy's global ones. So the
+    same sample gets the same augmentation whatever worker reads it, however many workers or ranks
+    there are, and after a resume. In the main process (``num_workers=0``) torch's global state is
+    put back after each sample: the model's own draws are not moved.
+
+    Args:
+        dataset: the map-style dataset.
+        pipeline: the per-sample pipeline.
+        seed: the seed of the samples' augmentation (the same on every rank).
     """
 
     def __init__(self, dataset: Dataset, pipeline: Pipeline, seed: int) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
+        self.seed = seed
         # the pipeline's leading crop run while decoding, where the dataset can
         accept = getattr(dataset, "set_crop_decoder", None)
         self.fused = bool(
             pipeline.decode_head is not None and accept is not None and accept(pipeline.decode_first)
         )
-        self._main_rng_state: Tensor | None = None
-        self.reseed(seed)
+        self._globals = pipeline.draws_from_globals
+        self._keys = bool(getattr(dataset, "accepts_keys", False))  # e.g. shards: the epoch for prefetching
+        pipeline.reseed(seed)
 
     def reseed(self, seed: int) -> None:
-        """Seed the pipeline; in the main process also the torch RNG state it draws from."""
+        """Seed the pipeline's own generators (a worker's start); each sample re-seeds them anyway."""
         self.pipeline.reseed(seed)
-        if torch.utils.data.get_worker_info() is None:
-            self._main_rng_state = torch.Generator().manual_seed(seed).get_state()
+
+    def _seed_sample(self, key: Any) -> None:
+        if isinstance(key, SampleKey):
+            value = sample_seed(self.seed, key.epoch, key.sample, key.repeat)
         else:
-            self._main_rng_state = None
+            value = sample_seed(self.seed, 0, int(key), 0)
+        torch.default_generator.manual_seed(value)  # 1 us; torch.manual_seed seeds CUDA too: 73 us
+        self.pipeline.reseed_sample(value)
+        if self._globals:  # a transform of another library may draw from the global generators
+            import random
 
-    def rng_state(self) -> dict[str, Any]:
-        """The main-process RNG states (``num_workers=0``): torch's and the pipeline's own."""
-        return {"torch": self._main_rng_state, "pipeline": self.pipeline.rng_state()}
+            import numpy as np
 
-    def set_rng_state(self, state: dict[str, Any]) -> None:
-        if state.get("torch") is not None:
-            self._main_rng_state = state["torch"]
-        self.pipeline.set_rng_state(state.get("pipeline") or {})
+            random.seed(value)
+            np.random.seed(value & 0xFFFF_FFFF)
 
     @property
     def classes(self) -> list[str] | None:
@@ -123,8 +139,17 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)  # type: ignore[arg-type]
 
-    def __getitem__(self, index: int) -> tuple[Any, ...]:
-        return self._with_rng(lambda: self._apply(self.dataset[index]))
+    def __getitem__(self, key: Any) -> tuple[Any, ...]:
+        """The sample of ``key`` (a :class:`~lightning_aug.data.sampling.SampleKey` or an index),
+        augmented as a function of its key."""
+        in_worker = torch.utils.data.get_worker_info() is not None
+        outer = None if in_worker else torch.get_rng_state()
+        try:
+            self._seed_sample(key)
+            return self._apply(self.dataset[key if self._keys else sample_index(key)])
+        finally:
+            if outer is not None:
+                torch.set_rng_state(outer)
 
     def __getitems__(self, indices: list[Any]) -> list[tuple[Any, ...]]:
         """A batch's samples (the DataLoader asks for them together), checked to be of one size: a
@@ -137,7 +162,6 @@ class TransformedDataset(Dataset):
         samples = [self[index] for index in indices]
         shapes = [tuple(getattr(s[0], "shape", ())) for s in samples]
         if len(set(shapes)) > 1:
-            from lightning_aug.data.sampling import sample_index
             from lightning_aug.errors import DataError
 
             first = shapes[0]
@@ -151,23 +175,6 @@ class TransformedDataset(Dataset):
                 "imagenet_tv in the apps)"
             )
         return samples
-
-    def transform(self, sample: tuple[Any, ...]) -> tuple[Any, ...]:
-        """The pipeline applied to a sample the dataset has already read (a streamed dataset reads
-        its own and calls this)."""
-        return self._with_rng(lambda: self._apply(sample))
-
-    def _with_rng(self, run: Any) -> tuple[Any, ...]:
-        if self._main_rng_state is None or torch.utils.data.get_worker_info() is not None:
-            return run()
-        outer = torch.get_rng_state()  # the fused crop draws while decoding: swap around both
-        torch.set_rng_state(self._main_rng_state)
-        try:
-            out = run()
-            self._main_rng_state = torch.get_rng_state()
-        finally:
-            torch.set_rng_state(outer)
-        return out
 
     def _apply(self, sample: tuple[Any, ...]) -> tuple[Any, ...]:
         image, label, extra = sample[0], sample[1], tuple(sample[2:])  # extra: skipped bad files

@@ -73,8 +73,8 @@ class InMemoryDataset(Dataset):
             )
         shapes = {tuple(to_rgb_tensor(s[0]).shape) for s in samples[:1]}
         tensors = []
-        for image, _ in samples:
-            tensor = to_rgb_tensor(image)
+        for sample in samples:  # (image, label) or, with on_bad_image="skip", (image, label, skipped)
+            tensor = to_rgb_tensor(sample[0])
             if tuple(tensor.shape) not in shapes:
                 raise ValueError(
                     f"in_memory needs images of one size, got {sorted(shapes)[0]} and {tuple(tensor.shape)}"
@@ -89,6 +89,9 @@ class InMemoryDataset(Dataset):
     def __getitem__(self, index: int) -> tuple[Tensor, int]:
         return self.images[index], int(self.labels[index])
 
-    def __getitems__(self, indices: Sequence[int]) -> PreCollated:
-        index = torch.as_tensor(indices, dtype=torch.int64)
+    def __getitems__(self, indices: Sequence[Any]) -> PreCollated:
+        """The batch of ``indices`` (positions, or :class:`~lightning_aug.data.sampling.SampleKey` s)."""
+        from lightning_aug.data.sampling import sample_index
+
+        index = torch.as_tensor([sample_index(i) for i in indices], dtype=torch.int64)
         return PreCollated((self.images.index_select(0, index), self.labels.index_select(0, index)))

@@ -162,6 +162,8 @@ class ShardDataset(Dataset):
         shuffle_chunks: chunks whose samples are shuffled together by :meth:`epoch_order`.
     """
 
+    accepts_keys = True  # SampleKeys: the epoch tells which chunks to prefetch
+
     def __init__(
         self,
         store: ChunkStore,

@@ -24,7 +24,7 @@ from lightning_aug.device.mixing.functional import (
 from lightning_aug.device.mixing.sampling import MixParams, Mode, sample_mix_params
 from lightning_aug.device.normalize import to_device
 from lightning_aug.device.protocol import BatchTransform
-from lightning_aug.seeding import Stream, resolve_run_seed, stream_seed
+from lightning_aug.seeding import Stream, batch_rng, resolve_run_seed
 
 if TYPE_CHECKING:
     from lightning.pytorch import LightningModule, Trainer
@@ -71,9 +71,10 @@ class MixupCallback(BatchTransform):
     - From epoch ``off_epoch`` on (timm's ``mixup_off_epoch``) batches are no longer mixed.
 
     Speed: no Python loop over samples and no host-device sync. The parameters are drawn on the host
-    from the callback's own ``numpy.random.Generator`` (seeded from the run seed and the global rank, so
-    DDP ranks differ; saved in checkpoints) and reach the device in one copy (pinned, non-blocking on
-    CUDA). Two kernels apply them (``kernel``):
+    from a ``numpy.random.Generator`` of the batch (:meth:`batch_generator`: seeded from the run seed,
+    the global rank, the epoch and the batch's index, so DDP ranks differ and a resumed run mixes as
+    the uninterrupted one) and reach the device in one copy (pinned, non-blocking on CUDA). Two
+    kernels apply them (``kernel``):
 
     - ``"batched"``: a handful of whole-batch ops (at most 16 top-level ops per batch in ``batch``
       mode, 24 in ``pair`` and ``elem``, at any batch size; ``python -m lightning_aug.bench.launches``
@@ -102,8 +103,8 @@ class MixupCallback(BatchTransform):
         num_classes: classes of the targets; ``None``: ``trainer.datamodule.num_classes``.
         off_epoch: first epoch without mixing; ``None``: mix in every epoch.
         image_key, target_key: keys of dict batches (list/tuple batches are ``(images, targets, ...)``).
-        seed: seed of the parameter stream; ``None``: the AugDataModule's run seed, else Lightning's
-            global seed, else a fresh logged one. The global rank is always mixed in.
+        seed: seed of the parameters; ``None``: the AugDataModule's run seed, else Lightning's
+            global seed, else a fresh logged one. The global rank, epoch and batch are mixed in.
         log_lambda: log the batch's mean lambda as ``mixup/lam``.
         chunk_fraction: pairs per in-place step, as a fraction of the batch, in (0, 0.5].
 
@@ -186,8 +187,9 @@ class MixupCallback(BatchTransform):
         if kernel not in KERNELS:
             raise ValueError(f"kernel must be one of {list(KERNELS)}, got {kernel!r}")
         self.kernel: Kernel = kernel
-        self.generator: np.random.Generator | None = None
-        self._pending_state: dict[str, Any] | None = None
+        self._resolved_seed: int | None = None
+        self._batch_index: int | None = None  # Lightning's batch_idx, without AugDataModule
+        self._untrained_batches = 0
         self._device_buffers: dict[str, Tensor] = {}
         self.last_params: MixParams | None = None
         self._buffer_key: tuple[Any, ...] | None = None
@@ -203,38 +205,39 @@ class MixupCallback(BatchTransform):
 
     @override
     def state_dict(self) -> dict[str, Any]:
-        return {"generator": self._generator(None).bit_generator.state}
+        """Nothing to carry over: every batch's parameters are a function of the batch
+        (:meth:`batch_generator`). Kept for Lightning's callback state."""
+        return {"per_batch_seeding": True}
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if "generator" not in state_dict:
-            raise KeyError(f"MixupCallback state has no 'generator' entry (keys: {sorted(state_dict)})")
-        state = state_dict["generator"]
-        if not isinstance(state, dict):
-            raise ValueError(
-                "MixupCallback state holds a torch.Generator state (a checkpoint of lightning_aug 0.1); "
-                "this version draws from a numpy Generator: resume from a newer checkpoint, or drop the "
-                "callback state (the mixup stream then starts afresh)"
-            )
-        if self.generator is None:
-            self._pending_state = state
-        else:
-            self.generator.bit_generator.state = state
+        """Accepts the state of any version: the generator stream of 0.1 and 0.2 checkpoints is no
+        longer needed (each batch draws from its own generator)."""
 
     def _run_seed(self, trainer: Trainer | None) -> int:
-        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
-        if self.seed is None and datamodule is not None and hasattr(datamodule, "run_seed"):
-            return int(datamodule.run_seed)  # the DataModule's run seed (also a drawn one)
-        return resolve_run_seed(self.seed, "MixupCallback")
+        if self._resolved_seed is None:
+            datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+            if self.seed is None and datamodule is not None and hasattr(datamodule, "run_seed"):
+                self._resolved_seed = int(datamodule.run_seed)  # the DataModule's (also a drawn one)
+            else:
+                self._resolved_seed = resolve_run_seed(self.seed, "MixupCallback")
+        return self._resolved_seed
 
-    def _generator(self, trainer: Trainer | None) -> np.random.Generator:
-        if self.generator is None:
-            rank = trainer.global_rank if trainer is not None else 0
-            self.generator = np.random.default_rng(stream_seed(self._run_seed(trainer), rank, Stream.MIXUP))
-            if self._pending_state is not None:
-                self.generator.bit_generator.state = self._pending_state
-                self._pending_state = None
-        return self.generator
+    def batch_generator(self, trainer: Trainer | None) -> np.random.Generator:
+        """The generator of the current training batch's parameters: a function of the run seed,
+        the global rank, the epoch and the batch's index in the epoch
+        (:func:`lightning_aug.seeding.batch_rng`), so a resumed run mixes as the uninterrupted one.
+        The batch is ``AugDataModule.batch_coordinates``, else the ``batch_idx`` Lightning gave
+        :meth:`on_train_batch_start`; without a trainer (preview, bench) batches 0, 1, ... of epoch 0."""
+        datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+        coordinates = getattr(datamodule, "batch_coordinates", None)
+        if coordinates is None and trainer is not None and self._batch_index is not None:
+            coordinates = (trainer.current_epoch, self._batch_index)
+        if coordinates is None:
+            coordinates = (0, self._untrained_batches)
+            self._untrained_batches += 1
+        rank = trainer.global_rank if trainer is not None else 0
+        return batch_rng(self._run_seed(trainer), rank, Stream.MIXUP, *coordinates)
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -248,7 +251,7 @@ class MixupCallback(BatchTransform):
                     "pass num_classes=..."
                 )
             self.num_classes = int(found)
-        self._generator(trainer)
+        self._run_seed(trainer)
 
     # ---------------------------------------------------------------- the transform
     def _check_batch(self, images: Tensor, targets: Tensor) -> int:
@@ -313,7 +316,7 @@ class MixupCallback(BatchTransform):
             prob=self.prob,
             switch_prob=self.switch_prob,
             correct_lam=self.correct_lam,
-            rng=self._generator(trainer),
+            rng=self.batch_generator(trainer),
         )
         self.last_params = params
         if not params.any_applied:
@@ -451,6 +454,7 @@ class MixupCallback(BatchTransform):
 
         if isinstance(getattr(trainer, "datamodule", None), AugDataModule):
             return  # already mixed in AugDataModule.on_after_batch_transfer
+        self._batch_index = batch_idx
         if isinstance(batch, MutableMapping):
             missing = [k for k in (self.image_key, self.target_key) if k not in batch]
             if missing:
