@@ -305,8 +305,9 @@ def test_an_interrupted_split_continues_only_from_the_same_data(tmp_path: Path) 
 
 @pytest.mark.slow
 def test_a_killed_preparation_stops_its_workers_and_a_rerun_writes_every_image_once(tmp_path: Path) -> None:
-    """kill -9 of ``lightning-aug-prepare``'s main process: its workers exit within a second instead
-    of writing on; the rerun continues and every image is in the shards exactly once."""
+    """kill -9 of ``lightning-aug-prepare``'s main process: its workers and the processes they
+    started exit within a second instead of writing on or waiting forever; the rerun continues and
+    every image is in the shards exactly once."""
     images = _small_folder(tmp_path / "images", per_class=60)
     out = tmp_path / "shards"
     script = (
@@ -320,12 +321,12 @@ def test_a_killed_preparation_stops_its_workers_and_a_rerun_writes_every_image_o
     deadline = time.monotonic() + 120
     while len(list((out / "train").glob("chunk-*.bin"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
-    children = _children(process.pid)
+    children = _descendants(process.pid)  # LitData's workers and the uploaders they start
     assert children, "no worker processes seen"
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
     time.sleep(1.0)
-    assert not [pid for pid in children if _alive(pid)], "workers still running a second after the kill"
+    assert not [pid for pid in children if _alive(pid)], "processes still running a second after the kill"
     assert not (out / "lightning_aug.json").exists()
     prepare_shards(ImageFolder(images), out, num_workers=2, chunk_bytes="8KB")
     names = sorted(name for name, _ in _all_samples(out))
@@ -341,6 +342,15 @@ def _children(pid: int) -> list[int]:
             continue
         if fields.get("PPid", "").strip() == str(pid):
             found.append(int(status.parent.name))
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        children = _children(todo.pop())
+        found += children
+        todo += children
     return found
 
 

@@ -115,12 +115,17 @@ def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
 
 
 def _watch_parent(parent: int) -> None:
-    """Exit this process as soon as ``parent`` is gone (a killed ``lightning-aug-prepare``)."""
+    """Exit this process, and the processes it started, as soon as ``parent`` is gone (a killed
+    ``lightning-aug-prepare``)."""
     import time
 
     def watch() -> None:
         while os.getppid() == parent:
             time.sleep(0.1)
+        import multiprocessing
+
+        for child in multiprocessing.active_children():  # LitData's uploaders would wait forever
+            child.kill()
         os._exit(1)
 
     threading.Thread(target=watch, name="lightning-aug-parent-watch", daemon=True).start()
