@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
@@ -19,7 +20,13 @@ from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedD
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
-from lightning_aug.data.sampling import EpochSampler, permutation
+from lightning_aug.data.sampling import (
+    EpochSampler,
+    balanced_draw,
+    class_balance_weights,
+    permutation,
+    repeated,
+)
 from lightning_aug.data.skips import SkipReport
 from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
@@ -68,6 +75,42 @@ def _name(obj: Any) -> str:
     """What a user calls ``obj`` (a function or partial by its function, else its class)."""
     func = getattr(obj, "func", obj)  # functools.partial
     return str(getattr(func, "__qualname__", None) or type(obj).__name__)
+
+
+Sampling = Literal["random", "balanced"]
+
+
+class _Repeated:
+    """An epoch order with each position ``repeats`` times (:func:`~lightning_aug.data.sampling.repeated`)."""
+
+    def __init__(self, order: Callable[[int], Any], repeats: int) -> None:
+        self.order, self.repeats = order, repeats
+
+    def __call__(self, epoch: int) -> np.ndarray:
+        return repeated(self.order(epoch), self.repeats)
+
+
+def sample_weights(data: Any) -> np.ndarray:
+    """The per-sample weights of ``sampler="balanced"``: the dataset's ``sample_weights`` (a file list's
+    weight column), else :func:`~lightning_aug.data.sampling.class_balance_weights` of its labels
+    (``targets`` or ``labels``).
+
+    Raises:
+        ValueError: the dataset has neither (its labels cannot be known without reading every image).
+    """
+    given = getattr(data, "sample_weights", None)
+    if given is not None:
+        return np.asarray(given, dtype=np.float64)
+    labels = getattr(data, "targets", None)
+    if labels is None:
+        labels = getattr(data, "labels", None)
+    if labels is None or hasattr(data, "epoch_order"):
+        raise ValueError(
+            f"sampler='balanced' needs the labels of the train split without reading its images, and "
+            f"{type(data).__name__} does not give them (no targets, labels or sample_weights); use "
+            "sampler='random', or a dataset that lists its labels (image folders, file lists, Hugging Face)"
+        )
+    return class_balance_weights(np.asarray(labels))
 
 
 def _loader_hook(split: Split) -> Callable[[AugDataModule], DataLoader]:
@@ -125,6 +168,16 @@ class AugDataModule(LightningDataModule):
             empty per-sample pipelines (augment with ``device_transforms``).
         seed: run seed; ``None``: Lightning's global seed (``seed_everything``), else a fresh seed that
             is logged; either is recorded as ``hparams["seed"]`` (so the logger and checkpoints have it).
+        image_key, label_key: the entries of a dataset whose items are dicts (a Hugging Face row, your
+            own ``{"image": ..., "label": ...}``); tuples ``(image, label)`` need none.
+        sampler: the training order: ``"random"`` (a permutation per epoch) or ``"balanced"`` (each
+            epoch as many draws, with replacement, in proportion to the samples' weights: a file
+            list's weight column, else ``1 / count`` of their class, so every class comes alike; as
+            ``WeightedRandomSampler``). Both functions of the run seed and the epoch, DDP-correct and
+            resumable mid-epoch.
+        num_aug_repeats: repeated augmentation (DeiT's ``RASampler``, timm's ``num_aug_repeats``): each
+            sample read this many times per epoch, each time augmented differently (its repeat index
+            is in its seed), the copies spread over the ranks.
 
     The arguments are saved as plain data (:mod:`lightning_aug.hparams`: ``_target_`` mappings, never
     pickled objects) in ``hparams``, so checkpoints load with ``weights_only=True`` and
@@ -162,6 +215,10 @@ class AugDataModule(LightningDataModule):
         seed: int | None = None,
         device_transforms: Sequence[DeviceOp] = (),
         in_memory: bool = False,
+        image_key: str = "image",
+        label_key: str = "label",
+        sampler: Sampling = "random",
+        num_aug_repeats: int = 1,
     ) -> None:
         super().__init__()
         arguments = {
@@ -176,6 +233,10 @@ class AugDataModule(LightningDataModule):
             "seed": seed,
             "device_transforms": device_transforms,
             "in_memory": in_memory,
+            "image_key": image_key,
+            "label_key": label_key,
+            "sampler": sampler,
+            "num_aug_repeats": num_aug_repeats,
         }
         for name, value in arguments.items():  # a checkpoint's argument that could not be saved
             check_rebuildable(value, name)
@@ -211,6 +272,15 @@ class AugDataModule(LightningDataModule):
         self.device_transforms = check_ops(device_transforms)
         self.stage = DeviceStage(self.mean, self.std, self.device_transforms)
         self.in_memory = check_bool("in_memory", in_memory)
+        for name, key in (("image_key", image_key), ("label_key", label_key)):
+            if not isinstance(key, str) or not key:
+                raise ValueError(f"{name} must be a non-empty str (a key of dict items), got {key!r}")
+        self.image_key, self.label_key = image_key, label_key
+        if sampler not in ("random", "balanced"):
+            raise ValueError(f"sampler must be 'random' or 'balanced', got {sampler!r}")
+        self.sampler: Sampling = sampler
+        self.num_aug_repeats: int = check_int("num_aug_repeats", num_aug_repeats, 1)  # type: ignore[assignment]
+        self._balance: np.ndarray | None = None  # per-sample weights of the train split (balanced)
         if in_memory and (self.train_pipeline.transforms or self.eval_pipeline.transforms):
             raise ValueError(
                 "in_memory=True serves whole batches without per-sample transforms, but train_transforms or "
@@ -335,14 +405,18 @@ class AugDataModule(LightningDataModule):
             train = split == "train"
             pipeline = self.train_pipeline if train else self.eval_pipeline
             self._check_sizes(split, data, None if self.in_memory else pipeline)
+            if train and self.sampler == "balanced":
+                self._balance = sample_weights(data)
             if self.in_memory:
-                self.datasets[split] = InMemoryDataset.from_dataset(data)
+                self.datasets[split] = InMemoryDataset.from_dataset(data, self.image_key, self.label_key)
                 continue
             if hasattr(data, "epoch_order"):  # shards: one order for every rank, from the run seed
                 data.order_seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # type: ignore[attr-defined]
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
             # rank 0's stream on every rank: a sample's augmentation does not depend on the world size
-            transformed = TransformedDataset(data, pipeline, stream_seed(self.run_seed, 0, stream))
+            transformed = TransformedDataset(
+                data, pipeline, stream_seed(self.run_seed, 0, stream), self.image_key, self.label_key
+            )
             self.datasets[split] = transformed
             said = _decoding(data, pipeline, transformed.fused)
             if said is not None:
@@ -405,18 +479,25 @@ class AugDataModule(LightningDataModule):
         if dataset is self.datasets[split]:  # (not the fixed draw of overfit_batches above)
             size = len(dataset)  # type: ignore[arg-type]
             seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # one order for every rank
-            # shards: their chunk-local shuffle; others: a permutation; both functions of (seed, epoch)
+            # shards: their chunk-local shuffle; others: a permutation or a weighted draw; all functions
+            # of (seed, epoch)
             order: Callable[[int], Any] = (
                 base.epoch_order
                 if hasattr(base, "epoch_order")
                 else functools.partial(permutation, size, seed)
             )
+            if self._balance is not None:
+                order = functools.partial(balanced_draw, self._balance, seed)
+            repeats = self.num_aug_repeats if train else 1
+            if repeats > 1:
+                order = _Repeated(order, repeats)
             sampler = EpochSampler(
-                size,
+                size * repeats,
                 order=order if train else None,
                 num_replicas=trainer.world_size if trainer is not None else 1,
                 rank=self._rank,
                 drop_last=train and self.loader.drop_last,
+                strided=repeats > 1,
             )
         auto_pin = trainer is not None and self.loader.pin_memory == "auto"  # read the device only then
         made: Any = self.loader.make_loader(

@@ -31,6 +31,7 @@ from typing import Any
 __all__ = ["UNREBUILDABLE", "RecordsArguments", "build", "check_rebuildable", "describe", "is_spec"]
 
 UNREBUILDABLE = "_unrebuildable_"
+ROWS_RECORDED = 64  # a longer list of rows (a list of samples) is data: recorded by length and hash
 
 
 class RecordsArguments:
@@ -127,11 +128,18 @@ def describe(obj: Any) -> Any:
     if isinstance(obj, Mapping):
         return {str(key): describe(value) for key, value in obj.items()}
     if isinstance(obj, (list, tuple)):
+        if len(obj) > ROWS_RECORDED and all(isinstance(v, (list, tuple)) for v in obj[:8]):
+            import hashlib
+
+            digest = hashlib.sha256(repr(obj).encode()).hexdigest()[:16]
+            said = f"a list of {len(obj)} rows (SHA-256 {digest}): data, not recorded; pass it again"
+            return {UNREBUILDABLE: said}
         return [describe(value) for value in obj]
     if isinstance(obj, RecordsArguments) and "_init_arguments" in obj.__dict__:
         if not _importable(type(obj)):
             return _unrebuildable(obj, "its class cannot be imported")
-        return {"_target_": _path(type(obj)), **describe(obj._init_arguments)}
+        arguments = obj.describe_arguments() if hasattr(obj, "describe_arguments") else obj._init_arguments
+        return {"_target_": _path(type(obj)), **describe(arguments)}
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         fields = {f.name: describe(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
         return {"_target_": _path(type(obj)), **fields}

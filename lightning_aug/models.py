@@ -14,10 +14,10 @@ import torch.nn.functional as F
 import torchvision
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MultilabelAccuracy, MultilabelAveragePrecision
 from typing_extensions import override
 
-from lightning_aug._checks import check_int
+from lightning_aug._checks import check_bool, check_int
 
 __all__ = ["ImageClassifier", "one_cycle", "small_cnn"]
 
@@ -60,6 +60,11 @@ class ImageClassifier(LightningModule):
     mixup/cutmix the targets are soft; ``train/acc`` then compares the prediction with the dominant
     class of the target (its argmax), a rough guide only. Validation and test batches are never mixed.
 
+    With ``multi_label`` the targets are multi-hot rows (a sample may have several classes): the loss
+    is binary cross-entropy on each class's logit (``BCEWithLogitsLoss``; soft mixed targets too),
+    ``*/acc`` the per-label accuracy at a 0.5 threshold, ``val/map`` and ``test/map`` the mean
+    average precision over the classes; :meth:`predict_step` gives per-class sigmoid probabilities.
+
     Args:
         num_classes: number of classes (at least 2).
         arch: ``"small_cnn"`` or ``"resnet18"``.
@@ -89,6 +94,7 @@ class ImageClassifier(LightningModule):
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
         scheduler: Literal["onecycle", "none"] = "onecycle",
+        multi_label: bool = False,
     ) -> None:
         super().__init__()
         check_int("num_classes", num_classes, 2)
@@ -112,20 +118,57 @@ class ImageClassifier(LightningModule):
             if arch == "small_cnn"
             else resnet18(num_classes, cifar_stem, pretrained)
         )
-        self.accuracy = nn.ModuleDict(
-            {
-                f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro")
-                for stage in ("train", "val", "test")
-            }
-        )
+        self.multi_label = check_bool("multi_label", multi_label)
+        if multi_label:
+            self.accuracy = nn.ModuleDict(
+                {
+                    f"{s}_acc": MultilabelAccuracy(num_classes, average="micro")
+                    for s in ("train", "val", "test")
+                }
+            )
+            self.average_precision = nn.ModuleDict(
+                {
+                    f"{s}_map": MultilabelAveragePrecision(num_classes, average="macro")
+                    for s in ("val", "test")
+                }
+            )
+        else:
+            self.accuracy = nn.ModuleDict(
+                {
+                    f"{stage}_acc": MulticlassAccuracy(num_classes, average="micro")
+                    for stage in ("train", "val", "test")
+                }
+            )
 
     @override
     def forward(self, images: Tensor) -> Tensor:
         return self.net(images)
 
+    def _multi_label_step(self, logits: Tensor, targets: Tensor, stage: str) -> Tensor:
+        if targets.ndim != 2 or targets.shape != logits.shape:
+            raise ValueError(
+                f"multi_label targets must be rows of one value per class, of shape {tuple(logits.shape)}, "
+                f"got {targets.dtype} of shape {tuple(targets.shape)}"
+            )
+        loss = F.binary_cross_entropy_with_logits(logits, targets.float())
+        hard = (targets > 0.5).long()
+        accuracy = cast(MultilabelAccuracy, self.accuracy[f"{stage}_acc"])
+        accuracy(logits.detach(), hard)
+        self.log(
+            f"{stage}/loss", loss, on_epoch=True, on_step=stage == "train", prog_bar=True, sync_dist=True
+        )
+        self.log(f"{stage}/acc", accuracy, on_epoch=True, on_step=False, prog_bar=True)
+        if stage != "train":
+            average_precision = cast(MultilabelAveragePrecision, self.average_precision[f"{stage}_map"])
+            average_precision(logits.detach(), hard)
+            self.log(f"{stage}/map", average_precision, on_epoch=True, on_step=False, prog_bar=True)
+        return loss
+
     def _step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         images, targets = batch
         logits = self(images)
+        if self.multi_label:
+            return self._multi_label_step(logits, targets, stage)
         if targets.ndim == 2:  # soft targets (mixup/cutmix): cross-entropy against the distribution
             loss = F.cross_entropy(logits, targets)
             labels = targets.argmax(dim=1)
@@ -160,8 +203,10 @@ class ImageClassifier(LightningModule):
     @override
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """Class probabilities, ``(batch, num_classes)`` (the files they belong to:
-        ``AugDataModule.predict_paths``, in order)."""
-        return self(batch[0]).softmax(dim=1)
+        ``AugDataModule.predict_paths``, in order): a softmax, or with ``multi_label`` each class's
+        sigmoid."""
+        logits = self(batch[0])
+        return logits.sigmoid() if self.multi_label else logits.softmax(dim=1)
 
     @override
     def configure_optimizers(self) -> Any:

@@ -69,6 +69,8 @@ def _decide(data: Mapping[str, Any]) -> Choice:
         and "://" not in data["input_dir"]
     ):
         return _shard_choice(data["input_dir"])
+    if target in ("FileList", "HuggingFace") and (data.get("file") or data.get("path")):
+        return _listed_choice(data)
     return Choice("none", None, f"the image sizes of data={target or '?'} cannot be seen from its arguments")
 
 
@@ -92,6 +94,26 @@ def _shard_choice(input_dir: str) -> Choice:
     return Choice(
         "imagenet_alb", None, f"the shards of {input_dir} hold images of several sizes (or none readable)"
     )
+
+
+def _listed_choice(data: Mapping[str, Any]) -> Choice:
+    """The sizes of up to 64 images of the train split of a file list or a Hugging Face dataset (the
+    factory built from the config: the list read, the dataset's memory map opened)."""
+    from hydra.utils import instantiate
+
+    where = data.get("file") or data.get("path")
+    try:
+        dataset = instantiate(dict(data), _convert_="all")("train")
+        seen = dataset.image_sizes(limit=64) if dataset is not None else []
+    except Exception:  # the factory says what is wrong when the app builds it
+        return Choice("imagenet_alb", None, f"no image of {where} could be read to see their sizes")
+    sizes = {size for _, size in seen}
+    if len(sizes) == 1:
+        height, width = next(iter(sizes))
+        return Choice(
+            "cifar_tv", (height, width), f"the {len(seen)} images read of {where} are all {width}x{height}"
+        )
+    return Choice("imagenet_alb", None, f"{where} lists images of several sizes")
 
 
 def choose(data: Mapping[str, Any]) -> Choice:

@@ -287,3 +287,47 @@ def photo_folder(root: Path, per_class: int = 12, seed: int = 0) -> Path:
             Image.fromarray(photo[y : y + h, x : x + w]).save(root / name / f"{i:03d}.jpg", quality=90)
     (root / ".complete").touch()
     return root
+
+
+def write_file_list(folder: Path, file: Path, multi_label: bool = False) -> Path:
+    """A CSV file list (``path,label,split``, paths relative to the file's folder) of an image folder
+    ``folder/<split>/<class>/<image>``; ``multi_label``: labels of the class and the next one."""
+    import csv
+    import os
+
+    classes = sorted({p.parent.name for p in folder.rglob("*.png")})
+    with file.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        for path in sorted(folder.rglob("*.png")):
+            split, label = path.parent.parent.name, path.parent.name
+            if multi_label:
+                label = f"{label} {classes[(classes.index(label) + 1) % len(classes)]}"
+            writer.writerow([os.path.relpath(path, file.parent), label, split])
+    return file
+
+
+def write_hf_dataset(folder: Path, target: Path, parquet: bool = False) -> Path:
+    """An image folder ``folder/<split>/<class>/<image>`` as a Hugging Face dataset of encoded images
+    and ClassLabel labels: ``save_to_disk`` (a folder) or, with ``parquet``, ``<split>-00000.parquet``
+    files."""
+    import datasets
+
+    classes = sorted({p.parent.name for p in folder.rglob("*.png")})
+    features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=classes)})
+    splits = {}
+    for split_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(split_folder.rglob("*.png"))
+        rows = {"image": [str(f) for f in files], "label": [classes.index(f.parent.name) for f in files]}
+        table = datasets.Dataset.from_dict(rows, features=features)
+        name = {"val": "validation"}.get(split_folder.name, split_folder.name)
+        splits[name] = table.cast_column("image", datasets.Image(decode=False)).map(
+            lambda row: {"image": {"bytes": Path(row["image"]["path"]).read_bytes(), "path": None}}
+        )
+    if parquet:
+        target.mkdir(parents=True, exist_ok=True)
+        for name, table in splits.items():
+            table.to_parquet(str(target / f"{name}-00000-of-00001.parquet"))
+    else:
+        datasets.DatasetDict(splits).save_to_disk(str(target))
+    return target

@@ -14,7 +14,15 @@ import numpy as np
 import pytest
 import torch
 import torchvision
-from helpers import BIN, compose_config, fake_cifar, run_command, write_image_folder
+from helpers import (
+    BIN,
+    compose_config,
+    fake_cifar,
+    run_command,
+    write_file_list,
+    write_hf_dataset,
+    write_image_folder,
+)
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import Logger
@@ -71,6 +79,8 @@ def data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: Path) -> 
     fake_cifar(roots["cifar100"], torchvision.datasets.CIFAR100, monkeypatch, n_train=40, n_test=20)
     for split, count in (("train", 6), ("val", 2)):
         write_image_folder(roots["imagefolder"] / split, {"cat": count, "dog": count}, size=40)
+    roots["filelist"] = write_file_list(roots["imagefolder"], tmp_path / "list.csv")
+    roots["huggingface"] = write_hf_dataset(roots["imagefolder"], tmp_path / "hf")
     hub = tmp_path / "torch_home" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
@@ -86,12 +96,16 @@ def compose_train(overrides: list[str], tmp_path: Path, config: str = "train") -
 def data_overrides(cfg_data: str, roots: dict[str, Path]) -> list[str]:
     if cfg_data == "streaming":
         return [f"data.input_dir={roots[cfg_data]}"]
+    if cfg_data == "filelist":
+        return [f"data.file={roots[cfg_data]}", "data.split_column=split"]
+    if cfg_data == "huggingface":
+        return [f"data.path={roots[cfg_data]}"]
     return [f"data.root={roots[cfg_data]}"] if cfg_data in roots else []
 
 
 def test_the_groups_of_the_issue_are_there() -> None:
     expected = {
-        "data": {"synthetic", "imagefolder", "cifar10", "cifar100", "streaming"},
+        "data": {"synthetic", "imagefolder", "cifar10", "cifar100", "streaming", "filelist", "huggingface"},
         "augment": {
             "cifar_tv",
             "cifar_alb",

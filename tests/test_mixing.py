@@ -110,12 +110,20 @@ def test_elem_mode_draws_per_sample() -> None:
 
 
 @pytest.mark.parametrize("mode", ["batch", "pair", "elem"])
-def test_prob_zero_leaves_batches_unchanged(mode: str) -> None:
-    cb = MixupCallback(mode=mode, prob=0.0, label_smoothing=0.0, cutmix_alpha=1.0, num_classes=C, seed=0)
+def test_prob_zero_leaves_images_unchanged_and_targets_soft(mode: str) -> None:
+    """An unmixed batch keeps its images; its targets are one-hot rows like every other batch's (one
+    dtype and shape for timm's SoftTargetCrossEntropy and compiled models), class indices only with
+    keep_int_targets."""
     x, labels = batch(8)
     original = x.clone()
+    cb = MixupCallback(mode=mode, prob=0.0, label_smoothing=0.0, cutmix_alpha=1.0, num_classes=C, seed=0)
     images, targets = cb.transform_batch(x, labels, None)
-    assert torch.equal(images, original) and targets is labels
+    assert torch.equal(images, original)
+    torch.testing.assert_close(targets, smooth_one_hot(labels, C, 0.0))
+    keep = MixupCallback(
+        mode=mode, prob=0.0, label_smoothing=0.0, num_classes=C, seed=0, keep_int_targets=True
+    )
+    assert keep.transform_batch(x, labels, None)[1] is labels
 
 
 def test_smoothing_without_mixing_gives_smoothed_targets() -> None:
@@ -377,8 +385,10 @@ def test_off_epoch_stops_mixing_from_that_epoch() -> None:
     cb = MixupCallback(label_smoothing=0.0, num_classes=4, seed=0, off_epoch=1)
     tiny_trainer(max_epochs=3, limit_train_batches=2, callbacks=[cb]).fit(model, loader)
     assert model.epochs == [0, 0, 1, 1, 2, 2]
-    kinds = [t.ndim for t in model.targets["train"]]
-    assert kinds == [2, 2, 1, 1, 1, 1]  # soft (mixed) in epoch 0, class indices from epoch 1 on
+    targets = model.targets["train"]
+    assert all(t.shape == (8, 4) and t.dtype == torch.float32 for t in targets)  # one kind throughout
+    mixed = [bool(((t > 0) & (t < 1)).any()) for t in targets]
+    assert mixed == [True, True, False, False, False, False]  # mixed in epoch 0, one-hot from epoch 1 on
 
 
 def test_resumed_fit_continues_the_mixup_stream(repeated: RepeatedImageFactory, tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 import albumentations as A
 import numpy as np
 import pytest
@@ -135,17 +137,32 @@ def test_wrong_argument_type_names_the_argument() -> None:
             "backend 'albumentations' expects albumentations transforms",
         ),
         ("torchvision", A.HorizontalFlip(), "backend 'torchvision' expects torchvision.transforms.v2"),
-        (
-            "torchvision",
-            T1.RandomHorizontalFlip(),
-            "got torchvision.transforms.transforms.RandomHorizontalFlip",
-        ),
-        ("torchvision", lambda x: x, "backend 'torchvision' expects"),
+        ("torchvision", 3, "or a callable image -> image on CHW uint8 tensors .* got builtins.int"),
+        ("albumentations", "flip", "or a callable image -> image on HWC uint8 arrays, got builtins.str"),
     ],
 )
 def test_transform_of_the_wrong_backend(backend: str, transform: object, message: str) -> None:
     with pytest.raises(TypeError, match=message):
         Pipeline([transform], backend=backend)  # type: ignore[arg-type]
+
+
+def _invert(image: Any) -> Any:
+    return 255 - image
+
+
+@pytest.mark.parametrize("backend", ["torchvision", "albumentations"])
+def test_a_plain_function_is_a_transform_of_either_backend(backend: str) -> None:
+    """The contract: image -> image of the backend's type (tensor / array); it runs where it stands."""
+    image = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    out = Pipeline([_invert], backend=backend)(image)  # type: ignore[arg-type]
+    assert out.dtype == torch.uint8 and torch.equal(out, torch.from_numpy(255 - image).permute(2, 0, 1))
+    assert Pipeline([_invert], backend=backend).draws_from_globals  # type: ignore[arg-type]
+
+
+def test_torchvision_v1_transforms_and_lambdas_run_in_the_torchvision_backend() -> None:
+    image = np.random.default_rng(0).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    out = Pipeline([T1.RandomHorizontalFlip(p=1.0), lambda x: x.flip(-2)], backend="torchvision")(image)
+    assert torch.equal(out, torch.from_numpy(image[::-1, ::-1].copy()).permute(2, 0, 1))
 
 
 @pytest.mark.parametrize(

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 
 from lightning_aug._checks import check_bool, check_int
 from lightning_aug.data.datasets.memory import PreCollated
 from lightning_aug.seeding import seed_worker
 
-__all__ = ["LoaderSettings", "ResumableLoader", "available_cpus", "collate_uint8"]
+__all__ = ["LoaderSettings", "ResumableLoader", "available_cpus", "collate_labels", "collate_uint8"]
 
 
 def available_cpus() -> int:
@@ -29,8 +30,36 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
+def collate_labels(labels: Sequence[Any]) -> torch.Tensor:
+    """A batch's labels: class indices as int64 ``(N,)``; multi-hot (or any per-class) rows, as
+    arrays, lists or tensors, as float32 ``(N, C)``.
+
+    Raises:
+        DataError: labels of both kinds, or rows of different lengths, in one batch.
+    """
+    from lightning_aug.errors import DataError
+
+    first = labels[0]
+    if isinstance(first, (int, np.integer)) or (hasattr(first, "ndim") and first.ndim == 0):
+        try:
+            return torch.as_tensor([int(label) for label in labels], dtype=torch.int64)
+        except TypeError:
+            pass
+    else:
+        rows = [torch.as_tensor(np.asarray(label), dtype=torch.float32).reshape(-1) for label in labels]
+        lengths = {row.numel() for row in rows}
+        if len(lengths) == 1:
+            return torch.stack(rows)
+    kinds = sorted({f"{type(label).__name__} of {np.asarray(label).size} value(s)" for label in labels})
+    raise DataError(
+        f"the labels of one batch are not of one kind ({', '.join(kinds)}): a label is a class index, or "
+        "a row of one value per class (multi-hot) for every sample"
+    )
+
+
 def collate_uint8(samples: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
-    """Stack ``(uint8 CHW image, label)`` samples into ``(uint8 NCHW batch, int64 labels)``.
+    """Stack ``(uint8 CHW image, label)`` samples into ``(uint8 NCHW batch, labels)``: int64 class
+    indices ``(N,)``, or float32 multi-hot rows ``(N, C)`` (:func:`collate_labels`).
 
     Samples that replaced unreadable files (``on_bad_image="skip"``) carry the skipped paths as a third
     element; the batch then has a third element too, the list of those paths, which
@@ -49,7 +78,7 @@ def collate_uint8(samples: Sequence[tuple[Any, ...]]) -> tuple[Any, ...]:
                 f"the pipeline produced images of different shapes in one batch ({tuple(first)} and "
                 f"{tuple(image.shape)}); add a crop or resize so every image has the same size"
             )
-    batch = torch.stack(images), torch.as_tensor([s[1] for s in samples], dtype=torch.int64)
+    batch = torch.stack(images), collate_labels([s[1] for s in samples])
     skipped = [path for s in samples if len(s) > 2 for path in s[2]]
     return (*batch, skipped) if skipped else batch
 

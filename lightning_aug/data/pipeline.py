@@ -127,23 +127,56 @@ def _named(transforms: Any, name: str) -> list[tuple[Any, Any]]:
     return list(enumerate(transforms))
 
 
-def _check_backend(transform: Any, backend: str, where: str) -> None:
+class _ImageFunction:
+    """A plain ``image -> image`` callable as albumentations' ``Lambda`` calls it (with keywords)."""
+
+    def __init__(self, function: Any) -> None:
+        self.function = function
+
+    def __call__(self, image: Any, **kwargs: Any) -> Any:
+        return self.function(image)
+
+    def __repr__(self) -> str:
+        return repr(self.function)
+
+
+def _own_module(obj: Any) -> bool:
+    return type(obj).__module__.startswith(("torchvision.", "albumentations.", "lightning_aug."))
+
+
+def _adapt(transform: Any, backend: str, where: str) -> tuple[Any, bool]:
+    """``(transform, foreign)``: a transform of ``backend`` as it is; any other callable (a plain
+    function, a torchvision v1 transform, timm's ``rand_augment_transform``) wrapped so that the
+    backend calls it on the image alone (``v2.Lambda``, ``A.Lambda``); ``foreign`` says whether it
+    may draw from Python's or numpy's global generators (anything not of torchvision,
+    albumentations or this package).
+
+    Raises:
+        TypeError: a transform of the other backend, or something that is not callable.
+    """
+    import albumentations as A
+    from torchvision.transforms import v2
+
+    is_alb = isinstance(transform, (A.BasicTransform, A.BaseCompose))
+    is_v2 = isinstance(transform, v2.Transform)
+    name = f"{type(transform).__module__}.{type(transform).__qualname__}"
     if backend == "albumentations":
-        import albumentations as A
-
-        if not isinstance(transform, (A.BasicTransform, A.BaseCompose)):
-            raise TypeError(
-                f"{where}: backend 'albumentations' expects albumentations transforms, "
-                f"got {type(transform).__module__}.{type(transform).__qualname__}"
-            )
-    else:
-        from torchvision.transforms import v2
-
-        if not isinstance(transform, v2.Transform):
-            raise TypeError(
-                f"{where}: backend 'torchvision' expects torchvision.transforms.v2 transforms, "
-                f"got {type(transform).__module__}.{type(transform).__qualname__}"
-            )
+        if is_alb:
+            return transform, not _own_module(transform)
+        if not is_v2 and callable(transform):
+            return A.Lambda(image=_ImageFunction(transform), p=1.0), True
+        raise TypeError(
+            f"{where}: backend 'albumentations' expects albumentations transforms or a callable "
+            f"image -> image on HWC uint8 arrays, got {name}"
+        )
+    if is_v2:
+        return transform, not _own_module(transform)
+    if not is_alb and callable(transform):
+        return v2.Lambda(transform), True
+    raise TypeError(
+        f"{where}: backend 'torchvision' expects torchvision.transforms.v2 transforms or a callable "
+        f"image -> image on CHW uint8 tensors (PIL images with decoder='pil'), got {name}"
+    )
 
 
 class Pipeline:
@@ -153,7 +186,11 @@ class Pipeline:
         transforms: a list of transforms of ``backend``, each an object or a ``{"_target_":
             "albumentations.HorizontalFlip", ...}`` mapping (checked against the class signature, then
             instantiated); or a mapping of named ones, in order (``None`` entries are left out). Empty:
-            only the conversion to a CHW uint8 tensor.
+            only the conversion to a CHW uint8 tensor. **Any other callable** is taken too, with one
+            contract: ``image -> image`` of the backend's type (torchvision: a CHW uint8 tensor, or a
+            PIL image with ``decoder="pil"``; albumentations: an HWC uint8 array). A plain function, a
+            torchvision v1 transform, timm's ``rand_augment_transform``: wrapped in ``v2.Lambda`` or
+            ``A.Lambda``, and seeded per sample through Python's and numpy's global generators.
         backend: ``"albumentations"`` (2.x, wrapped in an ``albumentations.Compose`` with its own seed)
             or ``"torchvision"`` (``torchvision.transforms.v2``, drawing from torch's RNG).
         name: used in error messages (``"train pipeline"``).
@@ -167,7 +204,7 @@ class Pipeline:
 
     Raises:
         ValueError: unknown backend, target or argument.
-        TypeError: a transform of the other backend or not a transform.
+        TypeError: a transform of the other backend, or not callable.
 
     Example::
 
@@ -189,15 +226,16 @@ class Pipeline:
             raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.backend = backend
         self.name = name
-        built = []
+        built, foreign = [], False
         for key, transform in _named(transforms, name):
             if transform is None:  # a named transform switched off (augment.train_transforms.flip=null)
                 continue
             where = f"{name} transform {key}"
-            transform = build_transform(transform, where)
-            _check_backend(transform, backend, where)
+            transform, other = _adapt(build_transform(transform, where), backend, where)
+            foreign = foreign or other
             built.append(transform)
         self.transforms = built
+        self._foreign = foreign
         self._compose: Any
         self._rest: Any = None
         from lightning_aug.data.transforms import decode_head
@@ -264,8 +302,7 @@ class Pipeline:
     def draws_from_globals(self) -> bool:
         """Whether a transform may draw from Python's or numpy's global generators: any that is not of
         torchvision, albumentations or this package (a plain function, another library's transform)."""
-        own = ("torchvision.", "albumentations.", "lightning_aug.")
-        return any(not type(t).__module__.startswith(own) for t in self.transforms)
+        return self._foreign
 
     def __call__(self, image: Any) -> Tensor:
         if self.backend == "albumentations":

@@ -16,7 +16,15 @@ from typing import NamedTuple
 import numpy as np
 from torch.utils.data import DistributedSampler
 
-__all__ = ["EpochSampler", "SampleKey", "permutation", "sample_index"]
+__all__ = [
+    "EpochSampler",
+    "SampleKey",
+    "balanced_draw",
+    "class_balance_weights",
+    "permutation",
+    "repeated",
+    "sample_index",
+]
 
 
 class SampleKey(NamedTuple):
@@ -38,20 +46,60 @@ def permutation(size: int, seed: int, epoch: int) -> np.ndarray:
     return np.random.default_rng([seed, epoch]).permutation(size)
 
 
+def class_balance_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-sample weights that draw every class alike: ``1 / count(class)``; for multi-hot rows the
+    mean of ``1 / count(c)`` over the sample's classes (a sample with no class: the rarest weight).
+
+    Example::
+
+        >>> class_balance_weights(np.array([0, 0, 0, 1])).round(3).tolist()
+        [0.333, 0.333, 0.333, 1.0]
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 2:
+        positive = labels > 0.5
+        counts = np.maximum(positive.sum(axis=0), 1)
+        per_class = 1.0 / counts
+        chosen = positive.sum(axis=1)
+        weights = (positive * per_class).sum(axis=1) / np.maximum(chosen, 1)
+        return np.where(chosen > 0, weights, per_class.max())
+    _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return 1.0 / counts[inverse]
+
+
+def balanced_draw(weights: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """``len(weights)`` positions drawn with replacement in proportion to ``weights`` (as
+    ``WeightedRandomSampler``), a function of ``(seed, epoch)`` alone."""
+    weights = np.asarray(weights, dtype=np.float64)
+    return np.random.default_rng([seed, epoch, 0xBA1]).choice(
+        len(weights), size=len(weights), p=weights / weights.sum()
+    )
+
+
+def repeated(order: np.ndarray, repeats: int) -> np.ndarray:
+    """Each position of ``order`` ``repeats`` times in a row, as ``(position, repeat)`` rows (DeiT's
+    repeated augmentation: the copies differ in their repeat, so in their augmentation)."""
+    order = np.asarray(order)
+    return np.stack([np.repeat(order, repeats), np.tile(np.arange(repeats), len(order))], axis=1)
+
+
 class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSampler of its own
     """Yields this rank's part of each epoch's order, as :class:`SampleKey` s.
 
     Args:
-        size: samples in the dataset.
-        order: ``epoch -> positions`` (a permutation of ``range(size)``); ``None``: ``0..size-1``.
+        size: reads per epoch (the dataset's samples, times the repeats with repeated augmentation).
+        order: ``epoch -> positions`` (``size`` dataset positions: a permutation, a weighted draw), or
+            ``(position, repeat)`` rows (:func:`repeated`); ``None``: ``0..size-1``.
         num_replicas: ranks reading the dataset.
         rank: this rank.
         drop_last: drop the tail that does not divide among the ranks (else the first samples of the
             order are read again to fill the last rank's part, as ``DistributedSampler`` does).
+        strided: rank ``r`` reads positions ``r, r + world, ...`` (the copies of a repeated sample go
+            to different ranks, as DeiT's ``RASampler``); else contiguous parts (rank ``r`` reads
+            positions ``r*n .. (r+1)*n - 1``: ranks reading shards read different chunks).
 
-    The parts are contiguous (rank ``r`` reads positions ``r*n .. (r+1)*n - 1`` of the epoch's order),
-    so that ranks reading shards read different chunks. Lightning calls :meth:`set_epoch` before each
-    epoch; a loop of your own that iterates again without it gets the next epoch.
+    Lightning calls :meth:`set_epoch` before each epoch; a loop of your own that iterates again
+    without it gets the next epoch.
     """
 
     def __init__(
@@ -61,11 +109,12 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         num_replicas: int = 1,
         rank: int = 0,
         drop_last: bool = False,
+        strided: bool = False,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
         self.size, self.order = size, order
-        self.num_replicas, self.rank, self.drop_last = num_replicas, rank, drop_last
+        self.num_replicas, self.rank, self.drop_last, self.strided = num_replicas, rank, drop_last, strided
         self.shuffle = order is not None  # read by Lightning to tell shuffled loaders
         self.epoch = 0
         self.num_samples = size // num_replicas if drop_last else -(-size // num_replicas)
@@ -85,12 +134,14 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         self._start = (epoch, position)
 
     def positions(self, epoch: int) -> np.ndarray:
-        """This rank's part of ``epoch``'s order (dataset positions)."""
+        """This rank's part of ``epoch``'s order: dataset positions, or ``(position, repeat)`` rows."""
         order = np.arange(self.size) if self.order is None else np.asarray(self.order(epoch))
         if len(order) < self.total_size:  # pad, as DistributedSampler does
             repeats = -(-self.total_size // max(1, len(order)))
-            order = np.tile(order, repeats)
+            order = np.concatenate([order] * repeats)
         order = order[: self.total_size]
+        if self.strided:
+            return order[self.rank :: self.num_replicas]
         return order[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
 
     def __len__(self) -> int:
@@ -105,4 +156,7 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
             begin = self._start[1]
         self._start = None
         for index in self.positions(epoch)[begin:].tolist():
-            yield SampleKey(index, epoch)
+            if isinstance(index, list):  # (position, repeat)
+                yield SampleKey(index[0], epoch, index[1])
+            else:
+                yield SampleKey(index, epoch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 import torch
@@ -13,7 +14,7 @@ from lightning_aug.data.sampling import SampleKey, sample_index
 from lightning_aug.hparams import RecordsArguments
 from lightning_aug.seeding import sample_seed
 
-__all__ = ["SPLITS", "DatasetFactory", "Split", "TransformedDataset", "check_split"]
+__all__ = ["SPLITS", "DatasetFactory", "Split", "TransformedDataset", "as_sample", "check_split"]
 
 Split = Literal["train", "val", "test", "predict"]
 SPLITS: tuple[str, ...] = get_args(Split)
@@ -69,6 +70,27 @@ class DatasetFactory(RecordsArguments, ABC):
         return self.build("test")
 
 
+def as_sample(item: Any, image_key: str = "image", label_key: str = "label") -> tuple[Any, ...]:
+    """A dataset item as ``(image, label, ...)``: tuples and lists as they are, mappings (a Hugging
+    Face row, your own dict items) by ``image_key`` and ``label_key``.
+
+    Raises:
+        DataError: a mapping without those keys, naming the keys it has and how to name them.
+    """
+    if isinstance(item, Mapping):
+        try:
+            return item[image_key], item[label_key]
+        except KeyError:
+            from lightning_aug.errors import DataError
+
+            raise DataError(
+                f"the dataset's items are dicts with keys {sorted(map(str, item))}, without "
+                f"{image_key!r} and {label_key!r}: name its image and label entries with "
+                "AugDataModule(image_key=..., label_key=...) (datamodule.image_key=... in the apps)"
+            ) from None
+    return tuple(item)
+
+
 def _hw(shape: tuple[int, ...]) -> str:
     """``"WxH"`` of a CHW shape."""
     return f"{shape[-1]}x{shape[-2]}" if len(shape) >= 2 else str(shape)
@@ -94,15 +116,24 @@ class TransformedDataset(Dataset):
     put back after each sample: the model's own draws are not moved.
 
     Args:
-        dataset: the map-style dataset.
+        dataset: the map-style dataset: items ``(image, label)``, or dicts (:func:`as_sample`).
         pipeline: the per-sample pipeline.
         seed: the seed of the samples' augmentation (the same on every rank).
+        image_key, label_key: the entries of dict items.
     """
 
-    def __init__(self, dataset: Dataset, pipeline: Pipeline, seed: int) -> None:
+    def __init__(
+        self,
+        dataset: Dataset,
+        pipeline: Pipeline,
+        seed: int,
+        image_key: str = "image",
+        label_key: str = "label",
+    ) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
         self.seed = seed
+        self.image_key, self.label_key = image_key, label_key
         # the pipeline's leading crop run while decoding, where the dataset can
         accept = getattr(dataset, "set_crop_decoder", None)
         self.fused = bool(
@@ -176,7 +207,8 @@ class TransformedDataset(Dataset):
             )
         return samples
 
-    def _apply(self, sample: tuple[Any, ...]) -> tuple[Any, ...]:
+    def _apply(self, item: Any) -> tuple[Any, ...]:
+        sample = as_sample(item, self.image_key, self.label_key)
         image, label, extra = sample[0], sample[1], tuple(sample[2:])  # extra: skipped bad files
         run = self.pipeline.after_decode if self.fused else self.pipeline
         return (run(image), label, *extra)

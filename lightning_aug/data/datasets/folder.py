@@ -48,6 +48,19 @@ Decoder = DecoderName
 BadImagePolicy = Literal["raise", "skip"]
 
 
+def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted ``(train, val)`` indices: ``fraction`` of each class's samples (at least one of a class
+    with two or more) held out for validation, chosen by ``seed``."""
+    rng = np.random.default_rng(seed)
+    train, val = [], []
+    for label in np.unique(labels):
+        idx = rng.permutation(np.flatnonzero(labels == label))
+        n_val = max(1, round(len(idx) * fraction)) if len(idx) > 1 else 0
+        val.append(idx[:n_val])
+        train.append(idx[n_val:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
+
+
 def check_decoding(decoder: Any, on_bad_image: Any) -> tuple[Decoder, BadImagePolicy]:
     """``(decoder, on_bad_image)``, checked.
 
@@ -155,6 +168,35 @@ def probe_folder_sizes(
             if size is not None:
                 found.append((path, size))
     return found
+
+
+def read_or_skip(
+    load: Callable[[int], tuple[Any, Any]],
+    name: Callable[[int], str],
+    count: int,
+    index: int,
+    policy: BadImagePolicy,
+    where: str,
+) -> tuple[Any, ...]:
+    """Sample ``index`` as ``load`` reads it; with ``policy="skip"`` an unreadable one (``load``
+    raised ``ValueError``) is replaced by the next readable sample, and the sample carries the names
+    of the ones skipped as a third element (``AugDataModule`` reports them per epoch).
+
+    Raises:
+        ValueError: ``policy="raise"`` and the sample is unreadable, or nothing in ``where`` is readable.
+    """
+    if policy == "raise":
+        return load(index)
+    skipped: list[str] = []
+    for step in range(count):
+        position = (index + step) % count
+        try:
+            image, label = load(position)
+        except ValueError:
+            skipped.append(name(position))
+            continue
+        return (image, label, tuple(skipped)) if skipped else (image, label)
+    raise ValueError(f"on_bad_image='skip': no readable image in {where}")
 
 
 def _image_files(top: Path) -> list[str]:
@@ -318,18 +360,9 @@ class ImageFolderDataset(Dataset):
         return image, label
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        if self.on_bad_image == "raise":
-            return self._load(index)
-        skipped: list[str] = []
-        for step in range(len(self.samples)):
-            position = (index + step) % len(self.samples)
-            try:
-                image, label = self._load(position)
-            except ValueError:
-                skipped.append(self.samples.path(position))
-                continue
-            return (image, label, tuple(skipped)) if skipped else (image, label)
-        raise ValueError(f"on_bad_image='skip': no readable image in {str(self.root)!r}")
+        return read_or_skip(
+            self._load, self.samples.path, len(self.samples), index, self.on_bad_image, repr(str(self.root))
+        )
 
 
 DEFAULT_VAL_SPLIT = 0.1  # held out where a folder has no val/ and no val_split is given
@@ -440,16 +473,6 @@ class ImageFolder(DatasetFactory):
     def _train_root(self) -> Path:
         return self.layout()[0]
 
-    def _split_indices(self, labels: np.ndarray, val_split: float) -> tuple[np.ndarray, np.ndarray]:
-        rng = np.random.default_rng(self.seed)
-        train, val = [], []
-        for label in np.unique(labels):
-            idx = rng.permutation(np.flatnonzero(labels == label))
-            n_val = max(1, round(len(idx) * val_split)) if len(idx) > 1 else 0
-            val.append(idx[:n_val])
-            train.append(idx[n_val:])
-        return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
     def build_predict(self) -> ImageFolderDataset | None:
         if self.predict_root is None:
             return self.build("test")
@@ -478,7 +501,7 @@ class ImageFolder(DatasetFactory):
             return self._dataset(folder) if folder.is_dir() and top != self.root else None
         if fraction is None:
             return self._dataset(self.root / split)
-        train, val = self._split_indices(self._scan(top)[1].labels, fraction)
+        train, val = split_per_class(self._scan(top)[1].labels, fraction, self.seed)
         return self._dataset(top, train if split == "train" else val)
 
 

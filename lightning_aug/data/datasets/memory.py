@@ -41,14 +41,19 @@ class InMemoryDataset(Dataset):
             raise TypeError(
                 f"images must be uint8 (N, C, H, W), got {images.dtype} of shape {tuple(images.shape)}"
             )
-        if labels.shape != (images.shape[0],):
-            raise ValueError(f"labels must have shape ({images.shape[0]},), got {tuple(labels.shape)}")
+        if labels.shape[:1] != (images.shape[0],) or labels.ndim > 2:
+            raise ValueError(
+                f"labels must have shape ({images.shape[0]},) or ({images.shape[0]}, classes), got "
+                f"{tuple(labels.shape)}"
+            )
         self.images = images
-        self.labels = labels.to(torch.int64)
+        self.labels = labels.to(torch.int64) if labels.ndim == 1 else labels.to(torch.float32)
         self.classes = list(classes) if classes is not None else None
 
     @classmethod
-    def from_dataset(cls, dataset: Any) -> InMemoryDataset:
+    def from_dataset(
+        cls, dataset: Any, image_key: str = "image", label_key: str = "label"
+    ) -> InMemoryDataset:
         """Materialise a map-style dataset of ``(image, label)`` (any image type the pipelines take).
 
         An NHWC uint8 ``images`` array with ``labels`` (as :class:`~lightning_aug.data.datasets.ArrayDataset`
@@ -62,7 +67,9 @@ class InMemoryDataset(Dataset):
         if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
             tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
             return cls(tensor, torch.as_tensor(np.asarray(dataset.labels)), classes)
-        samples = [dataset[i] for i in range(len(dataset))]
+        from lightning_aug.data.datasets.base import as_sample
+
+        samples = [as_sample(dataset[i], image_key, label_key) for i in range(len(dataset))]
         skipped = sorted({path for s in samples if len(s) > 2 for path in s[2]})
         if skipped:  # on_bad_image="skip": the replacements are in; say which files were left out
             warnings.warn(
@@ -80,14 +87,17 @@ class InMemoryDataset(Dataset):
                     f"in_memory needs images of one size, got {sorted(shapes)[0]} and {tuple(tensor.shape)}"
                 )
             tensors.append(tensor)
-        labels = torch.as_tensor([int(s[1]) for s in samples], dtype=torch.int64)
+        from lightning_aug.data.loader import collate_labels
+
+        labels = collate_labels([s[1] for s in samples])  # class indices or multi-hot rows
         return cls(torch.stack(tensors), labels, classes)
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, index: int) -> tuple[Tensor, int]:
-        return self.images[index], int(self.labels[index])
+    def __getitem__(self, index: int) -> tuple[Tensor, Any]:
+        label = self.labels[index]
+        return self.images[index], (label if self.labels.ndim == 2 else int(label))
 
     def __getitems__(self, indices: Sequence[Any]) -> PreCollated:
         """The batch of ``indices`` (positions, or :class:`~lightning_aug.data.sampling.SampleKey` s)."""

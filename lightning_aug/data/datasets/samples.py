@@ -12,15 +12,17 @@ both layouts (workers' USS and PSS after random reads of a 1,000,000-entry list)
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import overload
+from typing import Any, overload
 
 import numpy as np
 
 __all__ = ["SampleList"]
 
 
-class SampleList(Sequence[tuple[str, int]]):
-    """An immutable sequence of ``(path, label)``, stored as three numpy arrays.
+class SampleList(Sequence[tuple[str, Any]]):
+    """An immutable sequence of ``(path, label)``, stored as three numpy arrays. A label is a class
+    index (``labels`` int64 ``(N,)``), or, for multi-label data, a multi-hot float32 row (``labels``
+    ``(N, C)``).
 
     Args:
         samples: the ``(path, label)`` pairs.
@@ -34,7 +36,7 @@ class SampleList(Sequence[tuple[str, int]]):
         ['b/2.jpg']
     """
 
-    def __init__(self, samples: Iterable[tuple[str, int]] = ()) -> None:
+    def __init__(self, samples: Iterable[tuple[str, Any]] = ()) -> None:
         paths, labels = [], []
         for path, label in samples:
             paths.append(path.encode("utf-8", "surrogateescape"))
@@ -43,7 +45,8 @@ class SampleList(Sequence[tuple[str, int]]):
         self._ends = np.cumsum(lengths)
         self._starts = self._ends - lengths
         self._blob = np.frombuffer(b"".join(paths), dtype=np.uint8)
-        self.labels = np.asarray(labels, dtype=np.int64)
+        array = np.asarray(labels)
+        self.labels = array.astype(np.float32) if array.ndim == 2 else array.astype(np.int64)
 
     @classmethod
     def _view(cls, blob: np.ndarray, starts: np.ndarray, ends: np.ndarray, labels: np.ndarray) -> SampleList:
@@ -69,19 +72,25 @@ class SampleList(Sequence[tuple[str, int]]):
         return [self.path(i) for i in range(len(self))]
 
     @overload
-    def __getitem__(self, index: int) -> tuple[str, int]: ...
+    def __getitem__(self, index: int) -> tuple[str, Any]: ...
 
     @overload
-    def __getitem__(self, index: slice) -> list[tuple[str, int]]: ...
+    def __getitem__(self, index: slice) -> list[tuple[str, Any]]: ...
 
-    def __getitem__(self, index: int | slice) -> tuple[str, int] | list[tuple[str, int]]:
+    def __getitem__(self, index: int | slice) -> tuple[str, Any] | list[tuple[str, Any]]:
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]
         if not -len(self) <= index < len(self):
             raise IndexError(f"sample index {index} out of range for {len(self)} samples")
-        return self.path(index), int(self.labels[index])
+        label = self.labels[index]
+        return self.path(index), (label if self.labels.ndim == 2 else int(label))
 
-    def __iter__(self) -> Iterator[tuple[str, int]]:
+    @property
+    def multi_label(self) -> bool:
+        """Whether the labels are multi-hot rows."""
+        return self.labels.ndim == 2
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
         return (self[i] for i in range(len(self)))
 
     def __eq__(self, other: object) -> bool:

@@ -107,6 +107,14 @@ class MixupCallback(BatchTransform):
             global seed, else a fresh logged one. The global rank, epoch and batch are mixed in.
         log_lambda: log the batch's mean lambda as ``mixup/lam``.
         chunk_fraction: pairs per in-place step, as a fraction of the batch, in (0, 0.5].
+        multi_label: the targets are multi-hot rows ``(batch, num_classes)`` (timm's
+            ``Mixup(multi_label=True)``): smoothed towards 0.5 (``y * (1 - s) + 0.5 * s``) and mixed
+            with the partner's with the same lambda; train with ``BCEWithLogitsLoss``.
+        keep_int_targets: a batch left unmixed (``prob`` missed, ``off_epoch`` reached) keeps its
+            int64 class indices when ``label_smoothing`` is 0. Off by default: every training batch's
+            targets are then soft ``(batch, num_classes)`` float rows, one dtype and shape for every
+            batch (as timm's ``Mixup`` gives: its ``SoftTargetCrossEntropy`` and a compiled model
+            see one signature).
 
     Raises:
         ValueError: any argument outside its range, or nothing to mix (both alphas 0, no minmax).
@@ -138,7 +146,11 @@ class MixupCallback(BatchTransform):
         log_lambda: bool = False,
         chunk_fraction: float = 0.05,
         kernel: Kernel = "auto",
+        multi_label: bool = False,
+        keep_int_targets: bool = False,
     ) -> None:
+        self.multi_label = check_bool("multi_label", multi_label)
+        self.keep_int_targets = check_bool("keep_int_targets", keep_int_targets)
         self.mixup_alpha = _check_alpha("mixup_alpha", mixup_alpha)
         self.cutmix_alpha = _check_alpha("cutmix_alpha", cutmix_alpha)
         if cutmix_minmax is not None:
@@ -268,6 +280,13 @@ class MixupCallback(BatchTransform):
                 "use batch_size >= 2 and drop_last=True"
             )
         num_classes = self.num_classes
+        if self.multi_label and not (
+            isinstance(targets, Tensor) and targets.ndim == 2 and targets.shape == (batch, num_classes)
+        ):
+            raise ValueError(
+                f"MixupCallback(multi_label=True) mixes multi-hot targets of shape ({batch}, {num_classes}), "
+                f"got {describe(targets)}"
+            )
         if num_classes is None:
             raise ValueError(
                 "MixupCallback: num_classes is unknown; pass num_classes=... or use AugDataModule"
@@ -301,6 +320,8 @@ class MixupCallback(BatchTransform):
     ) -> tuple[Tensor, Tensor]:
         """Mix ``images`` in place and return them with soft targets (see the class docstring)."""
         batch = self._check_batch(images, targets)
+        if self.multi_label:  # timm's multi-label smoothing (towards 0.5), then mixed as soft targets
+            targets = targets.float() * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
         if not self.active(trainer):
             self.last_params = None
             return images, self._unmixed_targets(targets)
@@ -403,7 +424,9 @@ class MixupCallback(BatchTransform):
         return smooth_one_hot(targets, int(self.num_classes or 0), self.label_smoothing)
 
     def _unmixed_targets(self, targets: Tensor) -> Tensor:
-        return targets if self.label_smoothing == 0 else self._soft(targets)
+        if self.keep_int_targets and self.label_smoothing == 0 and targets.ndim == 1:
+            return targets
+        return self._soft(targets)
 
     def _buffers(self, images: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
         """The two chunk buffers of :func:`mix_with_reversed_`, kept between batches of one shape."""
