@@ -128,10 +128,13 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         self._epoch_given = True
 
     def set_start(self, epoch: int, position: int) -> None:
-        """Begin ``epoch`` (once) at ``position`` of this rank's part: a resumed run."""
+        """Begin ``epoch`` (once) at ``position`` of this rank's part: a resumed run. It is also the
+        epoch of the next pass: Lightning may start a loader's iterator before its ``set_epoch`` (a
+        resumed fit with persistent workers does), which must not read epoch 0 again."""
         if not 0 <= position <= self.num_samples:
             raise ValueError(f"position must be in [0, {self.num_samples}], got {position}")
         self._start = (epoch, position)
+        self.epoch, self._epoch_given = epoch, True
 
     def positions(self, epoch: int) -> np.ndarray:
         """This rank's part of ``epoch``'s order: dataset positions, or ``(position, repeat)`` rows."""
