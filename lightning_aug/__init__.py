@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from lightning_aug.data.loader import LoaderSettings
     from lightning_aug.data.pipeline import Pipeline
+    from lightning_aug.data.progressive import ProgressiveResize
     from lightning_aug.datamodule import AugDataModule
     from lightning_aug.device.mixing import MixupCallback
     from lightning_aug.device.protocol import BatchTransform
@@ -24,6 +25,7 @@ _EXPORTS = {
     "LoaderSettings": "lightning_aug.data.loader",
     "MixupCallback": "lightning_aug.device.mixing",
     "Pipeline": "lightning_aug.data.pipeline",
+    "ProgressiveResize": "lightning_aug.data.progressive",
 }
 __all__ = [
     "AugDataModule",
@@ -32,6 +34,7 @@ __all__ = [
     "LoaderSettings",
     "MixupCallback",
     "Pipeline",
+    "ProgressiveResize",
 ]
 __version__ = "0.3.0"
 

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities.parsing import AttributeDict
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from typing_extensions import override
@@ -20,6 +21,7 @@ from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedD
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
+from lightning_aug.data.progressive import ProgressiveResize
 from lightning_aug.data.sampling import (
     EpochSampler,
     balanced_draw,
@@ -54,6 +56,17 @@ def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
         need = "positive " if positive else ""
         raise ValueError(f"{name} must be a sequence of 1 or 3 {need}floats (0-1 scale), got {values!r}")
     return tuple(float(v) for v in values)
+
+
+# the dtype a model computes in under each of Lightning's "true" precisions (mixed ones: float32)
+_TRUE_PRECISION = {"bf16-true": torch.bfloat16, "16-true": torch.float16, "64-true": torch.float64}
+
+
+def compute_dtype(trainer: Trainer | None) -> torch.dtype:
+    """The dtype of the batches the device stage gives the model: the parameters' dtype of the
+    trainer's precision (``bf16-true``: bfloat16, ``16-true``: float16, ``64-true``: float64), else
+    float32 (``32-true`` and the mixed precisions, whose autocast casts inside the model)."""
+    return _TRUE_PRECISION.get(str(getattr(trainer, "precision", "32-true")), torch.float32)
 
 
 def _decoding(data: Any, pipeline: Pipeline, fused: bool) -> str | None:
@@ -178,6 +191,11 @@ class AugDataModule(LightningDataModule):
         num_aug_repeats: repeated augmentation (DeiT's ``RASampler``, timm's ``num_aug_repeats``): each
             sample read this many times per epoch, each time augmented differently (its repeat index
             is in its seed), the copies spread over the ranks.
+        progressive_resize: the training crop size by epoch
+            (:class:`~lightning_aug.data.progressive.ProgressiveResize`, or a mapping of its fields): set
+            on the train pipeline's leading ``RandomResizedCrop`` (and its crop while decoding) from
+            each sample's epoch; ``in_memory``: the device stage resizes the training batches.
+            Evaluation keeps its size. A function of the epoch, so resumed runs continue the ramp.
 
     The arguments are saved as plain data (:mod:`lightning_aug.hparams`: ``_target_`` mappings, never
     pickled objects) in ``hparams``, so checkpoints load with ``weights_only=True`` and
@@ -219,6 +237,7 @@ class AugDataModule(LightningDataModule):
         label_key: str = "label",
         sampler: Sampling = "random",
         num_aug_repeats: int = 1,
+        progressive_resize: ProgressiveResize | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         arguments = {
@@ -237,6 +256,7 @@ class AugDataModule(LightningDataModule):
             "label_key": label_key,
             "sampler": sampler,
             "num_aug_repeats": num_aug_repeats,
+            "progressive_resize": progressive_resize,
         }
         for name, value in arguments.items():  # a checkpoint's argument that could not be saved
             check_rebuildable(value, name)
@@ -281,6 +301,18 @@ class AugDataModule(LightningDataModule):
         self.sampler: Sampling = sampler
         self.num_aug_repeats: int = check_int("num_aug_repeats", num_aug_repeats, 1)  # type: ignore[assignment]
         self._balance: np.ndarray | None = None  # per-sample weights of the train split (balanced)
+        if isinstance(progressive_resize, Mapping):
+            progressive_resize = ProgressiveResize(
+                **{k: v for k, v in progressive_resize.items() if k != "_target_"}
+            )
+        if progressive_resize is not None and not isinstance(progressive_resize, ProgressiveResize):
+            raise TypeError(
+                "progressive_resize must be a ProgressiveResize or a mapping of its fields, got "
+                f"{progressive_resize!r}"
+            )
+        self.progressive_resize = progressive_resize
+        if progressive_resize is not None and not in_memory:
+            self.train_pipeline.set_crop_size(progressive_resize.size(0))  # refused without the crop
         if in_memory and (self.train_pipeline.transforms or self.eval_pipeline.transforms):
             raise ValueError(
                 "in_memory=True serves whole batches without per-sample transforms, but train_transforms or "
@@ -368,6 +400,15 @@ class AugDataModule(LightningDataModule):
         return self._run_seed
 
     @property
+    @override
+    def hparams_initial(self) -> AttributeDict:
+        """What loggers record: the arguments under one key, ``datamodule``, so that they never clash
+        with the model's own ``save_hyperparameters`` (Lightning refuses a name that both save with
+        different values: a user module's ``mean``, ``std`` or ``seed``). Checkpoints keep ``hparams``
+        as it is (``load_from_checkpoint``)."""
+        return AttributeDict({"datamodule": dict(super().hparams_initial)})
+
+    @property
     def _rank(self) -> int:
         return self.trainer.global_rank if self.trainer is not None else 0
 
@@ -414,8 +455,9 @@ class AugDataModule(LightningDataModule):
                 data.order_seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # type: ignore[attr-defined]
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
             # rank 0's stream on every rank: a sample's augmentation does not depend on the world size
+            ramp = self.progressive_resize.size if train and self.progressive_resize is not None else None
             transformed = TransformedDataset(
-                data, pipeline, stream_seed(self.run_seed, 0, stream), self.image_key, self.label_key
+                data, pipeline, stream_seed(self.run_seed, 0, stream), self.image_key, self.label_key, ramp
             )
             self.datasets[split] = transformed
             said = _decoding(data, pipeline, transformed.fused)
@@ -609,10 +651,12 @@ class AugDataModule(LightningDataModule):
         transforms: Sequence[BatchTransform] = (),
         trainer: Trainer | None = None,
         train: bool = False,
+        dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, Tensor]:
         """The work after the transfer (:class:`~lightning_aug.device.stage.DeviceStage`): for training
         batches (``train``) the ``device_transforms`` and normalisation, then ``transforms`` in order;
-        otherwise normalisation only.
+        otherwise normalisation only. The images (and soft targets) come in ``dtype`` (``None``: the
+        dtype the ``trainer``'s precision computes in, :func:`compute_dtype`).
 
         :meth:`on_after_batch_transfer` calls it with the trainer's ``BatchTransform`` callbacks
         during training; the preview and bench apps call it directly, so they show and time exactly
@@ -630,7 +674,11 @@ class AugDataModule(LightningDataModule):
         rng = (
             batch_rng(self.run_seed, self._rank, Stream.BATCH_OPS, *self.batch_coordinates) if train else None
         )
-        return self.stage(batch[0], batch[1], transforms, trainer, train, rng)
+        dtype = compute_dtype(trainer) if dtype is None else dtype
+        size = None
+        if train and self.in_memory and self.progressive_resize is not None:  # no pipeline to set
+            size = self.progressive_resize.size(self.batch_coordinates[0])
+        return self.stage(batch[0], batch[1], transforms, trainer, train, rng, dtype, size)
 
     def report_skipped(self) -> None:
         """Warn about the unreadable files skipped in the current epoch (``skipped_files`` keeps all)."""
@@ -644,7 +692,7 @@ class AugDataModule(LightningDataModule):
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> tuple[Tensor, Tensor]:
         trainer = self.trainer
         if trainer is None or not trainer.training:
-            return self.device_stage(batch)
+            return self.device_stage(batch, dtype=compute_dtype(trainer))
         epoch, batches = self._position
         index = batches if epoch == trainer.current_epoch else 0
         self._position = (trainer.current_epoch, index + 1)

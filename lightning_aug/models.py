@@ -1,4 +1,4 @@
-"""An image classifier for the examples and tests: a small CNN or torchvision's ResNet-18.
+"""An image classifier: a small CNN, torchvision's ResNet-18 or any timm model (the ``timm`` extra).
 
 Its loss takes both class indices ``(N,)`` and soft targets ``(N, C)`` (as produced by mixup/cutmix),
 so it trains with or without mixing.
@@ -19,9 +19,9 @@ from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int
 
-__all__ = ["ImageClassifier", "one_cycle", "small_cnn"]
+__all__ = ["ImageClassifier", "one_cycle", "small_cnn", "timm_model"]
 
-Arch = Literal["small_cnn", "resnet18"]
+Arch = Literal["small_cnn", "resnet18", "timm"]
 
 
 def small_cnn(num_classes: int, width: int = 32) -> nn.Sequential:
@@ -53,6 +53,29 @@ def resnet18(num_classes: int, cifar_stem: bool, pretrained: bool = False) -> nn
     return net
 
 
+def timm_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Module:
+    """``timm.create_model(name, pretrained, num_classes)``: any of timm's architectures, its
+    classification head sized for ``num_classes`` (pretrained weights keep the rest of the network).
+
+    Raises:
+        ImportError: timm is not installed (``pip install 'lightning-aug[timm]'``).
+        ValueError: timm has no model of that name (the closest names are suggested).
+    """
+    try:
+        import timm
+    except ImportError as err:
+        raise ImportError(
+            "arch='timm' needs timm, which is not installed: pip install 'lightning-aug[timm]'"
+        ) from err
+    if not isinstance(name, str) or not timm.is_model(name):
+        import difflib
+
+        close = difflib.get_close_matches(str(name), timm.list_models(), n=5, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else " (timm.list_models() lists them)"
+        raise ValueError(f"name must be a timm model name with arch='timm', got {name!r}{hint}")
+    return cast(nn.Module, timm.create_model(name, pretrained=pretrained, num_classes=num_classes))
+
+
 class ImageClassifier(LightningModule):
     """Image classification with cross-entropy on class indices or soft targets.
 
@@ -67,10 +90,13 @@ class ImageClassifier(LightningModule):
 
     Args:
         num_classes: number of classes (at least 2).
-        arch: ``"small_cnn"`` or ``"resnet18"``.
+        arch: ``"small_cnn"``, ``"resnet18"`` (torchvision's) or ``"timm"`` (the timm model ``name``).
         width: channels of the first small-CNN stage.
         cifar_stem: ResNet-18 stem for small (32x32) images (a new, randomly initialised stem).
-        pretrained: start ResNet-18 from torchvision's ImageNet weights (fine-tuning); the head is new.
+        pretrained: start ResNet-18 from torchvision's ImageNet weights, or the timm model from timm's
+            (fine-tuning; downloaded once into the cache); the head is new.
+        name: the timm model with ``arch="timm"`` (any of ``timm.list_models()``, e.g.
+            ``"resnet50"``, ``"convnext_tiny"``, ``"vit_small_patch16_224"``).
         lr: peak learning rate of AdamW.
         weight_decay: AdamW weight decay.
         scheduler: ``"onecycle"`` or ``"none"``. One-cycle: the learning rate rises from ``lr / 25``
@@ -81,7 +107,8 @@ class ImageClassifier(LightningModule):
             final rate instead of failing.
 
     Raises:
-        ValueError: bad ``num_classes``, ``arch``, ``width``, ``lr``, ``weight_decay`` or ``scheduler``.
+        ValueError: bad ``num_classes``, ``arch``, ``name``, ``width``, ``lr``, ``weight_decay`` or
+            ``scheduler``.
     """
 
     def __init__(
@@ -95,29 +122,39 @@ class ImageClassifier(LightningModule):
         weight_decay: float = 5e-4,
         scheduler: Literal["onecycle", "none"] = "onecycle",
         multi_label: bool = False,
+        name: str | None = None,
     ) -> None:
         super().__init__()
         check_int("num_classes", num_classes, 2)
-        if arch not in ("small_cnn", "resnet18"):
-            raise ValueError(f"arch must be 'small_cnn' or 'resnet18', got {arch!r}")
+        if arch not in ("small_cnn", "resnet18", "timm"):
+            hint = f" (timm's {arch!r}: arch=timm name={arch})" if _is_timm_name(arch) else ""
+            raise ValueError(f"arch must be 'small_cnn', 'resnet18' or 'timm', got {arch!r}{hint}")
+        if (name is not None) != (arch == "timm"):
+            raise ValueError(
+                f"name (a timm model) goes with arch='timm' and only with it, got {name!r} for {arch!r}"
+            )
+        if cifar_stem and arch != "resnet18":
+            raise ValueError(f"cifar_stem needs arch='resnet18', got arch={arch!r}")
         check_int("width", width, 1)
         if not (isinstance(lr, (int, float)) and lr > 0):
             raise ValueError(f"lr must be a positive float, got {lr!r}")
         if not (isinstance(weight_decay, (int, float)) and weight_decay >= 0):
             raise ValueError(f"weight_decay must be a float >= 0, got {weight_decay!r}")
-        if not isinstance(pretrained, bool) or (pretrained and arch != "resnet18"):
+        if not isinstance(pretrained, bool) or (pretrained and arch == "small_cnn"):
             raise ValueError(
-                f"pretrained must be a bool and needs arch='resnet18', got {pretrained!r} for {arch!r}"
+                f"pretrained must be a bool and needs arch='resnet18' or 'timm', got {pretrained!r} "
+                f"for {arch!r}"
             )
         if scheduler not in ("onecycle", "none"):
             raise ValueError(f"scheduler must be 'onecycle' or 'none', got {scheduler!r}")
         self.save_hyperparameters()
         self.lr, self.weight_decay, self.scheduler = float(lr), float(weight_decay), scheduler
-        self.net = (
-            small_cnn(num_classes, width)
-            if arch == "small_cnn"
-            else resnet18(num_classes, cifar_stem, pretrained)
-        )
+        if arch == "timm":
+            self.net = timm_model(cast(str, name), num_classes, pretrained)
+        elif arch == "small_cnn":
+            self.net = small_cnn(num_classes, width)
+        else:
+            self.net = resnet18(num_classes, cifar_stem, pretrained)
         self.multi_label = check_bool("multi_label", multi_label)
         if multi_label:
             self.accuracy = nn.ModuleDict(
@@ -200,13 +237,24 @@ class ImageClassifier(LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._step(batch, "test")
 
+    # test-time augmentation in predict_step: average with the horizontally flipped batch
+    # (lightning-aug-predict predict.tta=true sets it)
+    predict_tta: bool = False
+
     @override
     def predict_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         """Class probabilities, ``(batch, num_classes)`` (the files they belong to:
         ``AugDataModule.predict_paths``, in order): a softmax, or with ``multi_label`` each class's
-        sigmoid."""
-        logits = self(batch[0])
-        return logits.sigmoid() if self.multi_label else logits.softmax(dim=1)
+        sigmoid. With :attr:`predict_tta`, the mean of the batch's and its horizontal flip's."""
+        images = batch[0]
+        if self.predict_tta:  # the two views in one forward pass
+            images = torch.cat([images, images.flip(-1)])
+        logits = self(images)
+        probabilities = logits.sigmoid() if self.multi_label else logits.softmax(dim=1)
+        if self.predict_tta:
+            original, flipped = probabilities.chunk(2)
+            return (original + flipped) / 2
+        return probabilities
 
     @override
     def configure_optimizers(self) -> Any:
@@ -217,6 +265,14 @@ class ImageClassifier(LightningModule):
             optimizer, one_cycle(max(int(self.trainer.estimated_stepping_batches), 1))
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def _is_timm_name(name: Any) -> bool:
+    try:
+        import timm
+    except ImportError:
+        return False
+    return isinstance(name, str) and bool(timm.is_model(name))
 
 
 def one_cycle(total_steps: int, warmup: float = 0.3, start: float = 1 / 25, end: float = 1 / 25e4) -> Any:

@@ -27,10 +27,17 @@ from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig
+from omegaconf.errors import MissingMandatoryValue
 from PIL import Image
 
 from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
-from lightning_aug.cli.common import build_callbacks, build_datamodule, build_model, check_config
+from lightning_aug.cli.common import (
+    build_callbacks,
+    build_datamodule,
+    build_loggers,
+    build_model,
+    check_config,
+)
 from lightning_aug.cli.train import train
 
 CONF = importlib.resources.files("lightning_aug.conf")
@@ -143,6 +150,15 @@ def test_every_option_composes_and_instantiates(
             "trainer.precision=32-true",
         ]  # the rest of the file still counts
     cfg = compose_train(overrides, tmp_path)
+    if group == "model" and option == "custom":  # your own module: its _target_ must be given
+        with pytest.raises(MissingMandatoryValue, match="_target_"):
+            check_config(cfg)
+        cfg = compose_train(
+            [*overrides, "model._target_=lightning_aug.ImageClassifier", "+model.width=8"], tmp_path
+        )
+        check_config(cfg)
+        assert build_model(cfg, build_datamodule(cfg)).hparams.num_classes == 10  # passed as it takes it
+        return
     check_config(cfg)
     if group == "data":
         factory = instantiate(cfg.data)
@@ -166,10 +182,13 @@ def test_every_option_composes_and_instantiates(
         assert isinstance(instantiate(cfg.trainer, logger=False), Trainer)
     elif group == "callbacks":
         built = [instantiate(v) for v in cfg.callbacks.values()]
-        assert all(isinstance(c, Callback) for c in built) and len(built) == (option != "none")
+        assert all(isinstance(c, Callback) for c in built)
+        assert len(built) == {"none": 0, "default": 1, "ema": 2}[option]
     elif group == "logger":
-        built = [instantiate(cfg.logger)] if cfg.logger else []
+        built = build_loggers(cfg) or []
         assert all(isinstance(lg, Logger) for lg in built) and len(built) == (option != "none")
+        for logger in built:  # each under the run folder
+            assert str(tmp_path) in str(getattr(logger, "save_dir", None) or logger._tracking_uri)
     else:
         pytest.fail(f"no check for group {group}")
 

@@ -108,3 +108,33 @@ def test_short_fit_on_cuda_has_no_host_sync_in_the_device_stage(repeated: Repeat
     )
     trainer.fit(model, dm)
     assert trainer.global_step == 3
+
+
+def test_bf16_true_fit_on_cuda_gets_channels_last_bfloat16_batches(repeated: RepeatedImageFactory) -> None:
+    """Pinned, transferred, normalised, augmented and mixed: the batch reaches the step in the
+    layout the loader stacked (channels_last) and the precision's dtype."""
+    from lightning.pytorch import Callback
+
+    from lightning_aug import ImageClassifier
+
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    class Seen(Callback):
+        def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+            seen.append((batch[0], batch[1]))
+
+    dm = AugDataModule(
+        repeated,
+        device_transforms=OPS,
+        loader=LoaderSettings(batch_size=8, num_workers=2, pin_memory=True),
+        seed=0,
+    )
+    model = ImageClassifier(num_classes=dm.num_classes, width=8).to(memory_format=torch.channels_last)
+    mixup = MixupCallback(mixup_alpha=0.8, cutmix_alpha=1.0, mode="elem")
+    trainer = tiny_trainer(
+        accelerator="gpu", devices=1, max_steps=3, precision="bf16-true", callbacks=[mixup, Seen()]
+    )
+    trainer.fit(model, dm)
+    images, targets = seen[0]
+    assert images.is_cuda and images.dtype == torch.bfloat16 and targets.dtype == torch.bfloat16
+    assert images.is_contiguous(memory_format=torch.channels_last)

@@ -30,13 +30,15 @@ def test_resnet18_standard_stem_downsamples() -> None:
     ("kwargs", "message"),
     [
         ({"num_classes": 1}, "num_classes must be an int >= 2, got 1"),
-        ({"arch": "vit"}, "arch must be 'small_cnn' or 'resnet18', got 'vit'"),
+        ({"arch": "vit"}, "arch must be 'small_cnn', 'resnet18' or 'timm', got 'vit'$"),
+        ({"arch": "resnet50"}, r"got 'resnet50' \(timm's 'resnet50': arch=timm name=resnet50\)"),
+        ({"cifar_stem": True}, "cifar_stem needs arch='resnet18', got arch='small_cnn'"),
         ({"width": 0}, "width must be an int >= 1, got 0"),
         ({"lr": 0}, "lr must be a positive float, got 0"),
         ({"weight_decay": -1.0}, r"weight_decay must be a float >= 0, got -1.0"),
         (
             {"pretrained": True},
-            "pretrained must be a bool and needs arch='resnet18', got True for 'small_cnn'",
+            "pretrained must be a bool and needs arch='resnet18' or 'timm', got True for 'small_cnn'",
         ),
         ({"scheduler": "cosine"}, "scheduler must be 'onecycle' or 'none', got 'cosine'"),
     ],

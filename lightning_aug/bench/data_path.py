@@ -202,10 +202,36 @@ def _per_transform(dm: Any, raw: Any, count: int) -> dict[str, float]:
         current = [call(x) for x in current]
         costs[name] = (time.perf_counter() - start) * 1e3 / count
     start = time.perf_counter()
-    for x in current:
-        pipeline.to_output(x)
+    outputs = [pipeline.to_output(x) for x in current]
     costs["to CHW uint8 tensor"] = (time.perf_counter() - start) * 1e3 / count
+    costs.update(_collate_costs(outputs))
     return costs
+
+
+def _collate_costs(outputs: list[Any], repeats: int = 7) -> dict[str, float]:
+    """ms per image of stacking a batch of the pipeline's outputs (CHW views of HWC arrays): as
+    ``torch.stack`` of the CHW views did before (a transposing copy) and as ``collate_uint8`` does
+    now (the HWC arrays stacked, a plain copy; the batch is channels_last), medians of ``repeats``."""
+    import statistics
+
+    import torch
+
+    from lightning_aug.data.loader import collate_uint8
+
+    samples = [(image, 0) for image in outputs]
+
+    def timed(run: Callable[[], Any]) -> float:
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3 / len(outputs)
+
+    return {
+        "collate: stack of CHW views (before)": timed(lambda: torch.stack(outputs)),
+        "collate: HWC arrays stacked, channels_last (now)": timed(lambda: collate_uint8(samples)),
+    }
 
 
 def _loader_rate(loader: Any, images: int) -> float:

@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -19,9 +19,11 @@ from lightning_aug.datamodule import AugDataModule
 from lightning_aug.targets import check_target_args
 
 __all__ = [
+    "MODEL_APP_KEYS",
     "build_batch_path",
     "build_callbacks",
     "build_datamodule",
+    "build_loggers",
     "build_model",
     "check_config",
     "config_errors",
@@ -49,12 +51,98 @@ def check_config(cfg: DictConfig) -> None:
         omegaconf.MissingMandatoryValue: a ``???`` value was not given.
         ValueError: an unknown target or argument.
     """
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    container = cast(dict, OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True))
+    if isinstance(container.get("model"), Mapping):
+        container["model"] = _check_model(container["model"])
     _walk(container, "")
-    check_accelerator(container.get("trainer"))  # type: ignore[union-attr]
-    for name, spec in (container.get("callbacks") or {}).items():  # type: ignore[union-attr]
+    check_accelerator(container.get("trainer"))
+    for name, spec in (container.get("callbacks") or {}).items():
         if not (isinstance(spec, Mapping) and "_target_" in spec):
             raise ValueError(f"callbacks.{name} has no _target_: every callback entry must name its class")
+    for name, spec in _logger_specs(container.get("logger")).items():
+        _check_logger(spec, name)
+
+
+# keys of the model group that the apps read (never passed to the module)
+MODEL_APP_KEYS = ("compile", "channels_last")
+_COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+_CLASSIFIER = "lightning_aug.ImageClassifier"
+
+
+def _check_model(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's constructor arguments (the app keys checked and left out). A ``_target_`` swapped
+    on a preset of ImageClassifier's arguments is told to start from ``model=custom``.
+
+    Raises:
+        ValueError: a bad ``compile`` or ``channels_last``, an unknown target or argument.
+    """
+    compile_ = spec.get("compile", False)
+    if not (isinstance(compile_, bool) or compile_ in _COMPILE_MODES):
+        raise ValueError(
+            f"model.compile must be true, false or a torch.compile mode {list(_COMPILE_MODES)}, "
+            f"got {compile_!r}"
+        )
+    channels_last = spec.get("channels_last", "auto")
+    if not (isinstance(channels_last, bool) or channels_last == "auto"):
+        raise ValueError(f"model.channels_last must be true, false or auto, got {channels_last!r}")
+    args = {k: v for k, v in spec.items() if k not in MODEL_APP_KEYS}
+    arch = args.get("arch")
+    if args.get("_target_") == _CLASSIFIER and arch not in (None, "small_cnn", "resnet18", "timm"):
+        from lightning_aug.models import _is_timm_name
+
+        if _is_timm_name(arch):
+            raise ValueError(
+                f"model.arch={arch} is not a built-in architecture (small_cnn, resnet18) but a timm model: "
+                f"model=timm model.name={arch}"
+            )
+    try:
+        check_target_args(args, "model")
+    except ValueError as err:
+        target = args.get("_target_")
+        if target != _CLASSIFIER and "arch" in args and "unknown argument" in str(err):
+            raise ValueError(
+                f"{err}. Those are ImageClassifier's arguments, from the model preset; for your own "
+                f"LightningModule start from model=custom: model=custom model._target_={target} "
+                "(+model.<argument>=... for its own arguments)"
+            ) from None
+        raise
+    return args
+
+
+def _logger_specs(spec: Any) -> dict[str, Any]:
+    """The loggers of ``cfg.logger``: one mapping per logger keyed by name (``logger=[csv,tensorboard]``),
+    or one logger's own ``_target_`` mapping (named ``logger``)."""
+    if not spec:
+        return {}
+    if isinstance(spec, Mapping) and "_target_" in spec:
+        return {"": spec}
+    if not isinstance(spec, Mapping):
+        raise ValueError(f"logger must be a mapping of loggers keyed by name, got {spec!r}")
+    return dict(spec)
+
+
+# the package each of Lightning's loggers needs, and the extra that installs it
+_LOGGER_PACKAGES = {
+    "TensorBoardLogger": (("tensorboard", "tensorboardX"), "loggers"),
+    "WandbLogger": (("wandb",), "loggers"),
+    "MLFlowLogger": (("mlflow",), "loggers"),
+    "CometLogger": (("comet_ml",), None),
+    "NeptuneLogger": (("neptune",), None),
+}
+
+
+def _check_logger(spec: Any, name: str) -> None:
+    import importlib.util
+
+    where = f"logger.{name}" if name else "logger"
+    if not (isinstance(spec, Mapping) and "_target_" in spec):
+        raise ValueError(f"{where} has no _target_: every logger entry must name its class")
+    needs = _LOGGER_PACKAGES.get(str(spec["_target_"]).rsplit(".", 1)[-1])
+    if needs and not any(importlib.util.find_spec(package) for package in needs[0]):
+        install = f"pip install 'lightning-aug[{needs[1]}]'" if needs[1] else f"pip install {needs[0][0]}"
+        raise ValueError(
+            f"{where} ({spec['_target_']}) needs the {needs[0][0]} package, not installed: {install}"
+        )
 
 
 def check_accelerator(trainer: Any) -> None:
@@ -145,10 +233,53 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
     return [instantiate(spec, _convert_="all") for spec in (cfg.get("callbacks") or {}).values()]
 
 
+def build_loggers(cfg: DictConfig) -> list[Any] | bool:
+    """The loggers of ``cfg.logger`` (``False``: none), each writing under its own folder of the run."""
+    from pathlib import Path
+
+    spec = cfg.get("logger")
+    specs = _logger_specs(OmegaConf.to_container(spec, resolve=True) if spec else None)
+    for spec in specs.values():  # an SQLite tracking file (mlflow): its folder made, as a file store's is
+        uri = spec.get("tracking_uri")
+        if isinstance(uri, str) and uri.startswith("sqlite:///"):
+            Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+    return [instantiate(spec, _convert_="all") for spec in specs.values()] or False
+
+
 def build_model(cfg: DictConfig, datamodule: AugDataModule) -> Any:
-    """The LightningModule; ``num_classes: null`` is taken from the DataModule."""
-    overrides = {"num_classes": datamodule.num_classes} if cfg.model.get("num_classes") is None else {}
-    return instantiate(cfg.model, _convert_="all", **overrides)
+    """The LightningModule of ``cfg.model``: ``num_classes`` from the DataModule when the module takes
+    it and the config leaves it out or null; then the app keys: ``channels_last`` (``auto``: on a
+    GPU trainer) converts the weights, ``compile`` (true or a mode) wraps it in ``torch.compile``."""
+    import torch
+    from hydra.utils import get_class
+
+    spec = cast(dict, OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=True))
+    compile_, channels_last = spec.get("compile", False), spec.get("channels_last", "auto")
+    args = {k: v for k, v in spec.items() if k not in MODEL_APP_KEYS}
+    if args.get("num_classes") is None and _takes(get_class(args["_target_"]), "num_classes"):
+        args["num_classes"] = datamodule.num_classes
+    model = instantiate(args, _convert_="all")
+    if channels_last == "auto":
+        channels_last = _on_gpu(cfg.get("trainer"))
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    if compile_:
+        model = torch.compile(model, mode=None if compile_ is True else compile_)
+    return model
+
+
+def _takes(cls: Any, name: str) -> bool:
+    import inspect
+
+    params = inspect.signature(cls).parameters
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def _on_gpu(trainer: Any) -> bool:
+    import torch
+
+    accelerator = str((trainer or {}).get("accelerator", "auto"))
+    return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
 @contextmanager

@@ -4,6 +4,7 @@ Usage::
 
     lightning-aug-predict ckpt_path=runs/x/checkpoints/last.ckpt data.predict_root=/path/to/images
     lightning-aug-predict ckpt_path=... data.predict_root=... top_k=3 trainer=gpu
+    lightning-aug-predict ckpt_path=... data.predict_root=... predict.tta=true   # + horizontal flip
 
 Writes ``predictions.csv`` into the run folder: one row per image file under ``data.predict_root``
 (recursive, sorted by path): ``file`` (relative to the folder), ``class_1, prob_1, ...`` for the
@@ -83,6 +84,7 @@ def predict(cfg: DictConfig) -> Path:
             **{k: v for k, v in checkpoint["hyper_parameters"].items() if k != "_instantiator"}
         )
         model.load_state_dict(checkpoint["state_dict"])
+        model.predict_tta = bool(cfg.predict.tta)
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
     probabilities = trainer.predict(model, datamodule=datamodule)
     classes = checkpoint.get(type(datamodule).__qualname__, {}).get("classes")

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training job: fit, then test on the best checkpoint where the data has a test split.
+    """Run one training job: fit, then test on the best checkpoint where the data has a test split
+    and the model a ``test_step``.
 
     Returns:
         The final logged metrics (validation accuracy under ``val/acc``), also written as a flat
@@ -37,10 +38,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     from hydra.utils import instantiate
     from lightning.pytorch import seed_everything
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.utilities.model_helpers import is_overridden
 
     from lightning_aug.cli.common import (
         build_callbacks,
         build_datamodule,
+        build_loggers,
         build_model,
         check_config,
         config_errors,
@@ -55,8 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         datamodule = build_datamodule(cfg)
         model = build_model(cfg, datamodule)
         callbacks = build_callbacks(cfg)
-        logger = instantiate(cfg.logger) if cfg.get("logger") else False
-        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+        trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg))
     with data_errors("lightning-aug-train"):
         trainer.fit(model, datamodule, ckpt_path=cfg.get("ckpt_path"))
     logged = trainer.callback_metrics
@@ -65,7 +67,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = {
         k: float(v) for k, v in logged.items() if not (k.endswith("_epoch") and k[: -len("_epoch")] in logged)
     }
-    if cfg.get("test") and datamodule.dataset("test") is not None:
+    testable = is_overridden("test_step", getattr(model, "_orig_mod", model))  # unwrap torch.compile
+    if cfg.get("test") and datamodule.dataset("test") is not None and not testable:
+        log.info("the model has no test_step: not tested (the test split is left unused)")
+    if cfg.get("test") and datamodule.dataset("test") is not None and testable:
         checkpoint = trainer.checkpoint_callback
         best = "best" if isinstance(checkpoint, ModelCheckpoint) and checkpoint.best_model_path else None
         with data_errors("lightning-aug-train"):

@@ -268,6 +268,31 @@ class Pipeline:
                     return True
         return False
 
+    @property
+    def leading_resized_crop(self) -> Any | None:
+        """The ``RandomResizedCrop`` (of either backend, or ours) the pipeline starts with, if it does:
+        the crop whose output size progressive resizing sets (:meth:`set_crop_size`)."""
+        first = self.transforms[0] if self.transforms else None
+        if first is not None and type(first).__name__ == "RandomResizedCrop" and hasattr(first, "size"):
+            return first
+        return None
+
+    def set_crop_size(self, size: int) -> None:
+        """Make the leading ``RandomResizedCrop`` (and the crop run while decoding, which reads it)
+        give ``size`` x ``size`` images from the next sample on.
+
+        Raises:
+            ValueError: the pipeline does not start with a ``RandomResizedCrop``.
+        """
+        crop = self.leading_resized_crop
+        if crop is None:
+            names = [type(t).__name__ for t in self.transforms] or "only tensor conversion"
+            raise ValueError(
+                f"progressive_resize sets the size of the {self.name}'s leading RandomResizedCrop, and it "
+                f"has none ({names}): start it with one (augment=imagenet_alb or imagenet_tv in the apps)"
+            )
+        crop.size = (size, size) if self.backend == "albumentations" else [size, size]
+
     def reseed(self, seed: int) -> None:
         """Seed the pipeline's own RNG (albumentations' ``Compose``); torchvision uses torch's RNG.
 

@@ -8,10 +8,37 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "normalization_affine", "normalize_uint8", "to_device"]
+__all__ = [
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "memory_format_of",
+    "normalization_affine",
+    "normalize_uint8",
+    "to_device",
+]
 
 IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
+
+
+def memory_format_of(images: Tensor) -> torch.memory_format:
+    """``torch.channels_last`` for an ``(N, C, H, W)`` batch laid out as ``(N, H, W, C)`` in memory (as
+    :func:`~lightning_aug.data.loader.collate_uint8` stacks them), else ``torch.contiguous_format``.
+
+    Example::
+
+        >>> memory_format_of(torch.zeros(2, 4, 4, 3).permute(0, 3, 1, 2))
+        torch.channels_last
+        >>> memory_format_of(torch.zeros(2, 3, 4, 4))
+        torch.contiguous_format
+    """
+    if (
+        images.ndim == 4
+        and not images.is_contiguous()
+        and images.is_contiguous(memory_format=torch.channels_last)
+    ):
+        return torch.channels_last
+    return torch.contiguous_format
 
 
 def normalization_affine(

@@ -1,7 +1,9 @@
 """The device stage: what happens to a batch after the transfer to the training device.
 
 uint8 ``(N, C, H, W)`` batch -> float32, the device-batched ops (training batches only) ->
-normalised with ``mean``/``std`` -> the ``BatchTransform`` callbacks in order (training batches only).
+normalised with ``mean``/``std`` -> the ``BatchTransform`` callbacks in order (training batches only)
+-> the dtype the model computes in (``bf16-true``: bfloat16). The batch's memory layout (channels_last
+from the loaders) is kept throughout.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import torch
 from torch import Tensor
 
 from lightning_aug.device.augment import DeviceOp, apply_ops, apply_ops_moving_first, sample_ops
-from lightning_aug.device.normalize import normalization_affine, normalize_uint8
+from lightning_aug.device.normalize import memory_format_of, normalization_affine, normalize_uint8
 from lightning_aug.device.protocol import BatchTransform
 
 if TYPE_CHECKING:
@@ -56,6 +58,7 @@ class DeviceStage:
         of floats), and as one ``grid_sample`` of the float batch elsewhere (a few launches whatever
         the batch size); the other ops on floats in [0, 1]."""
         ops = self.ops
+        layout = memory_format_of(images)
         n, _, height, width = images.shape
         params = sample_ops(ops, n, height, width, rng)
         moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
@@ -64,12 +67,15 @@ class DeviceStage:
             x, on_255 = done
         else:  # the CPU: the moves on uint8, then floats
             images = apply_ops(images, ops[:moving], params[:moving])
-            if moving == len(ops):
-                return self.normalize(images)
+            if moving == len(ops):  # in the batch's layout: a uint8 copy if the moves changed it
+                return self.normalize(images.contiguous(memory_format=layout))
             x = apply_ops(images.to(torch.float32).mul_(1.0 / 255.0), ops[moving:], params[moving:])
             on_255 = False
         scale, shift = self._affine_on(x.device, 255.0 if on_255 else 1.0)
-        return x.mul_(scale).sub_(shift)
+        if memory_format_of(x) == layout:
+            return x.mul_(scale).sub_(shift)
+        # the ops gave another layout: the scaling writes the batch's own (as many launches)
+        return torch.mul(x, scale, out=torch.empty_like(x, memory_format=layout)).sub_(shift)
 
     def __call__(
         self,
@@ -79,13 +85,26 @@ class DeviceStage:
         trainer: Trainer | None = None,
         train: bool = False,
         rng: np.random.Generator | None = None,
+        dtype: torch.dtype = torch.float32,
+        size: int | None = None,
     ) -> tuple[Tensor, Any]:
         """Training batches (``train``): the ops (parameters from ``rng``; ``None``: a generator seeded
-        with 0) and normalisation, then ``transforms`` in order; other batches: normalisation only."""
+        with 0) and normalisation, then ``transforms`` in order; other batches: normalisation only.
+        Computed in float32; the images and floating targets (mixup's soft targets) are then given
+        in ``dtype`` (one cast, none for float32). ``size``: the images are resized to ``size`` x
+        ``size`` before the transforms where they are not (progressive resizing of in-memory data)."""
         if train and self.ops:
             images = self.augment(images, rng if rng is not None else np.random.default_rng(0))
         else:
             images = self.normalize(images)
+        if size is not None and tuple(images.shape[-2:]) != (size, size):
+            images = torch.nn.functional.interpolate(
+                images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+            )
         for transform in transforms:
             images, targets = transform.transform_batch(images, targets, trainer)
+        if dtype != images.dtype:
+            images = images.to(dtype)
+            if isinstance(targets, Tensor) and targets.is_floating_point():
+                targets = targets.to(dtype)
         return images, targets

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, get_args
 
 import torch
@@ -120,6 +120,9 @@ class TransformedDataset(Dataset):
         pipeline: the per-sample pipeline.
         seed: the seed of the samples' augmentation (the same on every rank).
         image_key, label_key: the entries of dict items.
+        crop_sizes: progressive resizing: the side of the pipeline's leading ``RandomResizedCrop`` as a
+            function of the epoch (:meth:`~lightning_aug.data.progressive.ProgressiveResize.size`), set
+            from each sample's epoch (so persistent workers follow it, and a resumed run).
     """
 
     def __init__(
@@ -129,9 +132,14 @@ class TransformedDataset(Dataset):
         seed: int,
         image_key: str = "image",
         label_key: str = "label",
+        crop_sizes: Callable[[int], int] | None = None,
     ) -> None:
         self.dataset = dataset
         self.pipeline = pipeline
+        self.crop_sizes = crop_sizes
+        self._crop_size: int | None = None
+        if crop_sizes is not None:
+            pipeline.set_crop_size(crop_sizes(0))  # refused here for a pipeline without the crop
         self.seed = seed
         self.image_key, self.label_key = image_key, label_key
         # the pipeline's leading crop run while decoding, where the dataset can
@@ -152,6 +160,11 @@ class TransformedDataset(Dataset):
             value = sample_seed(self.seed, key.epoch, key.sample, key.repeat)
         else:
             value = sample_seed(self.seed, 0, int(key), 0)
+        if self.crop_sizes is not None:
+            size = self.crop_sizes(key.epoch if isinstance(key, SampleKey) else 0)
+            if size != self._crop_size:
+                self.pipeline.set_crop_size(size)
+                self._crop_size = size
         torch.default_generator.manual_seed(value)  # 1 us; torch.manual_seed seeds CUDA too: 73 us
         self.pipeline.reseed_sample(value)
         if self._globals:  # a transform of another library may draw from the global generators

@@ -21,7 +21,8 @@ class PreCollated(tuple):
 
 
 class InMemoryDataset(Dataset):
-    """All images of a split as one ``(N, C, H, W)`` uint8 tensor and ``(N,)`` int64 labels.
+    """All images of a split as one ``(N, C, H, W)`` uint8 tensor (held channels_last, like the
+    loaders' batches) and ``(N,)`` int64 labels.
 
     ``DataLoader`` calls :meth:`__getitems__` with a whole batch of indices (from any sampler, so
     shuffling, ``DistributedSampler`` sharding and epochs work as usual) and receives the batch as
@@ -46,7 +47,7 @@ class InMemoryDataset(Dataset):
                 f"labels must have shape ({images.shape[0]},) or ({images.shape[0]}, classes), got "
                 f"{tuple(labels.shape)}"
             )
-        self.images = images
+        self.images = images.contiguous(memory_format=torch.channels_last)  # no copy when already
         self.labels = labels.to(torch.int64) if labels.ndim == 1 else labels.to(torch.float32)
         self.classes = list(classes) if classes is not None else None
 
@@ -65,7 +66,7 @@ class InMemoryDataset(Dataset):
         classes = getattr(dataset, "classes", None)
         images = getattr(dataset, "images", None)
         if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
-            tensor = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+            tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # channels_last
             return cls(tensor, torch.as_tensor(np.asarray(dataset.labels)), classes)
         from lightning_aug.data.datasets.base import as_sample
 
@@ -90,7 +91,7 @@ class InMemoryDataset(Dataset):
         from lightning_aug.data.loader import collate_labels
 
         labels = collate_labels([s[1] for s in samples])  # class indices or multi-hot rows
-        return cls(torch.stack(tensors), labels, classes)
+        return cls(torch.stack([t.permute(1, 2, 0) for t in tensors]).permute(0, 3, 1, 2), labels, classes)
 
     def __len__(self) -> int:
         return self.images.shape[0]
@@ -104,4 +105,5 @@ class InMemoryDataset(Dataset):
         from lightning_aug.data.sampling import sample_index
 
         index = torch.as_tensor([sample_index(i) for i in indices], dtype=torch.int64)
-        return PreCollated((self.images.index_select(0, index), self.labels.index_select(0, index)))
+        # indexing keeps the channels_last layout (index_select would not)
+        return PreCollated((self.images[index], self.labels.index_select(0, index)))

@@ -22,7 +22,7 @@ from lightning_aug.device.mixing.functional import (
     smooth_one_hot,
 )
 from lightning_aug.device.mixing.sampling import MixParams, Mode, sample_mix_params
-from lightning_aug.device.normalize import to_device
+from lightning_aug.device.normalize import memory_format_of, to_device
 from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.seeding import Stream, batch_rng, resolve_run_seed
 
@@ -355,15 +355,30 @@ class MixupCallback(BatchTransform):
             return "batched"
         return "chunked" if images.numel() * images.element_size() >= CPU_CHUNKED_FROM_BYTES else "batched"
 
-    def _buffer(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-        """A persistent device buffer, made again only when the shape, dtype or device changes
-        (``"reverse"``: the indices ``B-1, ..., 0``)."""
+    def _buffer(
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: torch.dtype,
+        device: torch.device,
+        like: Tensor | None = None,
+    ) -> Tensor:
+        """A persistent device buffer, made again only when the shape, dtype, device or memory layout
+        (that of ``like``: channels_last batches get channels_last buffers) changes (``"reverse"``:
+        the indices ``B-1, ..., 0``)."""
         buffer = self._device_buffers.get(name)
-        if buffer is None or buffer.shape != shape or buffer.dtype != dtype or buffer.device != device:
+        layout = memory_format_of(like) if like is not None else torch.contiguous_format
+        if (
+            buffer is None
+            or buffer.shape != shape
+            or buffer.dtype != dtype
+            or buffer.device != device
+            or memory_format_of(buffer) != layout
+        ):
             if name == "reverse":
                 buffer = torch.arange(shape[0] - 1, -1, -1, dtype=dtype, device=device)
             else:
-                buffer = torch.empty(shape, dtype=dtype, device=device)
+                buffer = torch.empty(shape, dtype=dtype, device=device, memory_format=layout)
             self._device_buffers[name] = buffer
         return buffer
 
@@ -390,13 +405,13 @@ class MixupCallback(BatchTransform):
             host = np.concatenate([rows.ravel(), cols.ravel(), coefficients.ravel()]).astype(np.float32)
         device = to_device(host, images.device)
         reverse = self._buffer("reverse", (batch,), torch.int64, images.device)
-        partner = self._buffer("partner", tuple(images.shape), images.dtype, images.device)
+        partner = self._buffer("partner", tuple(images.shape), images.dtype, images.device, like=images)
         if params.per_batch:
             own = device.view(batch, 2)
             if bool(params.use_cutmix[0]):  # swap the one box between partners
                 y0, y1, x0, x1 = (int(v) for v in params.boxes[0])
                 box = images[:, :, y0:y1, x0:x1]
-                mix_reversed_batched_(box, 1.0, partner.view(-1)[: box.numel()].view(box.shape), reverse)
+                mix_reversed_batched_(box, 1.0, _leading(partner, box.shape), reverse)
             else:
                 mix_reversed_batched_(images, float(1.0 - lam[0]), partner, reverse)
         elif not any_cutmix:
@@ -516,3 +531,11 @@ class MixupCallback(BatchTransform):
             "label_smoothing",
         )
         return f"MixupCallback({', '.join(f'{f}={getattr(self, f)!r}' for f in fields)})"
+
+
+def _leading(buffer: Tensor, shape: torch.Size) -> Tensor:
+    """A dense tensor of ``shape`` in the first elements of ``buffer``, in the buffer's layout."""
+    if memory_format_of(buffer) == torch.channels_last:
+        n, c, h, w = shape
+        return buffer.permute(0, 2, 3, 1).reshape(-1)[: n * c * h * w].view(n, h, w, c).permute(0, 3, 1, 2)
+    return buffer.view(-1)[: shape.numel()].view(shape)

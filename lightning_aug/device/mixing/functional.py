@@ -16,6 +16,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from lightning_aug.device.normalize import memory_format_of
+
 __all__ = [
     "chunk_buffers",
     "default_chunk",
@@ -175,11 +177,13 @@ def mix_with_reversed_(
 
 
 def chunk_buffers(images: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
-    """Two contiguous buffers of ``chunk`` samples like ``images[0]``, for :func:`mix_with_reversed_`."""
+    """Two buffers of ``chunk`` samples like ``images[0]`` (in the images' memory layout), for
+    :func:`mix_with_reversed_`."""
     shape = (max(1, chunk), *images.shape[1:])
+    layout = memory_format_of(images)  # the images' layout (channels_last from the loaders)
     return (
-        torch.empty(shape, dtype=images.dtype, device=images.device),
-        torch.empty(shape, dtype=images.dtype, device=images.device),
+        torch.empty(shape, dtype=images.dtype, device=images.device, memory_format=layout),
+        torch.empty(shape, dtype=images.dtype, device=images.device, memory_format=layout),
     )
 
 
