@@ -208,7 +208,7 @@ def _per_transform(dm: Any, raw: Any, count: int) -> dict[str, float]:
     return costs
 
 
-def _collate_costs(outputs: list[Any], repeats: int = 7) -> dict[str, float]:
+def _collate_costs(outputs: list[Any], repeats: int = 31) -> dict[str, float]:
     """ms per image of stacking a batch of the pipeline's outputs (CHW views of HWC arrays): as
     ``torch.stack`` of the CHW views did before (a transposing copy) and as ``collate_uint8`` does
     now (the HWC arrays stacked, a plain copy; the batch is channels_last), medians of ``repeats``."""
@@ -221,6 +221,7 @@ def _collate_costs(outputs: list[Any], repeats: int = 7) -> dict[str, float]:
     samples = [(image, 0) for image in outputs]
 
     def timed(run: Callable[[], Any]) -> float:
+        run()  # warm: the allocator's first batch-sized block
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
