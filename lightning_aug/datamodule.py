@@ -58,6 +58,8 @@ def _check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
     return tuple(float(v) for v in values)
 
 
+_PROGRESSIVE = "lightning_aug.data.progressive.ProgressiveResize"
+
 # the dtype a model computes in under each of Lightning's "true" precisions (mixed ones: float32)
 _TRUE_PRECISION = {"bf16-true": torch.bfloat16, "16-true": torch.float16, "64-true": torch.float64}
 
@@ -301,7 +303,12 @@ class AugDataModule(LightningDataModule):
         self.sampler: Sampling = sampler
         self.num_aug_repeats: int = check_int("num_aug_repeats", num_aug_repeats, 1)  # type: ignore[assignment]
         self._balance: np.ndarray | None = None  # per-sample weights of the train split (balanced)
-        if isinstance(progressive_resize, Mapping):
+        if isinstance(progressive_resize, Mapping):  # the fields (a checkpoint's: never another target)
+            target = progressive_resize.get("_target_", _PROGRESSIVE)
+            if target not in (_PROGRESSIVE, "lightning_aug.ProgressiveResize"):
+                raise ValueError(
+                    f"progressive_resize must describe a ProgressiveResize, got _target_ {target!r}"
+                )
             progressive_resize = ProgressiveResize(
                 **{k: v for k, v in progressive_resize.items() if k != "_target_"}
             )

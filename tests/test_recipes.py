@@ -290,6 +290,10 @@ def test_progressive_resizing_of_in_memory_data_resizes_on_the_device_and_needs_
         _shapes_dm(progressive_resize=RAMP)
     with pytest.raises(ValueError, match=r"start_size \(96\) must be at most end_size"):
         ProgressiveResize(start_size=96, end_size=64, end_epoch=2)
+    saved = dm.hparams["progressive_resize"]  # as checkpoints keep it: rebuilt, never another target
+    assert _shapes_dm(in_memory=True, progressive_resize=saved).progressive_resize == dm.progressive_resize
+    with pytest.raises(ValueError, match="must describe a ProgressiveResize, got _target_ 'os.system'"):
+        _shapes_dm(in_memory=True, progressive_resize={**saved, "_target_": "os.system"})
 
 
 # ---------------------------------------------------------------- EMA and TTA
