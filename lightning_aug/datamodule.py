@@ -495,10 +495,10 @@ class AugDataModule(LightningDataModule):
                 f"the {split} images come in several sizes ({seen}), but in_memory=True holds one array "
                 "of one size: resize them first, or use in_memory=False with a crop in the pipelines"
             )
-        names = [type(t).__name__ for t in pipeline.transforms] or "only tensor conversion"
         fits = "RandomResizedCrop" if split == "train" else "Resize + CenterCrop"
         raise DataError(
-            f"the {split} images come in several sizes ({seen}), but the {pipeline.name} ({names}) has no "
+            f"the {split} images come in several sizes ({seen}), but the {pipeline.name} "
+            f"({pipeline.contents}) has no "
             f"crop or resize to one size, and a batch needs one: start it with one ({fits}); in the apps "
             "augment=imagenet_alb or imagenet_tv (or augment=auto, the default, which picks one)"
         )

@@ -286,10 +286,10 @@ class Pipeline:
         """
         crop = self.leading_resized_crop
         if crop is None:
-            names = [type(t).__name__ for t in self.transforms] or "only tensor conversion"
             raise ValueError(
                 f"progressive_resize sets the size of the {self.name}'s leading RandomResizedCrop, and it "
-                f"has none ({names}): start it with one (augment=imagenet_alb or imagenet_tv in the apps)"
+                f"has none ({self.contents}): start it with one (augment=imagenet_alb or imagenet_tv in "
+                "the apps)"
             )
         crop.size = (size, size) if self.backend == "albumentations" else [size, size]
 
@@ -377,6 +377,12 @@ class Pipeline:
                 "normalisation from the pipeline: AugDataModule normalises batches on the device"
             )
         return out
+
+    @property
+    def contents(self) -> str:
+        """What the pipeline runs, for messages: ``"['RandomResizedCrop', 'HorizontalFlip']"``, or
+        ``"only tensor conversion"``."""
+        return str([type(t).__name__ for t in self.transforms] or "only tensor conversion")
 
     def __repr__(self) -> str:
         inner = ", ".join(type(t).__name__ for t in self.transforms)

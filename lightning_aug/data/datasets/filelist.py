@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from lightning_aug._checks import check_fraction, check_int
+from lightning_aug._checks import check_fraction
 from lightning_aug.data.datasets.base import DatasetFactory, Split
 from lightning_aug.data.datasets.folder import (
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -27,7 +27,7 @@ from lightning_aug.data.datasets.folder import (
     BadImagePolicy,
     Decoder,
     ImageFolderDataset,
-    check_decoding,
+    check_decoding_options,
     split_per_class,
 )
 from lightning_aug.data.datasets.samples import SampleList
@@ -101,8 +101,9 @@ class FileList(DatasetFactory):
         on_bad_image: BadImagePolicy = "raise",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
-        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
-        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
+        self.decoder, self.on_bad_image, self.max_image_pixels = check_decoding_options(
+            decoder, on_bad_image, max_image_pixels
+        )
         self.val_split = check_fraction("val_split", val_split)
         self.seed = seed
         self.multi_label = bool(multi_label)

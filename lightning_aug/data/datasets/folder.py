@@ -77,6 +77,44 @@ def check_decoding(decoder: Any, on_bad_image: Any) -> tuple[Decoder, BadImagePo
 DEFAULT_MAX_IMAGE_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)  # where PIL refuses a bomb
 
 
+def check_decoding_options(
+    decoder: Any, on_bad_image: Any, max_image_pixels: Any
+) -> tuple[Decoder, BadImagePolicy, int | None]:
+    """``(decoder, on_bad_image, max_image_pixels)`` of a dataset factory, checked.
+
+    Raises:
+        ValueError: an unknown ``decoder`` or policy, or ``max_image_pixels`` not an int >= 1 or None.
+    """
+    decoder, on_bad_image = check_decoding(decoder, on_bad_image)
+    return decoder, on_bad_image, check_int("max_image_pixels", max_image_pixels, 1, optional=True)
+
+
+class CropDecoding:
+    """What the datasets that decode image bytes share (image folders, shards, Hugging Face tables):
+    the decoder that runs and the crop applied while decoding (:meth:`set_crop_decoder`)."""
+
+    image_decoder: ImageDecoder | None
+    _head: Callable[[np.ndarray, ImageDecoder, str], Any] | None
+
+    def _decode_with(self, decoder: Decoder) -> None:
+        self.image_decoder = make_decoder(decoder)  # None: PIL
+        self._head = None
+
+    @property
+    def decoder_name(self) -> str:
+        """The decoder that runs: ``"pil"``, ``"cv2"`` or ``"nvimgcodec"`` (what ``"auto"`` chose)."""
+        return "pil" if self.image_decoder is None else self.image_decoder.name
+
+    def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
+        """Decode files with ``head(bytes, decoder, path)`` (a crop applied while decoding:
+        :meth:`lightning_aug.data.pipeline.Pipeline.decode_first`) instead of decoding them whole; ``None``:
+        back to whole images. Not with ``decoder="pil"`` (its images stay PIL's); returns whether it was
+        taken. Unreadable files are handled as ``on_bad_image`` says either way.
+        """
+        self._head = head if self.image_decoder is not None else None
+        return head is not None and self._head is not None
+
+
 def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
     """Refuse an image whose header says it has more than ``limit`` pixels, before any decoder
     allocates for it (a 1 MB PNG can hold 20000x20000 pixels: 1.2 GB decoded). ``None``: no limit.
@@ -260,7 +298,7 @@ def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], Sa
     return found, SampleList(samples)
 
 
-class ImageFolderDataset(Dataset):
+class ImageFolderDataset(CropDecoding, Dataset):
     """``(PIL RGB image, class index)`` for each image under ``root/<class>/``; classes sorted by name.
 
     Args:
@@ -296,10 +334,10 @@ class ImageFolderDataset(Dataset):
         *,
         scanned: tuple[list[str], SampleList] | None = None,
     ) -> None:
-        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
-        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
-        self.image_decoder: ImageDecoder | None = make_decoder(decoder)  # None: PIL
-        self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
+        self.decoder, self.on_bad_image, self.max_image_pixels = check_decoding_options(
+            decoder, on_bad_image, max_image_pixels
+        )
+        self._decode_with(self.decoder)
         self.root = Path(root)
         self.classes, samples = scanned if scanned is not None else _scan(self.root, classes)
         self.samples: SampleList = samples if indices is None else samples.subset(indices)
@@ -322,20 +360,6 @@ class ImageFolderDataset(Dataset):
     def sample_name(self, index: int) -> str:
         """The file of sample ``index``."""
         return self.samples.path(index)
-
-    @property
-    def decoder_name(self) -> str:
-        """The decoder that runs: ``"pil"``, ``"cv2"`` or ``"nvimgcodec"`` (what ``"auto"`` chose)."""
-        return "pil" if self.image_decoder is None else self.image_decoder.name
-
-    def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
-        """Decode files with ``head(bytes, decoder, path)`` (a crop applied while decoding:
-        :meth:`lightning_aug.data.pipeline.Pipeline.decode_first`) instead of decoding them whole; ``None``:
-        back to whole images. Not with ``decoder="pil"`` (its images stay PIL's); returns whether it was
-        taken. Unreadable files are handled as ``on_bad_image`` says either way.
-        """
-        self._head = head if self.image_decoder is not None else None
-        return head is not None and self._head is not None
 
     def read_sample(self, index: int) -> tuple[np.ndarray, Any, int]:
         """``(file bytes, image, label)`` of sample ``index`` (the image as ``__getitem__`` gives it).
@@ -406,8 +430,9 @@ class ImageFolder(DatasetFactory):
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         predict_root: str | os.PathLike[str] | None = None,
     ) -> None:
-        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
-        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
+        self.decoder, self.on_bad_image, self.max_image_pixels = check_decoding_options(
+            decoder, on_bad_image, max_image_pixels
+        )
         self.val_split = check_fraction("val_split", val_split)
         self.predict_root = None if predict_root is None else Path(predict_root).expanduser()
         self.root = Path(root).expanduser()
@@ -548,8 +573,9 @@ class ImageFiles(DatasetFactory):
         on_bad_image: BadImagePolicy = "raise",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
-        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
-        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
+        self.decoder, self.on_bad_image, self.max_image_pixels = check_decoding_options(
+            decoder, on_bad_image, max_image_pixels
+        )
         self.root = Path(root).expanduser()
 
     def build(self, split: Split) -> ImageFolderDataset:

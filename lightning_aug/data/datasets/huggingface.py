@@ -16,19 +16,20 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from lightning_aug._checks import check_fraction, check_int
+from lightning_aug._checks import check_fraction
 from lightning_aug.data.datasets.base import DatasetFactory, Split
 from lightning_aug.data.datasets.folder import (
     DEFAULT_MAX_IMAGE_PIXELS,
     DEFAULT_VAL_SPLIT,
     BadImagePolicy,
+    CropDecoding,
     Decoder,
-    check_decoding,
+    check_decoding_options,
     decode_image,
     read_or_skip,
     sample_positions,
 )
-from lightning_aug.data.decoders import ImageDecoder, image_size, make_decoder
+from lightning_aug.data.decoders import image_size
 from lightning_aug.errors import DataError
 
 __all__ = ["HFImages", "HuggingFace"]
@@ -102,8 +103,9 @@ class HuggingFace(DatasetFactory):
         on_bad_image: BadImagePolicy = "raise",
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
     ) -> None:
-        self.decoder, self.on_bad_image = check_decoding(decoder, on_bad_image)
-        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
+        self.decoder, self.on_bad_image, self.max_image_pixels = check_decoding_options(
+            decoder, on_bad_image, max_image_pixels
+        )
         self.val_split = check_fraction("val_split", val_split)
         self.path, self.seed = str(path), seed
         self.image_column, self.label_column = image_column, label_column
@@ -206,7 +208,7 @@ def _label_map(table: Any, column: str) -> tuple[list[str], bool, Callable[[Any]
     return classes, False, lambda cell: index[str(cell)]
 
 
-class HFImages(Dataset):
+class HFImages(CropDecoding, Dataset):
     """``(image, label)`` of the rows of one ``datasets.Dataset``, the image decoded from its encoded
     bytes by our decoders (a crop the pipeline starts with runs while decoding)."""
 
@@ -232,8 +234,7 @@ class HFImages(Dataset):
         self.to_label, self.classes, self.name = to_label, classes, name
         self.indices = indices
         self.decoder, self.on_bad_image, self.max_image_pixels = decoder, on_bad_image, max_image_pixels
-        self.image_decoder: ImageDecoder | None = make_decoder(decoder)
-        self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
+        self._decode_with(decoder)
         column = (
             table.with_format(None)[label_column] if indices is None else table.select(indices)[label_column]
         )
@@ -244,15 +245,6 @@ class HFImages(Dataset):
 
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else len(self.table)
-
-    @property
-    def decoder_name(self) -> str:
-        return "pil" if self.image_decoder is None else self.image_decoder.name
-
-    def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
-        """As :meth:`lightning_aug.data.datasets.ImageFolderDataset.set_crop_decoder`."""
-        self._head = head if self.image_decoder is not None else None
-        return head is not None and self._head is not None
 
     def _row(self, index: int) -> int:
         return int(self.indices[index]) if self.indices is not None else index

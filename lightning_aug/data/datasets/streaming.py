@@ -28,8 +28,14 @@ from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_int
 from lightning_aug.data.datasets.base import DatasetFactory, Split
-from lightning_aug.data.datasets.folder import DEFAULT_MAX_IMAGE_PIXELS, Decoder, check_decoding, decode_image
-from lightning_aug.data.decoders import ImageDecoder, make_decoder
+from lightning_aug.data.datasets.folder import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    CropDecoding,
+    Decoder,
+    check_decoding_options,
+    decode_image,
+)
+from lightning_aug.data.decoders import ImageDecoder
 from lightning_aug.data.sampling import SampleKey, sample_index
 from lightning_aug.data.shards.chunks import ChunkStore, default_shard_cache, parse_size
 from lightning_aug.data.shards.layout import METADATA, ChunkInfo, check_index
@@ -89,8 +95,7 @@ class StreamingShards(DatasetFactory):
         retries: int = 3,
         prefetch: int = 2,
     ) -> None:
-        self.decoder, _ = check_decoding(decoder, "raise")
-        self.max_image_pixels = check_int("max_image_pixels", max_image_pixels, 1, optional=True)
+        self.decoder, _, self.max_image_pixels = check_decoding_options(decoder, "raise", max_image_pixels)
         self.shuffle_chunks: int = check_int("shuffle_chunks", shuffle_chunks, 1)  # type: ignore[assignment]
         self.retries: int = check_int("retries", retries, 1)  # type: ignore[assignment]
         self.prefetch: int = check_int("prefetch", prefetch, 0)  # type: ignore[assignment]
@@ -150,7 +155,7 @@ class StreamingShards(DatasetFactory):
         )
 
 
-class ShardDataset(Dataset):
+class ShardDataset(CropDecoding, Dataset):
     """``(image, label)`` samples of one split's chunks (see the module); the image as the image-folder
     path decodes it, a crop the pipeline starts with run while decoding.
 
@@ -175,8 +180,7 @@ class ShardDataset(Dataset):
     ) -> None:
         self.store, self.num_classes, self.classes = store, num_classes, classes
         self.decoder, self.max_image_pixels, self.shuffle_chunks = decoder, max_image_pixels, shuffle_chunks
-        self.image_decoder: ImageDecoder | None = make_decoder(decoder)
-        self._head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None
+        self._decode_with(decoder)
         sizes = np.array([c.samples for c in store.chunks], dtype=np.int64)
         self._ends = np.cumsum(sizes)
         self._starts = self._ends - sizes
@@ -186,15 +190,6 @@ class ShardDataset(Dataset):
     @property
     def chunks(self) -> list[ChunkInfo]:
         return self.store.chunks
-
-    @property
-    def decoder_name(self) -> str:
-        return "pil" if self.image_decoder is None else self.image_decoder.name
-
-    def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
-        """As :meth:`lightning_aug.data.datasets.ImageFolderDataset.set_crop_decoder`."""
-        self._head = head if self.image_decoder is not None else None
-        return head is not None and self._head is not None
 
     def __len__(self) -> int:
         return int(self._ends[-1]) if len(self._ends) else 0
