@@ -57,10 +57,14 @@ def check_config(cfg: DictConfig) -> None:
     _walk(container, "")
     check_accelerator(container.get("trainer"))
     for name, spec in (container.get("callbacks") or {}).items():
-        if not (isinstance(spec, Mapping) and "_target_" in spec):
-            raise ValueError(f"callbacks.{name} has no _target_: every callback entry must name its class")
+        _check_named_target(spec, f"callbacks.{name}", "callback")
     for name, spec in _logger_specs(container.get("logger")).items():
         _check_logger(spec, name)
+
+
+def _check_named_target(spec: Any, where: str, kind: str) -> None:
+    if not (isinstance(spec, Mapping) and "_target_" in spec):
+        raise ValueError(f"{where} has no _target_: every {kind} entry must name its class")
 
 
 # keys of the model group that the apps read (never passed to the module)
@@ -69,12 +73,12 @@ _COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no
 _CLASSIFIER = "lightning_aug.ImageClassifier"
 
 
-def _check_model(spec: Mapping[str, Any]) -> dict[str, Any]:
-    """The model's constructor arguments (the app keys checked and left out). A ``_target_`` swapped
-    on a preset of ImageClassifier's arguments is told to start from ``model=custom``.
+def _model_options(spec: Mapping[str, Any]) -> tuple[dict[str, Any], bool | str, bool | str]:
+    """``(constructor arguments, compile, channels_last)`` of the model group: the app keys
+    checked and split off.
 
     Raises:
-        ValueError: a bad ``compile`` or ``channels_last``, an unknown target or argument.
+        ValueError: a bad ``compile`` or ``channels_last``.
     """
     compile_ = spec.get("compile", False)
     if not (isinstance(compile_, bool) or compile_ in _COMPILE_MODES):
@@ -85,7 +89,18 @@ def _check_model(spec: Mapping[str, Any]) -> dict[str, Any]:
     channels_last = spec.get("channels_last", "auto")
     if not (isinstance(channels_last, bool) or channels_last == "auto"):
         raise ValueError(f"model.channels_last must be true, false or auto, got {channels_last!r}")
-    args = {k: v for k, v in spec.items() if k not in MODEL_APP_KEYS}
+    return {k: v for k, v in spec.items() if k not in MODEL_APP_KEYS}, compile_, channels_last
+
+
+def _check_model(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The model's constructor arguments (:func:`_model_options`), checked against the target. A
+    ``_target_`` swapped on a preset of ImageClassifier's arguments is told to start from
+    ``model=custom``.
+
+    Raises:
+        ValueError: a bad ``compile`` or ``channels_last``, an unknown target or argument.
+    """
+    args, _, _ = _model_options(spec)
     arch = args.get("arch")
     if args.get("_target_") == _CLASSIFIER and arch not in (None, "small_cnn", "resnet18", "timm"):
         from lightning_aug.models import _is_timm_name
@@ -135,8 +150,7 @@ def _check_logger(spec: Any, name: str) -> None:
     import importlib.util
 
     where = f"logger.{name}" if name else "logger"
-    if not (isinstance(spec, Mapping) and "_target_" in spec):
-        raise ValueError(f"{where} has no _target_: every logger entry must name its class")
+    _check_named_target(spec, where, "logger")
     needs = _LOGGER_PACKAGES.get(str(spec["_target_"]).rsplit(".", 1)[-1])
     if needs and not any(importlib.util.find_spec(package) for package in needs[0]):
         install = f"pip install 'lightning-aug[{needs[1]}]'" if needs[1] else f"pip install {needs[0][0]}"
@@ -254,8 +268,7 @@ def build_model(cfg: DictConfig, datamodule: AugDataModule) -> Any:
     from hydra.utils import get_class
 
     spec = cast(dict, OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=True))
-    compile_, channels_last = spec.get("compile", False), spec.get("channels_last", "auto")
-    args = {k: v for k, v in spec.items() if k not in MODEL_APP_KEYS}
+    args, compile_, channels_last = _model_options(spec)
     if args.get("num_classes") is None and _takes(get_class(args["_target_"]), "num_classes"):
         args["num_classes"] = datamodule.num_classes
     model = instantiate(args, _convert_="all")
