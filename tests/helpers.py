@@ -69,6 +69,16 @@ def tiny_trainer(**kwargs: Any) -> Trainer:
     return Trainer(**options)
 
 
+# one epoch on two CPU DDP ranks (gloo), as the app's DDP tests run it: training only
+DDP_ON_CPU = [
+    "trainer=ddp",
+    "trainer.accelerator=cpu",
+    "trainer.devices=2",
+    "trainer.max_epochs=1",
+    "+trainer.limit_val_batches=0",
+    "test=false",
+]
+
 BIN = Path(sys.executable).parent  # the console scripts of the installed package
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import Recorder, digits_folder, run_app, tiny_trainer
+from helpers import DDP_ON_CPU, Recorder, digits_folder, run_app, tiny_trainer
 from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.transforms import v2
@@ -154,12 +154,7 @@ def test_two_ddp_processes_resumed_mid_epoch_train_on_the_uninterrupted_batches(
         f"data.root={digits}",
         "augment=cifar_tv",
         "mixup=mixup_cutmix",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.max_epochs=1",
-        "+trainer.limit_val_batches=0",
-        "test=false",
+        *DDP_ON_CPU,
         "loader.batch_size=16",
         "loader.num_workers=1",
         "loader.persistent_workers=false",

@@ -21,6 +21,7 @@ import pytest
 import torch
 from helpers import (
     BIN,
+    DDP_ON_CPU,
     LoopbackS3,
     Recorder,
     digits_folder,
@@ -636,12 +637,7 @@ def test_two_ddp_processes_read_disjoint_samples_covering_the_epoch(shards: Path
             str(BIN / "lightning-aug-train"),
             "data=streaming",
             f"data.input_dir={shards}",
-            "trainer=ddp",
-            "trainer.devices=2",
-            "trainer.max_epochs=1",
-            "trainer.accelerator=cpu",
-            "+trainer.limit_val_batches=0",
-            "test=false",
+            *DDP_ON_CPU,
             "loader.batch_size=4",
             "loader.num_workers=0",
             "loader.persistent_workers=false",

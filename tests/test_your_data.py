@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import (
+    DDP_ON_CPU,
     Recorder,
     digits_folder,
     one_error_line,
@@ -381,12 +382,7 @@ def test_repeated_augmentation_under_two_ddp_processes(digits: Path, tmp_path: P
         "augment.eval_transforms.resize.size=28",
         "augment.eval_transforms.crop.size=24",
         "datamodule.num_aug_repeats=3",
-        "trainer=ddp",
-        "trainer.accelerator=cpu",
-        "trainer.devices=2",
-        "trainer.max_epochs=1",
-        "+trainer.limit_val_batches=0",
-        "test=false",
+        *DDP_ON_CPU,
         "loader.batch_size=8",
         "loader.num_workers=0",
         "loader.persistent_workers=false",
