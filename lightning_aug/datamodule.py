@@ -354,24 +354,20 @@ class AugDataModule(LightningDataModule):
         """The DataModule a checkpoint was trained with, rebuilt from its saved arguments (Lightning's
         ``load_from_checkpoint``; ``kwargs`` replace saved arguments).
 
-        A checkpoint from elsewhere is untrusted: it is read with ``weights_only=True`` (no pickle),
-        and only the classes of ``lightning_aug``, ``torchvision.transforms`` and ``albumentations`` it
-        names are built (:func:`lightning_aug.targets.untrusted_targets`); add module prefixes you
-        trust to ``trusted_targets`` (``["my_pkg."]``) or pass the argument yourself.
+        A checkpoint from elsewhere is untrusted: it is read with ``weights_only=True`` (no pickle), and
+        every class it names is resolved and checked before anything is built
+        (:mod:`lightning_aug.trust`): only classes of ``lightning_aug``, ``torchvision.transforms`` and
+        ``albumentations`` are built. Add modules (``"my_pkg"``) or callables
+        (``"my_pkg.transforms.to_gray"``) you trust to ``trusted_targets``, or pass the argument yourself.
 
         Raises:
-            ValueError: the checkpoint names a target outside the trusted modules.
+            ValueError: the checkpoint names anything else, or cannot be read without running code.
         """
-        from lightning_aug.targets import untrusted_targets
+        from lightning_aug.trust import load_checked
 
-        with untrusted_targets(f"checkpoint {str(checkpoint_path)!r}", trusted_targets):
-            return super().load_from_checkpoint(
-                checkpoint_path,
-                map_location=map_location,
-                hparams_file=hparams_file,
-                weights_only=weights_only,
-                **kwargs,
-            )
+        return load_checked(
+            cls, checkpoint_path, map_location, hparams_file, weights_only, trusted_targets, kwargs
+        )
 
     # ---------------------------------------------------------------- properties
     @property

@@ -207,9 +207,9 @@ def build(spec: Any, where: str) -> Any:
     if not isinstance(spec, (Mapping, list)):
         return spec
     check_rebuildable(spec, where)
-    from lightning_aug.targets import check_trusted
+    from lightning_aug.trust import check_in_context
 
-    check_trusted(spec, where)  # a checkpoint's spec: only trusted targets (lightning_aug.targets)
+    check_in_context(spec, where)  # a checkpoint's spec: only what it may build (lightning_aug.trust)
     if isinstance(spec, Mapping) and "_target_" in spec:
         from hydra.errors import InstantiationException
         from hydra.utils import instantiate

@@ -7,6 +7,7 @@ so it trains with or without mixing.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, Literal, cast
 
 import torch
@@ -255,6 +256,31 @@ class ImageClassifier(LightningModule):
             original, flipped = probabilities.chunk(2)
             return (original + flipped) / 2
         return probabilities
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        strict: bool | None = None,
+        weights_only: bool | None = True,
+        trusted_targets: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> ImageClassifier:
+        """The model of a checkpoint (Lightning's ``load_from_checkpoint``; ``kwargs`` replace saved
+        arguments), read with ``weights_only=True`` and refused, before anything is built, if any of
+        its saved arguments names code outside the trusted modules and ``trusted_targets``
+        (:mod:`lightning_aug.trust`, as ``AugDataModule.load_from_checkpoint``).
+
+        Raises:
+            ValueError: the checkpoint names untrusted code, or cannot be read without running code.
+        """
+        from lightning_aug.trust import load_checked
+
+        return load_checked(
+            cls, checkpoint_path, map_location, hparams_file, weights_only, trusted_targets, kwargs, strict
+        )
 
     @override
     def configure_optimizers(self) -> Any:

@@ -10,7 +10,9 @@ replaced by :data:`REDACTED`:
 - in files others write for our apps (:func:`redact_files`): Hydra's ``config.yaml``, ``hydra.yaml``,
   ``overrides.yaml`` and job log (:class:`lightning_aug.cli.hydra_callbacks.RedactSecrets`), the
   LightningCLI's saved ``config.yaml``;
-- in the apps' one-line errors (:func:`redact_text` with the values given on the command line).
+- in the apps' one-line errors (:func:`redact_text` with the values given on the command line);
+- in what loggers record of the command line (W&B keeps the program's arguments in its run file):
+  the apps start every logger's experiment with ``sys.argv`` redacted (:func:`start_loggers`).
 
 A DataModule rebuilt from a checkpoint gets :data:`REDACTED` where a credential was; the shard
 factory drops those entries, so boto3 reads the standard environment variables and credential files.
@@ -18,8 +20,10 @@ factory drops those entries, so boto3 reads the standard environment variables a
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+import sys
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,8 +34,10 @@ __all__ = [
     "redact",
     "redact_files",
     "redact_text",
+    "redacted_argv",
     "secret_values",
     "secrets_in_overrides",
+    "start_loggers",
 ]
 
 REDACTED = "<redacted>"
@@ -136,3 +142,27 @@ def redact_files(paths: Iterable[str | Path], values: Iterable[str]) -> list[Pat
             path.write_text(clean)
             changed.append(path)
     return changed
+
+
+@contextlib.contextmanager
+def redacted_argv(values: Iterable[str]) -> Iterator[None]:
+    """Within this block, ``sys.argv`` has ``values`` (and the credentials of its overrides) redacted;
+    restored after (a DDP launcher re-runs the real command line for the other ranks)."""
+    saved = list(sys.argv)
+    values = set(values) | secrets_in_overrides(saved[1:])
+    sys.argv[:] = [saved[0], *(redact_text(arg, values) for arg in saved[1:])]
+    try:
+        yield
+    finally:
+        sys.argv[:] = saved
+
+
+def start_loggers(loggers: Iterable[object], values: Iterable[str] = ()) -> None:
+    """Start each logger's experiment (what Lightning does lazily at the start of fitting) with the
+    credentials of the command line and ``values`` redacted from ``sys.argv``, so that no logger records
+    them (W&B writes the program's arguments into its run file). On ranks other than 0 Lightning's
+    loggers start nothing."""
+    with redacted_argv(values):
+        for logger in loggers:
+            if hasattr(logger, "experiment"):
+                _ = logger.experiment

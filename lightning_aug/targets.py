@@ -4,66 +4,19 @@ Hydra's ``instantiate`` builds whatever a mapping names; albumentations only war
 arguments. Here a typo in a target, an argument the class does not take, or a value of the wrong
 simple type (per the class's annotations) is an error naming the config path, raised before building.
 
-Configs the user runs are trusted: they may name any class. A checkpoint from elsewhere is not:
-building (even importing) what it names would run code its author chose. Inside
-:func:`untrusted_targets` (``AugDataModule.load_from_checkpoint``, ``lightning-aug-predict``) only
-targets of :data:`TRUSTED_PREFIXES` and of the prefixes the caller adds are built; any other is
-refused, before its module is imported, naming it and how to pass the argument instead.
+Configs the user runs are trusted: they may name any class. A checkpoint from elsewhere is not: what
+may be built from it is decided in :mod:`lightning_aug.trust`, and checked here again while one is built.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import types
 import typing
-from collections.abc import Iterator, Mapping, Sequence
-from contextvars import ContextVar
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
-__all__ = ["TRUSTED_PREFIXES", "build_transform", "check_target_args", "check_trusted", "untrusted_targets"]
-
-# the modules whose classes a checkpoint may name: ours, and the transform libraries' transforms
-TRUSTED_PREFIXES: tuple[str, ...] = ("lightning_aug.", "torchvision.transforms.", "albumentations.")
-_UNTRUSTED: ContextVar[tuple[str, tuple[str, ...]] | None] = ContextVar("untrusted_targets", default=None)
-
-
-@contextlib.contextmanager
-def untrusted_targets(source: str, trusted: Sequence[str] = ()) -> Iterator[None]:
-    """Within this block, build only targets of :data:`TRUSTED_PREFIXES` and ``trusted`` (module
-    prefixes such as ``"my_pkg."``); ``source`` names where the specs came from, for messages."""
-    token = _UNTRUSTED.set((source, (*TRUSTED_PREFIXES, *trusted)))
-    try:
-        yield
-    finally:
-        _UNTRUSTED.reset(token)
-
-
-def check_trusted(spec: Any, where: str) -> None:
-    """Refuse, inside :func:`untrusted_targets`, any ``_target_`` of ``spec`` (recursively) outside
-    the trusted prefixes, before anything is imported.
-
-    Raises:
-        ValueError: naming the target, where it came from, and what to do.
-    """
-    context = _UNTRUSTED.get()
-    if context is None:
-        return
-    source, prefixes = context
-    if isinstance(spec, Mapping):
-        target = spec.get("_target_")
-        if target is not None and not (isinstance(target, str) and target.startswith(prefixes)):
-            raise ValueError(
-                f"{where}: {source} names {target!r}: building it would run code the checkpoint's "
-                f"author chose, and only targets of {list(prefixes)} are built from a checkpoint: pass "
-                "that argument to load_from_checkpoint yourself, or trusted_targets=['<module>.'] if you "
-                "trust it"
-            )
-        for key, value in spec.items():
-            check_trusted(value, f"{where}.{key}")
-    elif isinstance(spec, (list, tuple)):
-        for i, value in enumerate(spec):
-            check_trusted(value, f"{where}[{i}]")
+__all__ = ["build_transform", "check_target_args", "nearest"]
 
 
 def check_target_args(spec: Mapping[str, Any], where: str) -> None:
@@ -76,7 +29,9 @@ def check_target_args(spec: Mapping[str, Any], where: str) -> None:
     """
     from hydra.utils import get_object
 
-    check_trusted(spec, where)  # before the target's module is imported
+    from lightning_aug.trust import check_in_context
+
+    check_in_context(spec, where)  # a checkpoint's: before the target's module is imported
     target = spec.get("_target_")
     if not isinstance(target, str):
         raise ValueError(f"{where}: expected a mapping with a '_target_' class path, got {dict(spec)!r}")

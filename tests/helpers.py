@@ -128,6 +128,11 @@ class RepeatedImageFactory:
         return RepeatedImage(self.length)
 
 
+def halve(image: Any) -> Any:
+    """A plain-function per-sample transform, as users write them."""
+    return image // 2
+
+
 def write_image_folder(root: Path, classes: dict[str, int], size: int = 20) -> None:
     """``root/<class>/<i>.png`` with ``classes[name]`` small random images each."""
     from PIL import Image

@@ -265,12 +265,17 @@ def test_a_secret_given_on_the_command_line_is_in_no_file_and_no_output(
         "+data.storage_options.aws_access_key_id=testing",
         f"+data.storage_options.aws_secret_access_key={SECRET}",
         "loader.num_workers=2",
+        "logger=[csv,tensorboard,mlflow,wandb]",  # W&B records the command line in its run file
         **env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     saved = {p.name for p in (run / ".hydra").iterdir()}
     assert {"config.yaml", "hydra.yaml", "overrides.yaml"} <= saved and list(run.rglob("*.ckpt"))
+    written = {p.name for p in run.rglob("*") if p.is_file()}
+    assert "mlflow.db" in written and "metrics.csv" in written and any(".tfevents." in n for n in written)
     assert _files_holding(run, SECRET) == [], "the secret was written down"
+    wandb_runs = list(run.rglob("*.wandb"))  # the command line W&B keeps, redacted
+    assert wandb_runs and b"aws_secret_access_key=" + REDACTED.encode() in wandb_runs[0].read_bytes()
     assert SECRET not in result.stdout + result.stderr
     assert f"aws_secret_access_key={REDACTED}" in (run / ".hydra" / "overrides.yaml").read_text()
     # a bad override beside it: the one-line error does not repeat the secret either
@@ -286,7 +291,10 @@ def test_a_secret_given_on_the_command_line_is_in_no_file_and_no_output(
     assert result.returncode == 2 and SECRET not in result.stdout + result.stderr
 
 
-def test_the_lightning_cli_saves_its_config_without_the_secret(tmp_path: Path) -> None:
+@pytest.mark.parametrize("logger", ["csv", "wandb"])
+def test_the_lightning_cli_saves_its_config_without_the_secret(
+    tmp_path: Path, logger: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("jsonargparse")
     from lightning_aug.cli.lightning import main
 
@@ -295,91 +303,38 @@ def test_the_lightning_cli_saves_its_config_without_the_secret(tmp_path: Path) -
         write_image_folder(images / split, {"a": 4, "b": 4}, size=16)
     prepare_shards(ImageFolder(images), tmp_path / "shards", num_workers=1)
     run = tmp_path / "run"
-    cli = main(
-        [
-            "fit",
-            "--trainer.max_epochs=1",
-            "--trainer.accelerator=cpu",
-            f"--trainer.default_root_dir={run}",
-            "--data.dataset=lightning_aug.data.datasets.streaming.StreamingShards",
-            f"--data.dataset.input_dir={tmp_path / 'shards'}",
-            f"--data.dataset.cache_dir={tmp_path / 'cache'}",
-            "--data.dataset.storage_options="
-            + json.dumps({"aws_secret_access_key": SECRET, "region_name": "eu-west-1"}),
-            "--data.loader.batch_size=4",
-            "--data.loader.num_workers=0",
-            "--model.width=8",
-        ]
-    )
+    loggers = {
+        "csv": [],  # Lightning's default logger (hparams.yaml)
+        "wandb": [  # W&B records the command line, where the secret is
+            "--trainer.logger=lightning.pytorch.loggers.WandbLogger",
+            "--trainer.logger.offline=true",
+            f"--trainer.logger.save_dir={run}",
+        ],
+    }[logger]
+    args = [
+        "fit",
+        "--trainer.max_epochs=1",
+        "--trainer.accelerator=cpu",
+        f"--trainer.default_root_dir={run}",
+        *loggers,
+        "--data.dataset=lightning_aug.data.datasets.streaming.StreamingShards",
+        f"--data.dataset.input_dir={tmp_path / 'shards'}",
+        f"--data.dataset.cache_dir={tmp_path / 'cache'}",
+        "--data.dataset.storage_options="
+        + json.dumps({"aws_secret_access_key": SECRET, "region_name": "eu-west-1"}),
+        "--data.loader.batch_size=4",
+        "--data.loader.num_workers=0",
+        "--model.width=8",
+    ]
+    monkeypatch.setattr("sys.argv", ["lightning_aug.cli.lightning", *args])  # as typed: W&B reads it
+    cli = main()
     assert cli.trainer.state.finished
+    if logger == "wandb":  # its run file is complete once the run is finished
+        import wandb
+
+        wandb.finish()
     saved = list(run.rglob("config.yaml"))
     assert saved and "eu-west-1" in saved[0].read_text() and REDACTED in saved[0].read_text()
-    assert list(run.rglob("hparams.yaml")) and list(run.rglob("*.ckpt"))
+    assert list(run.rglob("*.ckpt"))
+    assert list(run.rglob("hparams.yaml" if logger == "csv" else "*.wandb"))
     assert _files_holding(run, SECRET) == []
-
-
-# ---------------------------------------------------------------- checkpoints
-
-
-def _hostile_checkpoint(tmp_path: Path, small_shapes: Any) -> tuple[Path, Path]:
-    """A real checkpoint whose saved DataModule arguments were edited to name ``os.system``."""
-    import torch
-
-    datamodule = AugDataModule(small_shapes, loader=LoaderSettings(batch_size=16, num_workers=0), seed=0)
-    trainer = Trainer(
-        accelerator="cpu",
-        max_steps=1,
-        logger=False,
-        enable_progress_bar=False,
-        default_root_dir=tmp_path / "run",
-    )
-    trainer.fit(ImageClassifier(num_classes=4, width=8), datamodule)
-    path = tmp_path / "hostile.ckpt"
-    trainer.save_checkpoint(path)
-    marker = tmp_path / "pwned"
-    checkpoint = torch.load(path, weights_only=True)
-    checkpoint["datamodule_hyper_parameters"]["eval_transforms"] = [
-        {"_target_": "os.system", "_args_": [f"touch {marker}"]}
-    ]
-    torch.save(checkpoint, path)
-    return path, marker
-
-
-def test_a_checkpoint_naming_other_code_is_refused_before_importing_it(
-    tmp_path: Path, small_shapes: Any
-) -> None:
-    path, marker = _hostile_checkpoint(tmp_path, small_shapes)
-    with pytest.raises(
-        ValueError,
-        match=r"eval pipeline transform 0: checkpoint .* names 'os\.system': building it would run code",
-    ):
-        AugDataModule.load_from_checkpoint(path)
-    assert not marker.exists()
-    rebuilt = AugDataModule.load_from_checkpoint(path, eval_transforms=[])  # the argument passed instead
-    assert rebuilt.train_pipeline.transforms == [] and not marker.exists()
-    result = run_app(
-        "predict",
-        f"ckpt_path={path}",
-        f"data.predict_root={small_shapes.root}",
-        f"hydra.run.dir={tmp_path / 'predict'}",
-        cwd=tmp_path,
-    )
-    assert "names 'os.system'" in one_error_line(result)
-    assert not marker.exists()
-
-
-def test_trusted_targets_let_a_users_own_module_through(tmp_path: Path, small_shapes: Any) -> None:
-    import torch
-
-    path, _ = _hostile_checkpoint(tmp_path, small_shapes)
-    checkpoint = torch.load(path, weights_only=True)
-    checkpoint["datamodule_hyper_parameters"]["eval_transforms"] = []
-    checkpoint["datamodule_hyper_parameters"]["dataset"] = {
-        "_target_": "helpers.RepeatedImageFactory",
-        "length": 8,
-    }
-    torch.save(checkpoint, path)
-    with pytest.raises(ValueError, match="dataset: checkpoint .* names 'helpers.RepeatedImageFactory'"):
-        AugDataModule.load_from_checkpoint(path)
-    rebuilt = AugDataModule.load_from_checkpoint(path, trusted_targets=["helpers."])
-    assert type(rebuilt.dataset).__name__ == "RepeatedImageFactory" and rebuilt.dataset.length == 8

@@ -26,9 +26,11 @@ __all__ = [
     "build_loggers",
     "build_model",
     "check_config",
+    "check_resume",
     "config_errors",
     "data_errors",
     "log_through_hydra",
+    "untrusted_errors",
 ]
 
 
@@ -248,8 +250,12 @@ def build_callbacks(cfg: DictConfig) -> list[Callback]:
 
 
 def build_loggers(cfg: DictConfig) -> list[Any] | bool:
-    """The loggers of ``cfg.logger`` (``False``: none), each writing under its own folder of the run."""
+    """The loggers of ``cfg.logger`` (``False``: none), each writing under its own folder of the run,
+    their experiments started with the config's credentials redacted from the command line they may
+    record (:func:`lightning_aug.secrets.start_loggers`)."""
     from pathlib import Path
+
+    from lightning_aug.secrets import secret_values, start_loggers
 
     spec = cfg.get("logger")
     specs = _logger_specs(OmegaConf.to_container(spec, resolve=True) if spec else None)
@@ -257,7 +263,9 @@ def build_loggers(cfg: DictConfig) -> list[Any] | bool:
         uri = spec.get("tracking_uri")
         if isinstance(uri, str) and uri.startswith("sqlite:///"):
             Path(uri[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
-    return [instantiate(spec, _convert_="all") for spec in specs.values()] or False
+    loggers = [instantiate(spec, _convert_="all") for spec in specs.values()]
+    start_loggers(loggers, secret_values(OmegaConf.to_container(cfg, resolve=True)))
+    return loggers or False
 
 
 def build_model(cfg: DictConfig, datamodule: AugDataModule) -> Any:
@@ -295,6 +303,23 @@ def _on_gpu(trainer: Any) -> bool:
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available())
 
 
+def check_resume(ckpt_path: Any, cfg: Any) -> None:
+    """Refuse a checkpoint to resume from that names code (:mod:`lightning_aug.trust`) other than the
+    trusted modules and the modules of the classes this config's model and DataModule name (the
+    user's own), or that holds a pickle; before Lightning reads it.
+
+    Raises:
+        ValueError: naming the saved argument and the name it holds.
+        FileNotFoundError: ``ckpt_path`` is not a file.
+    """
+    from lightning_aug.trust import config_trust, read_checkpoint
+
+    config = cast(dict, OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg)
+    own = {key: config.get(key) for key in ("model", "datamodule", "data")}
+    advice = "A resumed run builds only these and the classes of the modules its own config names"
+    read_checkpoint(ckpt_path, config_trust(own), f"ckpt_path {str(ckpt_path)!r}", advice=advice)
+
+
 @contextmanager
 def config_errors(app: str) -> Iterator[None]:
     """Turn a bad configuration found while building (a missing value, an unknown target or
@@ -326,6 +351,20 @@ def data_errors(app: str) -> Iterator[None]:
         yield
     except DataError as err:
         print(f"{app}: data error: {clean(one_line(err))}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@contextmanager
+def untrusted_errors(app: str) -> Iterator[None]:
+    """Turn the refusal of a checkpoint (:class:`~lightning_aug.trust.Untrusted`) into one line on
+    stderr and exit status 2, for the entries that do not run under :func:`config_errors` (the
+    LightningCLI)."""
+    from lightning_aug.trust import Untrusted
+
+    try:
+        yield
+    except Untrusted as err:
+        print(f"{app}: config error: {clean(' '.join(str(err).split()))}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -50,6 +50,22 @@ class AugLightningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.link_arguments("data.num_classes", "model.num_classes", apply_on="instantiate")
 
+    def _before_run(self) -> None:
+        """Before the subcommand runs: ``--ckpt_path`` refused if it holds a pickle or names code other
+        than the trusted modules and the classes this command line names (:mod:`lightning_aug.trust`),
+        and the loggers started with the config's credentials redacted from the command line they may
+        record (:func:`lightning_aug.secrets.start_loggers`)."""
+        from lightning_aug.cli.common import check_resume
+        from lightning_aug.secrets import secret_values, start_loggers
+
+        config = self.config[self.subcommand].as_dict()
+        ckpt_path = config.get("ckpt_path")
+        if ckpt_path is not None:
+            check_resume(ckpt_path, config)
+        start_loggers(self.trainer.loggers, secret_values(config))
+
+    before_fit = before_validate = before_test = before_predict = _before_run
+
 
 def main(args: Any = None, run: bool = True) -> AugLightningCLI:
     """Run the CLI on ``args`` (``None``: the command line)."""
@@ -64,7 +80,8 @@ def main(args: Any = None, run: bool = True) -> AugLightningCLI:
 
 
 if __name__ == "__main__":
-    from lightning_aug.cli.common import data_errors
+    from lightning_aug.cli.common import data_errors, untrusted_errors
 
-    with data_errors("python -m lightning_aug.cli.lightning"):  # bad data: one line, as the apps say it
+    app = "python -m lightning_aug.cli.lightning"
+    with data_errors(app), untrusted_errors(app):  # bad data, an untrusted checkpoint: one line each
         main()

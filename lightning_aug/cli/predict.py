@@ -8,9 +8,11 @@ Usage::
 
 Writes ``predictions.csv`` into the run folder: one row per image file under ``data.predict_root``
 (recursive, sorted by path): ``file`` (relative to the folder), ``class_1, prob_1, ...`` for the
-``top_k`` most likely classes, and ``error`` (empty, or why the file could not be read). The model and
-the DataModule (eval pipeline, normalisation, class names) are rebuilt from the checkpoint, which is
-loaded with ``weights_only=True``.
+``top_k`` most likely classes, and ``error`` (empty, or why the file could not be read); a cell that a
+spreadsheet would read as a formula (``=``, ``+``, ``-``, ``@``, a tab or carriage return first) is
+written with a leading ``'``. The model and the DataModule (eval pipeline, normalisation, class names)
+are rebuilt from the checkpoint, which is read with ``weights_only=True`` and refused whole if it names
+code outside the trusted modules (:mod:`lightning_aug.trust`; ``predict.trusted_targets`` adds your own).
 """
 
 from __future__ import annotations
@@ -27,15 +29,9 @@ from lightning_aug.cli import CONFIG_PATH, precheck
 
 __all__ = ["main", "predict"]
 
+HPARAMS = "datamodule_hyper_parameters"
+
 log = logging.getLogger(__name__)
-
-
-def _checkpoint(path: str) -> dict[str, Any]:
-    import torch
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"ckpt_path {path!r} is not a file")
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def predict(cfg: DictConfig) -> Path:
@@ -49,13 +45,21 @@ def predict(cfg: DictConfig) -> Path:
     from lightning_aug.datamodule import AugDataModule
     from lightning_aug.hparams import build
     from lightning_aug.models import ImageClassifier
+    from lightning_aug.trust import Trust, arguments, read_checkpoint, trusted_context
 
     log_through_hydra()
     with config_errors("lightning-aug-predict"):
         if not isinstance(cfg.top_k, int) or cfg.top_k < 1:
             raise ValueError(f"top_k must be an int >= 1, got {cfg.top_k!r}")
-        checkpoint = _checkpoint(cfg.ckpt_path)
-        if "datamodule_hyper_parameters" not in checkpoint:
+        # read once, with no pickle; refused whole if it names code we would not build (the dataset
+        # is replaced by the folder to predict: not built from the checkpoint, not checked)
+        trust = Trust.of(list(cfg.predict.trusted_targets or []))
+        source = f"ckpt_path {str(cfg.ckpt_path)!r}"
+        advice = "If you trust the checkpoint: predict.trusted_targets=[<module or callable>]"
+        checkpoint = read_checkpoint(
+            cfg.ckpt_path, trust, source, replaced={HPARAMS: ["dataset"]}, advice=advice
+        )
+        if HPARAMS not in checkpoint:
             raise ValueError(
                 f"ckpt_path {cfg.ckpt_path!r} holds no AugDataModule arguments "
                 "(datamodule_hyper_parameters): it was not written by lightning_aug 0.2 or later"
@@ -63,26 +67,17 @@ def predict(cfg: DictConfig) -> Path:
         dataset = ImageFiles(
             cfg.data.predict_root, cfg.data.decoder, cfg.data.on_bad_image, cfg.data.max_image_pixels
         )
-        from lightning_aug.targets import untrusted_targets
-
-        source = f"ckpt_path {str(cfg.ckpt_path)!r}"  # only our and the transforms' classes are built
-        with untrusted_targets(source):
-            loader = build(checkpoint["datamodule_hyper_parameters"].get("loader"), "loader")
-        overrides = {k: v for k, v in cfg.loader.items() if v is not None}
-        loader = dataclasses.replace(
-            loader, **overrides, eval_batch_size=None, persistent_workers=False, prefetch_factor=None
-        )
-        if loader.num_workers == 0:
-            loader = dataclasses.replace(loader, multiprocessing_context=None)
-        # both rebuilt from the checkpoint read above (load_from_checkpoint would read it twice more)
-        # LightningCLI records how it built them (_instantiator): not a constructor argument
-        saved = {k: v for k, v in checkpoint["datamodule_hyper_parameters"].items() if k != "_instantiator"}
-        hparams = {**saved, "dataset": dataset, "loader": loader}
-        with untrusted_targets(source):
-            datamodule = AugDataModule(**hparams)
-        model = ImageClassifier(
-            **{k: v for k, v in checkpoint["hyper_parameters"].items() if k != "_instantiator"}
-        )
+        with trusted_context(trust, source):  # both rebuilt from the checkpoint read above
+            saved = arguments(checkpoint[HPARAMS])
+            loader = build(saved.get("loader"), "loader")
+            overrides = {k: v for k, v in cfg.loader.items() if v is not None}
+            loader = dataclasses.replace(
+                loader, **overrides, eval_batch_size=None, persistent_workers=False, prefetch_factor=None
+            )
+            if loader.num_workers == 0:
+                loader = dataclasses.replace(loader, multiprocessing_context=None)
+            datamodule = AugDataModule(**{**saved, "dataset": dataset, "loader": loader})
+            model = ImageClassifier(**arguments(checkpoint["hyper_parameters"]))
         model.load_state_dict(checkpoint["state_dict"])
         model.predict_tta = bool(cfg.predict.tta)
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
@@ -112,14 +107,24 @@ def _write(cfg: DictConfig, datamodule: Any, batches: list[Any], classes: list[s
         for row, path in enumerate(paths):
             name = str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else path
             if path in unreadable:  # its slot holds the next readable file's prediction
-                writer.writerow([name, *[""] * (2 * k), "unreadable (see the warning)"])
+                writer.writerow([_cell(name), *[""] * (2 * k), "unreadable (see the warning)"])
                 continue
             cells: list[Any] = []
             for index, prob in zip(top.indices[row].tolist(), top.values[row].tolist(), strict=True):
                 cells += [classes[index] if classes and index < len(classes) else str(index), f"{prob:.6f}"]
-            writer.writerow([name, *cells, ""])
+            writer.writerow([_cell(name), *map(_cell, cells), ""])
     print(f"predictions: {out} ({len(paths)} files, {len(unreadable)} unreadable)")
     return out
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> Any:
+    """A text cell a spreadsheet would read as a formula (a class name or file name from elsewhere
+    starting with ``=``, ``+``, ``-``, ``@``, a tab or carriage return) with a leading ``'``, which
+    spreadsheets show as text (OWASP's CSV injection advice); probabilities and other text as they are."""
+    return f"'{value}" if isinstance(value, str) and value.startswith(_FORMULA) else value
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")

@@ -46,6 +46,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         build_loggers,
         build_model,
         check_config,
+        check_resume,
         config_errors,
         data_errors,
         log_through_hydra,
@@ -59,8 +60,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         model = build_model(cfg, datamodule)
         callbacks = build_callbacks(cfg)
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg))
+        resume = cfg.get("ckpt_path")
+        if resume is not None:  # refused whole if it names code outside this config's modules
+            check_resume(resume, cfg)
     with data_errors("lightning-aug-train"):
-        trainer.fit(model, datamodule, ckpt_path=cfg.get("ckpt_path"))
+        trainer.fit(model, datamodule, ckpt_path=resume, weights_only=True)
     logged = trainer.callback_metrics
     # one key per meaning: Lightning also keeps "<name>_epoch" beside "<name>" for values logged per
     # step and per epoch (the same number); "<name>_step" (the last step's) stays
