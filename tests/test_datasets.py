@@ -14,6 +14,7 @@ from PIL import Image
 
 from lightning_aug.data.datasets import CIFAR10, CIFAR100, ImageFolder, ImageFolderDataset, SyntheticShapes
 from lightning_aug.data.datasets.synthetic import CLASS_NAMES
+from lightning_aug.errors import DataError
 
 # ---------------------------------------------------------------- synthetic
 
@@ -300,9 +301,42 @@ def test_raise_names_the_truncated_file(tmp_path: Path, decoder: str) -> None:
 def test_skip_replaces_bad_files_and_names_them(tmp_path: Path, decoder: str) -> None:
     bad = bad_image_folder(tmp_path)
     data = ImageFolder(tmp_path, decoder=decoder, on_bad_image="skip")("train")
-    image, label, skipped = data[0]  # both bad files, then the CMYK one
-    assert skipped == tuple(bad) and np.asarray(image).shape == (24, 24, 3) and label == 0
+    for index, path in enumerate(bad):  # each bad sample names its own file, replaced by a good one
+        image, label, skipped = data[index]
+        assert skipped == (path,) and np.asarray(image).shape == (24, 24, 3) and label in (0, 1)
     assert len(data[2]) == 2  # a good file: a plain (image, label)
+    fresh = ImageFolder(tmp_path, decoder=decoder, on_bad_image="skip")("train")  # another process, say
+    assert np.array_equal(np.asarray(fresh[0][0]), np.asarray(data[0][0]))  # seeded: the same replacement
+
+
+def test_skip_is_linear_in_the_bad_files_and_spreads_the_replacements() -> None:
+    """2,000 unreadable samples before 100 good ones: each position is read at most once per process
+    (it was quadratic: the first good file after the block was found by a scan from every bad one, and
+    served 2,000 times)."""
+    from collections import Counter
+
+    from lightning_aug.data.datasets.folder import SkipMemory, read_or_skip
+
+    reads: Counter[int] = Counter()
+
+    def load(position: int) -> tuple[int, int]:
+        reads[position] += 1
+        if position < 2000:
+            raise ValueError("unreadable")
+        return position, 0
+
+    memory = SkipMemory()
+    served = [read_or_skip(load, str, 2100, i, "skip", "data", memory) for i in range(2100)]
+    assert max(reads[p] for p in range(2000)) == 1 and sum(reads.values()) <= 2 * 2100
+    replacements = Counter(sample[0] for sample in served[:2000])
+    assert (
+        set(replacements) <= set(range(2000, 2100)) and max(replacements.values()) <= 60
+    )  # 20 each on average
+    assert all(sample[2] == (str(i),) for i, sample in enumerate(served[:2000]))  # its own file named
+    again = [read_or_skip(load, str, 2100, i, "skip", "data", SkipMemory()) for i in range(5)]
+    assert [s[0] for s in again] == [s[0] for s in served[:5]]  # the same replacement in a fresh process
+    with pytest.raises(DataError, match=r"no readable image in data \(2000 unreadable\)"):
+        read_or_skip(load, str, 2000, 0, "skip", "data", SkipMemory())
 
 
 def test_bad_policy_name(tmp_path: Path) -> None:

@@ -106,7 +106,7 @@ def _write(cfg: DictConfig, datamodule: Any, batches: list[Any], classes: list[s
         )
         for row, path in enumerate(paths):
             name = str(Path(path).relative_to(root)) if Path(path).is_relative_to(root) else path
-            if path in unreadable:  # its slot holds the next readable file's prediction
+            if path in unreadable:  # its slot holds another readable file's prediction
                 writer.writerow([_cell(name), *[""] * (2 * k), "unreadable (see the warning)"])
                 continue
             cells: list[Any] = []

@@ -30,14 +30,18 @@ _SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _TRANSPOSED = frozenset({5, 6, 7, 8})  # EXIF orientations that swap width and height
 
 
-def read_image_bytes(path: str | os.PathLike[str]) -> np.ndarray:
-    """The bytes of an image file, as OpenCV's ``imdecode`` takes them.
+def read_image_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) -> np.ndarray:
+    """The bytes of an image file, as OpenCV's ``imdecode`` takes them, read by the one reader
+    (:func:`lightning_aug.data.reader.read_bytes`: a regular file of at most ``max_bytes`` bytes).
 
     Raises:
+        UnreadableFile: not a regular file (a FIFO, a device), or larger than ``max_bytes``.
         ValueError: an empty file, or a JPEG without its end-of-image marker (truncated); OpenCV itself
             would decode the partial image with only a warning.
     """
-    data = np.fromfile(os.fspath(path), dtype=np.uint8)
+    from lightning_aug.data.reader import read_bytes
+
+    data = read_bytes(path, max_bytes)
     if data.size == 0:
         raise ValueError(f"empty image file {os.fspath(path)!r} (0 bytes)")
     if data[:2].tobytes() == b"\xff\xd8" and b"\xff\xd9" not in data[-64:].tobytes():

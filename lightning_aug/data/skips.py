@@ -58,7 +58,7 @@ class SkipReport:
         warnings.warn(
             f"on_bad_image='skip': rank {rank} skipped {len(paths)} unreadable image file(s) in epoch "
             f"{epoch}, among {self.samples.get(epoch, 0)} samples read (all loaders; each replaced by "
-            f"the next readable sample): {named}{more}",
+            f"a readable sample drawn at random): {named}{more}",
             UserWarning,
             stacklevel=3,
         )

@@ -25,6 +25,8 @@ from lightning_aug.data.decoders import (
     make_decoder,
 )
 from lightning_aug.data.jpeg import read_image_bytes
+from lightning_aug.data.reader import file_cap, read_bytes, read_head
+from lightning_aug.errors import DataError
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -157,15 +159,15 @@ def decode_image(
 
 def file_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
     """``(height, width)`` of an image file from its header (EXIF orientation applied), reading its
-    first 256 KiB (all of it where the header lies further in); ``None`` where it is no image."""
+    first 256 KiB (all of it where the header lies further in) through the one reader; ``None`` where
+    it is no image, or no regular file of a readable size."""
     try:
-        with open(path, "rb") as file:
-            head = file.read(256 << 10)
-            size = image_size(np.frombuffer(head, dtype=np.uint8))
-            if size is None and len(head) == 256 << 10:
-                size = image_size(np.frombuffer(head + file.read(), dtype=np.uint8))
-        return size
-    except OSError:
+        head, size = read_head(path, 256 << 10, file_cap(DEFAULT_MAX_IMAGE_PIXELS))
+        found = image_size(np.frombuffer(head, dtype=np.uint8))
+        if found is None and size > len(head):
+            found = image_size(read_bytes(path, file_cap(DEFAULT_MAX_IMAGE_PIXELS)))
+        return found
+    except (OSError, DataError):
         return None
 
 
@@ -208,6 +210,24 @@ def probe_folder_sizes(
     return found
 
 
+_SKIP_DRAWS = 64  # seeded random draws for a replacement before falling back on the readable ones seen
+
+
+class SkipMemory:
+    """What ``on_bad_image="skip"`` has learnt in one process: the positions found unreadable (each is
+    read once) and those read fine (the fallback for a replacement)."""
+
+    def __init__(self) -> None:
+        self.bad: set[int] = set()
+        self.good: list[int] = []
+        self._good: set[int] = set()
+
+    def readable(self, position: int) -> None:
+        if position not in self._good:
+            self._good.add(position)
+            self.good.append(position)
+
+
 def read_or_skip(
     load: Callable[[int], tuple[Any, Any]],
     name: Callable[[int], str],
@@ -215,26 +235,56 @@ def read_or_skip(
     index: int,
     policy: BadImagePolicy,
     where: str,
+    memory: SkipMemory | None = None,
 ) -> tuple[Any, ...]:
     """Sample ``index`` as ``load`` reads it; with ``policy="skip"`` an unreadable one (``load``
-    raised ``ValueError``) is replaced by the next readable sample, and the sample carries the names
-    of the ones skipped as a third element (``AugDataModule`` reports them per epoch).
+    raised ``ValueError``, a :class:`~lightning_aug.errors.DataError` included) is replaced by a
+    readable sample drawn at random (seeded by ``index``, so the same in every run), and the sample
+    carries the name of the file skipped as a third element (``AugDataModule`` reports them per epoch).
+
+    ``memory`` (the caller's, kept across calls) remembers what was found: each unreadable position is
+    read once per process, so skipping costs time linear in the bad files, and a run of bad files is
+    replaced by samples spread over the data (after 64 draws that all fail, by one of the readable
+    samples seen so far), never by one file many times.
 
     Raises:
-        ValueError: ``policy="raise"`` and the sample is unreadable, or nothing in ``where`` is readable.
+        DataError: ``policy="raise"`` and the sample is unreadable, or nothing in ``where`` is readable.
     """
     if policy == "raise":
         return load(index)
-    skipped: list[str] = []
-    for step in range(count):
-        position = (index + step) % count
+    memory = SkipMemory() if memory is None else memory
+
+    def attempt(position: int) -> tuple[Any, Any] | None:
+        if position in memory.bad:
+            return None
         try:
-            image, label = load(position)
+            found = load(position)
         except ValueError:
-            skipped.append(name(position))
-            continue
-        return (image, label, tuple(skipped)) if skipped else (image, label)
-    raise ValueError(f"on_bad_image='skip': no readable image in {where}")
+            memory.bad.add(position)
+            return None
+        memory.readable(position)
+        return found
+
+    sample = attempt(index)
+    if sample is not None:
+        return sample
+    import random
+
+    draw = random.Random(index)
+    for _ in range(_SKIP_DRAWS):
+        sample = attempt(draw.randrange(count))
+        if sample is not None:
+            return (*sample, (name(index),))
+    if memory.good:  # many unreadable: one of the readable ones seen, at random
+        sample = attempt(memory.good[draw.randrange(len(memory.good))])
+    start = draw.randrange(count)
+    for step in range(count if sample is None else 0):  # none seen yet: each position once, at most
+        sample = attempt((start + step) % count)
+        if sample is not None:
+            break
+    if sample is None:
+        raise DataError(f"on_bad_image='skip': no readable image in {where} ({len(memory.bad)} unreadable)")
+    return (*sample, (name(index),))
 
 
 def _image_files(top: Path) -> list[str]:
@@ -313,9 +363,10 @@ class ImageFolderDataset(CropDecoding, Dataset):
             limit at all (nor PIL's).
         scanned: ``(classes, samples)`` of ``root`` where the caller has already scanned it (a factory
             scans a folder once for all its splits: 1.28M files on network storage take minutes).
-        on_bad_image: what a corrupt, truncated or non-image file does. ``"raise"``: a ``ValueError``
-            naming the file. ``"skip"``: the sample is replaced by the next readable one (the batch keeps
-            its shape) and the sample becomes ``(image, label, skipped_paths)``; ``AugDataModule`` takes
+        on_bad_image: what a corrupt, truncated or non-image file (or a path that is no regular file)
+            does. ``"raise"``: a :class:`~lightning_aug.errors.DataError` naming the file. ``"skip"``:
+            the sample is replaced by a readable one drawn at random (:func:`read_or_skip`; the batch
+            keeps its shape) and becomes ``(image, label, (skipped path,))``; ``AugDataModule`` takes
             the paths out of the batch and reports them at each epoch's end.
 
     Raises:
@@ -342,6 +393,7 @@ class ImageFolderDataset(CropDecoding, Dataset):
         self.classes, samples = scanned if scanned is not None else _scan(self.root, classes)
         self.samples: SampleList = samples if indices is None else samples.subset(indices)
         self.targets: np.ndarray = self.samples.labels
+        self._skips = SkipMemory()  # what on_bad_image="skip" found, per process
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -369,7 +421,7 @@ class ImageFolderDataset(CropDecoding, Dataset):
         """
         path, label = self.samples[index]
         try:
-            data = read_image_bytes(path)
+            data = read_image_bytes(path, file_cap(self.max_image_pixels))
             return (
                 data,
                 decode_image(data, path, self.image_decoder, self._head, self.max_image_pixels),
@@ -377,7 +429,7 @@ class ImageFolderDataset(CropDecoding, Dataset):
             )
         except Exception as err:  # whatever the decoding library raises: on_bad_image handles it
             reason = str(err).replace(f" {path!r}", "").replace(repr(path), "the file")  # named once
-            raise ValueError(f"cannot decode image file {path!r}: {reason}") from err
+            raise DataError(f"cannot decode image file {path!r}: {reason}") from err
 
     def _load(self, index: int) -> tuple[Any, int]:
         _, image, label = self.read_sample(index)
@@ -385,7 +437,13 @@ class ImageFolderDataset(CropDecoding, Dataset):
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
         return read_or_skip(
-            self._load, self.samples.path, len(self.samples), index, self.on_bad_image, repr(str(self.root))
+            self._load,
+            self.samples.path,
+            len(self.samples),
+            index,
+            self.on_bad_image,
+            repr(str(self.root)),
+            self._skips,
         )
 
 

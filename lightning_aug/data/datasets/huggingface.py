@@ -24,12 +24,15 @@ from lightning_aug.data.datasets.folder import (
     BadImagePolicy,
     CropDecoding,
     Decoder,
+    SkipMemory,
     check_decoding_options,
     decode_image,
     read_or_skip,
     sample_positions,
 )
 from lightning_aug.data.decoders import image_size
+from lightning_aug.data.labels import check_indices, class_indices
+from lightning_aug.data.reader import file_cap, read_bytes
 from lightning_aug.errors import DataError
 
 __all__ = ["HFImages", "HuggingFace"]
@@ -119,7 +122,7 @@ class HuggingFace(DatasetFactory):
                     f"data.path {self.path!r} has no column {column!r} (its columns: {train.column_names}); "
                     "name them with image_column and label_column"
                 )
-        self.classes, self.multi_label, self._to_label = _label_map(train, label_column)
+        self.classes, self.multi_label, self._to_label = _label_map(train, label_column, self.path)
 
     def _split_names(self, given: Mapping[str, str] | None) -> dict[str, str]:
         names = {}
@@ -177,8 +180,12 @@ class HuggingFace(DatasetFactory):
         )
 
 
-def _label_map(table: Any, column: str) -> tuple[list[str], bool, Callable[[Any], Any]]:
-    """The class names, whether labels are multi-hot, and the function from a cell to a label."""
+LabelsOf = Callable[[list[Any], Callable[[int], str]], np.ndarray]
+
+
+def _label_map(table: Any, column: str, name: str) -> tuple[list[str], bool, LabelsOf]:
+    """The class names, whether labels are multi-hot, and the function from a split's label cells to
+    its labels (checked by the one label rule, :mod:`lightning_aug.data.labels`, naming the row)."""
     import datasets
 
     feature = table.features[column]
@@ -189,23 +196,33 @@ def _label_map(table: Any, column: str) -> tuple[list[str], bool, Callable[[Any]
             raise DataError(
                 f"label column {column!r} is a list of {inner}: a multi-label column must be of ClassLabel"
             )
-        classes = list(inner.names)
-        count = len(classes)
+        names = list(inner.names)
 
-        def multi_hot(cell: Any) -> np.ndarray:
-            row = np.zeros(count, dtype=np.float32)
-            row[list(cell)] = 1.0
-            return row
+        def multi_hot(cells: list[Any], where: Callable[[int], str]) -> np.ndarray:
+            out = np.zeros((len(cells), len(names)), dtype=np.float32)
+            for row, cell in enumerate(cells):
+                bad = [c for c in cell if not (isinstance(c, int) and 0 <= c < len(names))]
+                if bad:
+                    raise DataError(f"{where(row)}: label {bad[0]!r} is outside the {len(names)} classes")
+                out[row, list(cell)] = 1.0
+            return out
 
-        return classes, True, multi_hot
-    if isinstance(feature, datasets.ClassLabel):
-        return list(feature.names), False, int
-    values = table.unique(column)
-    if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values):
-        return [str(i) for i in range(int(max(values)) + 1)], False, int
-    classes = sorted(str(v) for v in values)
-    index = {name: i for i, name in enumerate(classes)}
-    return classes, False, lambda cell: index[str(cell)]
+        return names, True, multi_hot
+    if isinstance(feature, datasets.ClassLabel):  # its names and order, its values in range
+        names = list(feature.names)
+
+        def indices(cells: list[Any], where: Callable[[int], str]) -> np.ndarray:
+            for row, cell in enumerate(cells):
+                if not isinstance(cell, (int, np.integer)) or isinstance(cell, bool):
+                    raise DataError(f"{where(row)}: label {cell!r} is not a class index")
+            found = np.asarray(cells, dtype=np.int64)
+            check_indices(found, len(names), where)
+            return found
+
+        return names, False, indices
+    cells = table.with_format(None)[column]
+    _, classes = class_indices(cells, lambda row: f"{name}[train], row {row}")
+    return classes, False, lambda values, where: class_indices(values, where, classes)[0]
 
 
 class HFImages(CropDecoding, Dataset):
@@ -217,7 +234,7 @@ class HFImages(CropDecoding, Dataset):
         table: Any,
         image_column: str,
         label_column: str,
-        to_label: Callable[[Any], Any],
+        to_label: LabelsOf,
         classes: list[str],
         indices: np.ndarray | None = None,
         decoder: Decoder = "auto",
@@ -233,15 +250,13 @@ class HFImages(CropDecoding, Dataset):
         self.table, self.image_column, self.label_column = table, image_column, label_column
         self.to_label, self.classes, self.name = to_label, classes, name
         self.indices = indices
+        self._skips = SkipMemory()  # what on_bad_image="skip" found, per process
         self.decoder, self.on_bad_image, self.max_image_pixels = decoder, on_bad_image, max_image_pixels
         self._decode_with(decoder)
         column = (
             table.with_format(None)[label_column] if indices is None else table.select(indices)[label_column]
         )
-        labels = [to_label(cell) for cell in column]
-        self.targets = (
-            np.stack(labels) if labels and isinstance(labels[0], np.ndarray) else np.asarray(labels)
-        )
+        self.targets = to_label(list(column), lambda row: f"{name}, row {self._row(row)}")
 
     def __len__(self) -> int:
         return len(self.indices) if self.indices is not None else len(self.table)
@@ -253,8 +268,8 @@ class HFImages(CropDecoding, Dataset):
         cell = self.table[self._row(index)][self.image_column]
         if isinstance(cell, Mapping):
             data, path = cell.get("bytes"), cell.get("path")
-            if data is None and path:
-                data = Path(path).read_bytes()
+            if data is None and path:  # the one reader: a regular file within the size cap
+                return read_bytes(path, file_cap(self.max_image_pixels)), path
         else:
             data, path = cell, None
         if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -285,8 +300,10 @@ class HFImages(CropDecoding, Dataset):
             data, name = self._bytes(index)
             image = decode_image(data, name, self.image_decoder, self._head, self.max_image_pixels)
         except Exception as err:
-            raise ValueError(f"cannot decode the image of {self.sample_name(index)}: {err}") from err
+            raise DataError(f"cannot decode the image of {self.sample_name(index)}: {err}") from err
         return image, self.targets[index] if self.targets.ndim == 2 else int(self.targets[index])
 
     def __getitem__(self, index: int) -> tuple[Any, ...]:
-        return read_or_skip(self._load, self.sample_name, len(self), index, self.on_bad_image, self.name)
+        return read_or_skip(
+            self._load, self.sample_name, len(self), index, self.on_bad_image, self.name, self._skips
+        )

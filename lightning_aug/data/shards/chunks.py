@@ -32,6 +32,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from lightning_aug.data.reader import read_blocks
 from lightning_aug.data.shards.layout import ChunkFile, ChunkInfo
 from lightning_aug.data.shards.storage import LocalStorage, Storage
 from lightning_aug.errors import DataError
@@ -44,9 +45,8 @@ _OPEN_CHUNKS = 4  # chunk files a process keeps open
 def crc32_file(path: str | os.PathLike[str]) -> int:
     """The CRC-32 of a file, read in 8 MiB blocks."""
     value = 0
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(8 << 20), b""):
-            value = zlib.crc32(block, value)
+    for block in read_blocks(path):  # the one reader: a regular file, never a FIFO or device
+        value = zlib.crc32(block, value)
     return value
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from lightning_aug.data.reader import UnreadableFile, open_regular
 from lightning_aug.errors import DataError
 
 __all__ = [
@@ -183,12 +184,13 @@ class ChunkFile:
 
     def __init__(self, path: str, info: ChunkInfo, label: str) -> None:
         self.path, self.info, self.label = path, info, label
-        try:
-            self.fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        try:  # the one reader's checks: a regular file (a FIFO or device is refused, never waited on)
+            self.fd, size = open_regular(path, what=label)
         except FileNotFoundError:
             raise DataError(f"{label} is missing ({path})") from None
+        except UnreadableFile as err:
+            raise DataError(f"{label}: {err}") from None
         try:
-            size = os.fstat(self.fd).st_size
             header = os.pread(self.fd, 4 + 4 * (info.samples + 1), 0)
             if len(header) < 4 or _U32.unpack_from(header)[0] != info.samples:
                 raise DataError(f"{label} is damaged: its header does not count {info.samples} samples")

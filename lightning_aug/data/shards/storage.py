@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from lightning_aug.data.reader import read_blocks
 from lightning_aug.errors import DataError
 
 __all__ = [
@@ -78,9 +79,8 @@ def endpoint_of(storage_options: dict[str, Any] | None) -> str:
 def sha256_file(path: str | os.PathLike[str]) -> str:
     """The SHA-256 of a file, read in 8 MiB blocks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(8 << 20), b""):
-            digest.update(block)
+    for block in read_blocks(path):  # the one reader: a regular file, never a FIFO or device
+        digest.update(block)
     return digest.hexdigest()
 
 
