@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int
-from lightning_aug.data.datasets.base import DatasetFactory, Split, TransformedDataset, check_split
+from lightning_aug.data.datasets.base import TransformedDataset
 from lightning_aug.data.datasets.memory import InMemoryDataset
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
@@ -30,6 +30,7 @@ from lightning_aug.data.sampling import (
     repeated,
 )
 from lightning_aug.data.skips import SkipReport
+from lightning_aug.data.source import DatasetFactory, Source, Split, as_factory, as_source, check_split
 from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.normalize import IMAGENET_MEAN, IMAGENET_STD
 from lightning_aug.device.protocol import BatchTransform
@@ -71,13 +72,13 @@ def compute_dtype(trainer: Trainer | None) -> torch.dtype:
     return _TRUE_PRECISION.get(str(getattr(trainer, "precision", "32-true")), torch.float32)
 
 
-def _decoding(data: Any, pipeline: Pipeline, fused: bool) -> str | None:
+def _decoding(source: Source, pipeline: Pipeline, fused: bool) -> str | None:
     """What decodes a split's images and whether its pipeline's leading crop runs while decoding;
-    ``None`` for a dataset of decoded samples whose pipeline has no crop to fuse."""
-    name = getattr(data, "decoder_name", None)
+    ``None`` for a source of decoded samples whose pipeline has no crop to fuse."""
+    name = source.decoder_name
     if name is None and pipeline.decode_head is None:
         return None
-    said = f"images decoded by {name}" if name is not None else f"samples from {type(data).__name__}"
+    said = f"images decoded by {name}" if name is not None else f"samples from {type(source).__name__}"
     if pipeline.decode_head is None:
         return said
     if fused:
@@ -105,24 +106,23 @@ class _Repeated:
         return repeated(self.order(epoch), self.repeats)
 
 
-def sample_weights(data: Any) -> np.ndarray:
-    """The per-sample weights of ``sampler="balanced"``: the dataset's ``sample_weights`` (a file list's
-    weight column), else :func:`~lightning_aug.data.sampling.class_balance_weights` of its labels
-    (``targets`` or ``labels``).
+def sample_weights(source: Source) -> np.ndarray:
+    """The per-sample weights of ``sampler="balanced"``: the source's own
+    (:meth:`~lightning_aug.data.source.Source.weights`: a file list's weight column), else
+    :func:`~lightning_aug.data.sampling.class_balance_weights` of its
+    :meth:`~lightning_aug.data.source.Source.known_labels`.
 
     Raises:
-        ValueError: the dataset has neither (its labels cannot be known without reading every image).
+        ValueError: the source has neither (its labels cannot be known without reading every image).
     """
-    given = getattr(data, "sample_weights", None)
+    given = source.weights()
     if given is not None:
         return np.asarray(given, dtype=np.float64)
-    labels = getattr(data, "targets", None)
+    labels = source.known_labels()
     if labels is None:
-        labels = getattr(data, "labels", None)
-    if labels is None or hasattr(data, "epoch_order"):
         raise ValueError(
             f"sampler='balanced' needs the labels of the train split without reading its images, and "
-            f"{type(data).__name__} does not give them (no targets, labels or sample_weights); use "
+            f"{type(source).__name__} does not give them (known_labels, weights); use "
             "sampler='random', or a dataset that lists its labels (image folders, file lists, Hugging Face)"
         )
     return class_balance_weights(np.asarray(labels))
@@ -269,17 +269,16 @@ class AugDataModule(LightningDataModule):
         self.save_hyperparameters(hparams)
         dataset = build(dataset, "dataset") if is_spec(dataset) else dataset
         loader = build(loader, "loader") if is_spec(loader) else loader
-        if not callable(dataset):
-            raise TypeError(
-                f"dataset must be a dataset factory called with a split name, got {type(dataset).__name__}"
-            )
+        self._factory = as_factory(
+            dataset
+        )  # the contract (lightning_aug.data.source); refuses a non-callable
         self.dataset = dataset
         self.train_pipeline = Pipeline(train_transforms, backend, name="train pipeline")
         self.eval_pipeline = Pipeline(eval_transforms, backend, name="eval pipeline")
         if mean is None:
-            mean = getattr(dataset, "mean", IMAGENET_MEAN)
+            mean = self._factory.mean if self._factory.mean is not None else IMAGENET_MEAN
         if std is None:
-            std = getattr(dataset, "std", IMAGENET_STD)
+            std = self._factory.std if self._factory.std is not None else IMAGENET_STD
         self.mean = _check_stats("mean", mean, positive=False)
         self.std = _check_stats("std", std, positive=True)
         if len(self.mean) != len(self.std):
@@ -337,7 +336,9 @@ class AugDataModule(LightningDataModule):
         self.batch_coordinates: tuple[int, int] = (0, 0)
         self._untrained_batches = 0  # device-stage calls without a trainer (preview, bench)
         self._resumed_without_position = False
-        self.datasets: dict[Split, Dataset | None] = {}
+        self.datasets: dict[Split, Dataset | None] = {}  # what the loaders serve
+        self.sources: dict[Split, Source | None] = {}  # each split's source (lightning_aug.data.source)
+        self._own_order: Callable[[int], np.ndarray] | None = None  # the train source's own, if any
         self._run_seed: int | None = None
         self._generators: dict[bool, torch.Generator] = {}
 
@@ -375,11 +376,10 @@ class AugDataModule(LightningDataModule):
         """Classes of the data: the argument, the factory's ``num_classes`` or the train set's ``classes``."""
         if self._num_classes is not None:
             return self._num_classes
-        found = getattr(self.dataset, "num_classes", None)
-        train = self.datasets.get("train")
-        if found is None and train is not None:
-            classes = getattr(train, "classes", None)
-            found = len(classes) if classes is not None else None
+        found = self._factory.num_classes
+        train = self.sources.get("train")
+        if found is None and train is not None and train.classes is not None:
+            found = len(train.classes)
         if found is None:
             raise ValueError(
                 f"num_classes is unknown: the dataset factory {_name(self.dataset)} has no "
@@ -418,9 +418,7 @@ class AugDataModule(LightningDataModule):
     # ---------------------------------------------------------------- data hooks
     @override
     def prepare_data(self) -> None:
-        prepare = getattr(self.dataset, "prepare", None)
-        if prepare is not None:
-            prepare()
+        self._factory.prepare()
 
     @override
     def setup(self, stage: str) -> None:
@@ -435,51 +433,53 @@ class AugDataModule(LightningDataModule):
         for split in wanted[stage]:
             if split in self.datasets:
                 continue
-            data = self._build_split(split)
+            data = self._factory(check_split(split))
             if data is None:
                 if split == "train":
                     raise ValueError(f"the dataset factory {_name(self.dataset)} returned no train split")
-                self.datasets[split] = None
+                self.datasets[split] = self.sources[split] = None
                 continue
-            if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+            try:  # the contract (lightning_aug.data.source): a dataset of your own is adapted
+                source = self.sources[split] = as_source(data)
+            except TypeError:
                 raise TypeError(
                     f"the dataset factory returned {type(data).__name__} for split {split!r}; "
                     "expected a map-style dataset (with __getitem__ and __len__)"
-                )
+                ) from None
             train = split == "train"
             pipeline = self.train_pipeline if train else self.eval_pipeline
-            self._check_sizes(split, data, None if self.in_memory else pipeline)
+            self._check_sizes(split, source, None if self.in_memory else pipeline)
             if train and self.sampler == "balanced":
-                self._balance = sample_weights(data)
+                self._balance = sample_weights(source)
             if self.in_memory:
-                self.datasets[split] = InMemoryDataset.from_dataset(data, self.image_key, self.label_key)
+                self.datasets[split] = InMemoryDataset.from_dataset(source, self.image_key, self.label_key)
                 continue
-            if hasattr(data, "epoch_order"):  # shards: one order for every rank, from the run seed
-                data.order_seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # type: ignore[attr-defined]
+            if train:  # a source's own order (shards), one for every rank, from the run seed
+                self._own_order = source.epoch_order(stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER))
             stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
             # rank 0's stream on every rank: a sample's augmentation does not depend on the world size
             ramp = self.progressive_resize.size if train and self.progressive_resize is not None else None
             transformed = TransformedDataset(
-                data, pipeline, stream_seed(self.run_seed, 0, stream), self.image_key, self.label_key, ramp
+                source, pipeline, stream_seed(self.run_seed, 0, stream), self.image_key, self.label_key, ramp
             )
             self.datasets[split] = transformed
-            said = _decoding(data, pipeline, transformed.fused)
+            said = _decoding(source, pipeline, transformed.fused)
             if said is not None:
                 rank_zero_info(f"AugDataModule: {split} {said}")
 
-    def _check_sizes(self, split: Split, data: Any, pipeline: Pipeline | None) -> None:
+    def _check_sizes(self, split: Split, source: Source, pipeline: Pipeline | None) -> None:
         """Refuse, before any worker starts, data of several image sizes that ``pipeline`` (``None``:
         ``in_memory``, no pipeline) does not bring to one: read from the headers of a seeded sample
-        of the files (``image_sizes`` of the dataset; datasets without it are checked per batch).
+        of the files (the source's ``image_sizes``; sources that do not know are checked per batch).
 
         Raises:
             DataError: naming two files, their sizes, and what fits.
         """
-        if (pipeline is not None and pipeline.fixed_size) or not hasattr(data, "image_sizes"):
+        if pipeline is not None and pipeline.fixed_size:
             return
         sizes: dict[tuple[int, int], str] = {}
-        for name, size in data.image_sizes(limit=256, seed=self.run_seed):
-            sizes.setdefault(tuple(size), name)
+        for name, size in source.image_sizes(limit=256, seed=self.run_seed) or ():
+            sizes.setdefault((int(size[0]), int(size[1])), name)
             if len(sizes) > 1:
                 break
         if len(sizes) < 2:
@@ -499,13 +499,6 @@ class AugDataModule(LightningDataModule):
             "augment=imagenet_alb or imagenet_tv (or augment=auto, the default, which picks one)"
         )
 
-    def _build_split(self, split: Split) -> Dataset | None:
-        """The factory's dataset of ``split``; a plain callable (not a
-        :class:`~lightning_aug.data.datasets.DatasetFactory`) predicts on its ``"test"`` split."""
-        if split == "predict" and not isinstance(self.dataset, DatasetFactory):
-            return self.dataset("test")
-        return self.dataset(check_split(split))
-
     def _loader(self, split: Split, train: bool) -> DataLoader:
         if split not in self.datasets:
             raise RuntimeError(f"the {split!r} split is not set up: call setup() first")
@@ -515,7 +508,6 @@ class AugDataModule(LightningDataModule):
                 f"the dataset factory {_name(self.dataset)} has no {split!r} split (it returned None)"
             )
         trainer = self.trainer
-        base = getattr(dataset, "dataset", dataset)
         if train and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:
             # Lightning serves the first batches in order: make them a fixed draw of every class
             fixed = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(self.run_seed))  # type: ignore[arg-type]
@@ -526,11 +518,8 @@ class AugDataModule(LightningDataModule):
             seed = stream_seed(self.run_seed, 0, Stream.TRAIN_LOADER)  # one order for every rank
             # shards: their chunk-local shuffle; others: a permutation or a weighted draw; all functions
             # of (seed, epoch)
-            order: Callable[[int], Any] = (
-                base.epoch_order
-                if hasattr(base, "epoch_order")
-                else functools.partial(permutation, size, seed)
-            )
+            own = self._own_order if train else None
+            order: Callable[[int], Any] = own or functools.partial(permutation, size, seed)
             if self._balance is not None:
                 order = functools.partial(balanced_draw, self._balance, seed)
             repeats = self.num_aug_repeats if train else 1
@@ -581,9 +570,8 @@ class AugDataModule(LightningDataModule):
     @property
     def predict_paths(self) -> list[str] | None:
         """The files of the predict split, in the order of its predictions (``None``: not files)."""
-        data = self.datasets.get("predict")
-        samples = getattr(getattr(data, "dataset", data), "samples", None)
-        return None if samples is None else [path for path, _ in samples]
+        source = self.sources.get("predict")
+        return source.files() if source is not None else None
 
     # ---------------------------------------------------------------- randomness and state
     @property
@@ -625,7 +613,8 @@ class AugDataModule(LightningDataModule):
         checkpoint, mid-epoch included, trains on the batches of the uninterrupted run.
         """
         state: dict[str, Any] = {"train_loader_generator": self.loader_generator(True).get_state()}
-        classes = getattr(self.datasets.get("train"), "classes", None)
+        train = self.sources.get("train")
+        classes = train.classes if train is not None else None
         if classes:  # the names predictions are written with (lightning-aug-predict)
             state["classes"] = [str(name) for name in classes]
         if self._train_sampler is not None:

@@ -315,7 +315,7 @@ def test_skip_is_linear_in_the_bad_files_and_spreads_the_replacements() -> None:
     served 2,000 times)."""
     from collections import Counter
 
-    from lightning_aug.data.datasets.folder import SkipMemory, read_or_skip
+    from lightning_aug.data.decode import SkipMemory, read_or_skip
 
     reads: Counter[int] = Counter()
 

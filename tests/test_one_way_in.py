@@ -13,7 +13,7 @@ from helpers import one_error_line, run_app, write_image_folder
 from PIL import Image
 
 from lightning_aug.data.datasets import FileList, ImageFiles, ImageFolder
-from lightning_aug.data.datasets.folder import file_image_size
+from lightning_aug.data.decode import file_image_size
 from lightning_aug.data.labels import class_indices
 from lightning_aug.data.reader import UnreadableFile, file_cap, read_bytes
 from lightning_aug.errors import DataError

@@ -1,73 +1,29 @@
-"""What a dataset factory is, and the wrapper that runs a pipeline over a map-style dataset."""
+"""The wrapper that runs a pipeline over a split's source; the factory and source contracts live in
+:mod:`lightning_aug.data.source` (re-exported here)."""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, get_args
+from typing import Any
 
 import torch
 from torch.utils.data import Dataset
 
 from lightning_aug.data.pipeline import Pipeline
 from lightning_aug.data.sampling import SampleKey, sample_index
-from lightning_aug.hparams import RecordsArguments
+from lightning_aug.data.source import SPLITS, DatasetFactory, Source, Split, as_source, check_split
 from lightning_aug.seeding import sample_seed
 
-__all__ = ["SPLITS", "DatasetFactory", "Split", "TransformedDataset", "as_sample", "check_split"]
-
-Split = Literal["train", "val", "test", "predict"]
-SPLITS: tuple[str, ...] = get_args(Split)
-
-
-def check_split(split: Any) -> Split:
-    """``split``, checked.
-
-    Raises:
-        ValueError: not one of ``"train"``, ``"val"``, ``"test"``, ``"predict"``.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {list(SPLITS)}, got {split!r}")
-    return split
-
-
-class DatasetFactory(RecordsArguments, ABC):
-    """Base of the dataset factories: called with a split name, returns a map-style dataset of
-    ``(image, label)``, or ``None`` for a split the data does not have (e.g. no test split).
-
-    ``image`` is a PIL image, an HWC uint8 ndarray or a CHW uint8 tensor; ``label`` an int class index.
-    Subclasses implement :meth:`build` for ``"train"``, ``"val"`` and ``"test"``; ``"predict"`` is the
-    test split unless :meth:`build_predict` says otherwise (an image folder's ``predict_root``). They
-    may override :meth:`prepare` (download or generate files; called once per node by
-    ``prepare_data``) and define ``num_classes``.
-
-    Being a class, a factory is given to LightningCLI/jsonargparse as ``class_path`` + ``init_args``
-    and to Hydra as ``_target_``. ``AugDataModule`` also takes any plain callable with the same
-    signature (``"predict"`` then reads its ``"test"`` split), e.g. from Hydra with ``_partial_: true``::
-
-        def my_data(split: str, root: str) -> Dataset: ...
-    """
-
-    def prepare(self) -> None:
-        """Make the files ready (download, generate); nothing by default."""
-
-    def __call__(self, split: Split) -> Dataset | None:
-        """The dataset of ``split``.
-
-        Raises:
-            ValueError: an unknown split name.
-        """
-        if check_split(split) == "predict":
-            return self.build_predict()
-        return self.build(split)
-
-    @abstractmethod
-    def build(self, split: Split) -> Dataset | None:
-        """The dataset of ``"train"``, ``"val"`` or ``"test"``; ``None`` where the data has none."""
-
-    def build_predict(self) -> Dataset | None:
-        """The dataset to predict on: the test split unless a subclass knows better."""
-        return self.build("test")
+__all__ = [
+    "SPLITS",
+    "DatasetFactory",
+    "Source",
+    "Split",
+    "TransformedDataset",
+    "as_sample",
+    "as_source",
+    "check_split",
+]
 
 
 def as_sample(item: Any, image_key: str = "image", label_key: str = "label") -> tuple[Any, ...]:
@@ -99,10 +55,10 @@ def _hw(shape: tuple[int, ...]) -> str:
 class TransformedDataset(Dataset):
     """Applies a :class:`~lightning_aug.data.pipeline.Pipeline` to each ``(image, label)`` of ``dataset``.
 
-    Where the pipeline has a :attr:`~lightning_aug.data.pipeline.Pipeline.decode_head` and the dataset a
-    ``set_crop_decoder(head) -> bool`` that accepts
-    :meth:`~lightning_aug.data.pipeline.Pipeline.decode_first`,
-    the dataset runs that crop while decoding (``fused``) and the rest of the pipeline runs here.
+    Where the pipeline has a :attr:`~lightning_aug.data.pipeline.Pipeline.decode_head` and the source
+    takes it (:meth:`~lightning_aug.data.source.Source.set_crop_decoder` of
+    :meth:`~lightning_aug.data.pipeline.Pipeline.decode_first`), the source runs that crop while
+    decoding (``fused``) and the rest of the pipeline runs here.
 
     **Each sample's augmentation is a function of (seed, epoch, sample, repeat)**: before a sample is
     read, the generators its pipeline draws from are seeded from :func:`~lightning_aug.seeding.sample_seed`
@@ -116,7 +72,8 @@ class TransformedDataset(Dataset):
     put back after each sample: the model's own draws are not moved.
 
     Args:
-        dataset: the map-style dataset: items ``(image, label)``, or dicts (:func:`as_sample`).
+        dataset: the split's source (any map-style dataset is adapted, :func:`as_source`): items
+            ``(image, label)``, or dicts (:func:`as_sample`).
         pipeline: the per-sample pipeline.
         seed: the seed of the samples' augmentation (the same on every rank).
         image_key, label_key: the entries of dict items.
@@ -127,14 +84,14 @@ class TransformedDataset(Dataset):
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: Source | Dataset,
         pipeline: Pipeline,
         seed: int,
         image_key: str = "image",
         label_key: str = "label",
         crop_sizes: Callable[[int], int] | None = None,
     ) -> None:
-        self.dataset = dataset
+        self.dataset = source = as_source(dataset)
         self.pipeline = pipeline
         self.crop_sizes = crop_sizes
         self._crop_size: int | None = None
@@ -142,13 +99,10 @@ class TransformedDataset(Dataset):
             pipeline.set_crop_size(crop_sizes(0))  # refused here for a pipeline without the crop
         self.seed = seed
         self.image_key, self.label_key = image_key, label_key
-        # the pipeline's leading crop run while decoding, where the dataset can
-        accept = getattr(dataset, "set_crop_decoder", None)
-        self.fused = bool(
-            pipeline.decode_head is not None and accept is not None and accept(pipeline.decode_first)
-        )
+        # the pipeline's leading crop run while decoding, where the source can
+        self.fused = pipeline.decode_head is not None and source.set_crop_decoder(pipeline.decode_first)
         self._globals = pipeline.draws_from_globals
-        self._keys = bool(getattr(dataset, "accepts_keys", False))  # e.g. shards: the epoch for prefetching
+        self._keys = source.accepts_keys  # e.g. shards: the epoch for prefetching
         pipeline.reseed(seed)
 
     def reseed(self, seed: int) -> None:
@@ -177,11 +131,11 @@ class TransformedDataset(Dataset):
 
     @property
     def classes(self) -> list[str] | None:
-        """The class names of the wrapped dataset, where it has them."""
-        return getattr(self.dataset, "classes", None)
+        """The class names of the source, where it has them."""
+        return self.dataset.classes
 
     def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
+        return len(self.dataset)
 
     def __getitem__(self, key: Any) -> tuple[Any, ...]:
         """The sample of ``key`` (a :class:`~lightning_aug.data.sampling.SampleKey` or an index),
@@ -210,8 +164,7 @@ class TransformedDataset(Dataset):
 
             first = shapes[0]
             other = next(i for i, shape in enumerate(shapes) if shape != first)
-            name = getattr(self.dataset, "sample_name", lambda i: f"sample {i}")
-            a, b = (name(sample_index(indices[i])) for i in (0, other))
+            a, b = (self.dataset.sample_name(sample_index(indices[i])) for i in (0, other))
             raise DataError(
                 f"one batch holds images of two sizes after the {self.pipeline.name} "
                 f"({a}: {_hw(first)}, {b}: {_hw(shapes[other])}): start the pipeline with a crop or "

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torchvision
-from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_bool, check_fraction
 from lightning_aug.data.datasets.base import DatasetFactory, Split
+from lightning_aug.data.source import Source
 
 __all__ = ["CIFAR10", "CIFAR100", "ArrayDataset"]
 
 
-class ArrayDataset(Dataset):
+class ArrayDataset(Source):
     """``(images[i], labels[i])`` over an NHWC uint8 array and its labels."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
@@ -35,8 +35,18 @@ class ArrayDataset(Dataset):
         """One array, one size: ``[("sample 0", (height, width))]``."""
         return [("sample 0", tuple(self.images.shape[1:3]))] if len(self.images) else []
 
-    def sample_name(self, index: int) -> str:
-        return f"sample {index}"
+    def known_labels(self) -> np.ndarray:
+        return np.asarray(self.labels)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray] | None:
+        if self.images.dtype == np.uint8 and self.images.ndim == 4:
+            return self.images, np.asarray(self.labels)
+        return None
+
+    def fingerprint(self) -> dict[str, Any]:
+        from lightning_aug.data.shards.prepare import array_fingerprint
+
+        return array_fingerprint(self.images, self.labels)
 
 
 class CIFAR10(DatasetFactory):

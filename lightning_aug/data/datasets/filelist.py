@@ -21,16 +21,14 @@ import numpy as np
 
 from lightning_aug._checks import check_fraction
 from lightning_aug.data.datasets.base import DatasetFactory, Split
-from lightning_aug.data.datasets.folder import (
+from lightning_aug.data.datasets.folder import DEFAULT_VAL_SPLIT, ImageFolderDataset, split_per_class
+from lightning_aug.data.datasets.samples import SampleList
+from lightning_aug.data.decode import (
     DEFAULT_MAX_IMAGE_PIXELS,
-    DEFAULT_VAL_SPLIT,
     BadImagePolicy,
     Decoder,
-    ImageFolderDataset,
     check_decoding_options,
-    split_per_class,
 )
-from lightning_aug.data.datasets.samples import SampleList
 from lightning_aug.data.labels import class_indices
 from lightning_aug.errors import DataError
 
@@ -246,7 +244,7 @@ class FileList(DatasetFactory):
 
     # ------------------------------------------------------------ the factory
     @property
-    def num_classes(self) -> int:
+    def num_classes(self) -> int:  # type: ignore[override]  # a property of the contract's attribute
         return len(self.classes)
 
     def describe_arguments(self) -> dict[str, Any]:
@@ -289,16 +287,14 @@ class FileList(DatasetFactory):
         if indices is None or len(indices) == 0:
             return None
         self._check_files(split, indices)
-        dataset = ImageFolderDataset(
+        return ImageFolderDataset(
             self.root,
             decoder=self.decoder,
             on_bad_image=self.on_bad_image,
             max_image_pixels=self.max_image_pixels,
             scanned=(self.classes, self._all.subset(indices)),
+            weights=self._weights[indices] if self._weights is not None else None,
         )
-        if self._weights is not None:
-            dataset.sample_weights = self._weights[indices]  # type: ignore[attr-defined]
-        return dataset
 
 
 def _tokens(label: Any, separator: str) -> list[str]:

@@ -2,30 +2,34 @@
 
 from __future__ import annotations
 
-import io
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from PIL import Image
-from torch.utils.data import Dataset
 
-from lightning_aug._checks import check_fraction, check_int
+from lightning_aug._checks import check_fraction
 from lightning_aug.data.datasets.base import DatasetFactory, Split
 from lightning_aug.data.datasets.samples import SampleList
+from lightning_aug.data.decode import (
+    DEFAULT_MAX_IMAGE_PIXELS,
+    BadImagePolicy,
+    CropDecoding,
+    Decoder,
+    SkipMemory,
+    check_decoding_options,
+    decode_image,
+    file_image_size,
+    read_or_skip,
+)
 from lightning_aug.data.decoders import (
-    DECODER_NAMES,
-    DecoderName,
-    ImageDecoder,
-    image_size,
     load_rgb,
-    make_decoder,
 )
 from lightning_aug.data.jpeg import read_image_bytes
-from lightning_aug.data.reader import file_cap, read_bytes, read_head
+from lightning_aug.data.reader import file_cap
+from lightning_aug.data.source import Source
 from lightning_aug.errors import DataError
 
 __all__ = [
@@ -46,9 +50,6 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (
     *(".gif", ".jfif", ".pbm", ".pnm"),
 )
 
-Decoder = DecoderName
-BadImagePolicy = Literal["raise", "skip"]
-
 
 def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted ``(train, val)`` indices: ``fraction`` of each class's samples (at least one of a class
@@ -61,114 +62,6 @@ def split_per_class(labels: np.ndarray, fraction: float, seed: int) -> tuple[np.
         val.append(idx[:n_val])
         train.append(idx[n_val:])
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
-
-
-def check_decoding(decoder: Any, on_bad_image: Any) -> tuple[Decoder, BadImagePolicy]:
-    """``(decoder, on_bad_image)``, checked.
-
-    Raises:
-        ValueError: an unknown ``decoder`` or ``on_bad_image`` policy.
-    """
-    if decoder not in DECODER_NAMES:
-        raise ValueError(f"decoder must be one of {sorted(DECODER_NAMES)}, got {decoder!r}")
-    if on_bad_image not in ("raise", "skip"):
-        raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
-    return decoder, on_bad_image
-
-
-DEFAULT_MAX_IMAGE_PIXELS = 2 * int(Image.MAX_IMAGE_PIXELS or 89_478_485)  # where PIL refuses a bomb
-
-
-def check_decoding_options(
-    decoder: Any, on_bad_image: Any, max_image_pixels: Any
-) -> tuple[Decoder, BadImagePolicy, int | None]:
-    """``(decoder, on_bad_image, max_image_pixels)`` of a dataset factory, checked.
-
-    Raises:
-        ValueError: an unknown ``decoder`` or policy, or ``max_image_pixels`` not an int >= 1 or None.
-    """
-    decoder, on_bad_image = check_decoding(decoder, on_bad_image)
-    return decoder, on_bad_image, check_int("max_image_pixels", max_image_pixels, 1, optional=True)
-
-
-class CropDecoding:
-    """What the datasets that decode image bytes share (image folders, shards, Hugging Face tables):
-    the decoder that runs and the crop applied while decoding (:meth:`set_crop_decoder`)."""
-
-    image_decoder: ImageDecoder | None
-    _head: Callable[[np.ndarray, ImageDecoder, str], Any] | None
-
-    def _decode_with(self, decoder: Decoder) -> None:
-        self.image_decoder = make_decoder(decoder)  # None: PIL
-        self._head = None
-
-    @property
-    def decoder_name(self) -> str:
-        """The decoder that runs: ``"pil"``, ``"cv2"`` or ``"nvimgcodec"`` (what ``"auto"`` chose)."""
-        return "pil" if self.image_decoder is None else self.image_decoder.name
-
-    def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
-        """Decode files with ``head(bytes, decoder, path)`` (a crop applied while decoding:
-        :meth:`lightning_aug.data.pipeline.Pipeline.decode_first`) instead of decoding them whole; ``None``:
-        back to whole images. Not with ``decoder="pil"`` (its images stay PIL's); returns whether it was
-        taken. Unreadable files are handled as ``on_bad_image`` says either way.
-        """
-        self._head = head if self.image_decoder is not None else None
-        return head is not None and self._head is not None
-
-
-def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
-    """Refuse an image whose header says it has more than ``limit`` pixels, before any decoder
-    allocates for it (a 1 MB PNG can hold 20000x20000 pixels: 1.2 GB decoded). ``None``: no limit.
-    This limit replaces PIL's ``Image.MAX_IMAGE_PIXELS`` for the files of a dataset, on every decoder.
-
-    Raises:
-        ValueError: the image is larger than ``limit``.
-    """
-    if limit is None:
-        return
-    shape = image_size(data)
-    if shape is not None and shape[0] * shape[1] > limit:
-        raise ValueError(
-            f"{shape[1]}x{shape[0]} = {shape[0] * shape[1]} pixels, above max_image_pixels={limit} "
-            "(a decompression bomb?); raise max_image_pixels to read it"
-        )
-
-
-def decode_image(
-    data: np.ndarray,
-    path: str,
-    decoder: ImageDecoder | None,
-    head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None,
-    max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
-) -> Any:
-    """The image a dataset serves for a file's bytes: the header's size checked against
-    ``max_image_pixels``, then a PIL image (``decoder`` None: ``decoder="pil"``), the crop ``head`` run
-    while decoding, or the decoder's RGB array.
-
-    Raises:
-        ValueError: the image is too large or cannot be decoded.
-    """
-    check_image_pixels(data, path, max_image_pixels)
-    if decoder is None:
-        return load_rgb(io.BytesIO(data.tobytes()), pil_limit=False)  # max_image_pixels replaces it
-    if head is not None:
-        return head(data, decoder, path)
-    return decoder.decode(data, path)
-
-
-def file_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
-    """``(height, width)`` of an image file from its header (EXIF orientation applied), reading its
-    first 256 KiB (all of it where the header lies further in) through the one reader; ``None`` where
-    it is no image, or no regular file of a readable size."""
-    try:
-        head, size = read_head(path, 256 << 10, file_cap(DEFAULT_MAX_IMAGE_PIXELS))
-        found = image_size(np.frombuffer(head, dtype=np.uint8))
-        if found is None and size > len(head):
-            found = image_size(read_bytes(path, file_cap(DEFAULT_MAX_IMAGE_PIXELS)))
-        return found
-    except (OSError, DataError):
-        return None
 
 
 def sample_positions(count: int, limit: int, seed: int = 0) -> list[int]:
@@ -208,83 +101,6 @@ def probe_folder_sizes(
             if size is not None:
                 found.append((path, size))
     return found
-
-
-_SKIP_DRAWS = 64  # seeded random draws for a replacement before falling back on the readable ones seen
-
-
-class SkipMemory:
-    """What ``on_bad_image="skip"`` has learnt in one process: the positions found unreadable (each is
-    read once) and those read fine (the fallback for a replacement)."""
-
-    def __init__(self) -> None:
-        self.bad: set[int] = set()
-        self.good: list[int] = []
-        self._good: set[int] = set()
-
-    def readable(self, position: int) -> None:
-        if position not in self._good:
-            self._good.add(position)
-            self.good.append(position)
-
-
-def read_or_skip(
-    load: Callable[[int], tuple[Any, Any]],
-    name: Callable[[int], str],
-    count: int,
-    index: int,
-    policy: BadImagePolicy,
-    where: str,
-    memory: SkipMemory | None = None,
-) -> tuple[Any, ...]:
-    """Sample ``index`` as ``load`` reads it; with ``policy="skip"`` an unreadable one (``load``
-    raised ``ValueError``, a :class:`~lightning_aug.errors.DataError` included) is replaced by a
-    readable sample drawn at random (seeded by ``index``, so the same in every run), and the sample
-    carries the name of the file skipped as a third element (``AugDataModule`` reports them per epoch).
-
-    ``memory`` (the caller's, kept across calls) remembers what was found: each unreadable position is
-    read once per process, so skipping costs time linear in the bad files, and a run of bad files is
-    replaced by samples spread over the data (after 64 draws that all fail, by one of the readable
-    samples seen so far), never by one file many times.
-
-    Raises:
-        DataError: ``policy="raise"`` and the sample is unreadable, or nothing in ``where`` is readable.
-    """
-    if policy == "raise":
-        return load(index)
-    memory = SkipMemory() if memory is None else memory
-
-    def attempt(position: int) -> tuple[Any, Any] | None:
-        if position in memory.bad:
-            return None
-        try:
-            found = load(position)
-        except ValueError:
-            memory.bad.add(position)
-            return None
-        memory.readable(position)
-        return found
-
-    sample = attempt(index)
-    if sample is not None:
-        return sample
-    import random
-
-    draw = random.Random(index)
-    for _ in range(_SKIP_DRAWS):
-        sample = attempt(draw.randrange(count))
-        if sample is not None:
-            return (*sample, (name(index),))
-    if memory.good:  # many unreadable: one of the readable ones seen, at random
-        sample = attempt(memory.good[draw.randrange(len(memory.good))])
-    start = draw.randrange(count)
-    for step in range(count if sample is None else 0):  # none seen yet: each position once, at most
-        sample = attempt((start + step) % count)
-        if sample is not None:
-            break
-    if sample is None:
-        raise DataError(f"on_bad_image='skip': no readable image in {where} ({len(memory.bad)} unreadable)")
-    return (*sample, (name(index),))
 
 
 def _image_files(top: Path) -> list[str]:
@@ -348,7 +164,7 @@ def _scan(directory: Path, classes: Sequence[str] | None) -> tuple[list[str], Sa
     return found, SampleList(samples)
 
 
-class ImageFolderDataset(CropDecoding, Dataset):
+class ImageFolderDataset(CropDecoding, Source):
     """``(PIL RGB image, class index)`` for each image under ``root/<class>/``; classes sorted by name.
 
     Args:
@@ -363,6 +179,7 @@ class ImageFolderDataset(CropDecoding, Dataset):
             limit at all (nor PIL's).
         scanned: ``(classes, samples)`` of ``root`` where the caller has already scanned it (a factory
             scans a folder once for all its splits: 1.28M files on network storage take minutes).
+        weights: per-sample weights of ``sampler="balanced"`` (a file list's weight column).
         on_bad_image: what a corrupt, truncated or non-image file (or a path that is no regular file)
             does. ``"raise"``: a :class:`~lightning_aug.errors.DataError` naming the file. ``"skip"``:
             the sample is replaced by a readable one drawn at random (:func:`read_or_skip`; the batch
@@ -384,6 +201,7 @@ class ImageFolderDataset(CropDecoding, Dataset):
         max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
         *,
         scanned: tuple[list[str], SampleList] | None = None,
+        weights: np.ndarray | None = None,
     ) -> None:
         self.decoder, self.on_bad_image, self.max_image_pixels = check_decoding_options(
             decoder, on_bad_image, max_image_pixels
@@ -394,6 +212,7 @@ class ImageFolderDataset(CropDecoding, Dataset):
         self.samples: SampleList = samples if indices is None else samples.subset(indices)
         self.targets: np.ndarray = self.samples.labels
         self._skips = SkipMemory()  # what on_bad_image="skip" found, per process
+        self._weights = weights
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -412,6 +231,20 @@ class ImageFolderDataset(CropDecoding, Dataset):
     def sample_name(self, index: int) -> str:
         """The file of sample ``index``."""
         return self.samples.path(index)
+
+    def known_labels(self) -> np.ndarray:
+        return self.targets
+
+    def weights(self) -> np.ndarray | None:
+        return self._weights
+
+    def files(self) -> list[str]:
+        return [path for path, _ in self.samples]
+
+    def fingerprint(self) -> dict[str, Any]:
+        from lightning_aug.data.shards.prepare import file_fingerprint
+
+        return file_fingerprint(self.samples, str(self.root))
 
     def read_sample(self, index: int) -> tuple[np.ndarray, Any, int]:
         """``(file bytes, image, label)`` of sample ``index`` (the image as ``__getitem__`` gives it).
@@ -499,7 +332,7 @@ class ImageFolder(DatasetFactory):
         self._layout: tuple[Path, float | None] | None = None
 
     @property
-    def num_classes(self) -> int:
+    def num_classes(self) -> int:  # type: ignore[override]  # a property of the contract's attribute
         return len(self._train_classes())
 
     def _train_classes(self) -> list[str]:

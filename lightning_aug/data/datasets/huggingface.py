@@ -14,13 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_fraction
 from lightning_aug.data.datasets.base import DatasetFactory, Split
-from lightning_aug.data.datasets.folder import (
+from lightning_aug.data.datasets.folder import DEFAULT_VAL_SPLIT, sample_positions
+from lightning_aug.data.decode import (
     DEFAULT_MAX_IMAGE_PIXELS,
-    DEFAULT_VAL_SPLIT,
     BadImagePolicy,
     CropDecoding,
     Decoder,
@@ -28,11 +27,11 @@ from lightning_aug.data.datasets.folder import (
     check_decoding_options,
     decode_image,
     read_or_skip,
-    sample_positions,
 )
 from lightning_aug.data.decoders import image_size
 from lightning_aug.data.labels import check_indices, class_indices
 from lightning_aug.data.reader import file_cap, read_bytes
+from lightning_aug.data.source import Source
 from lightning_aug.errors import DataError
 
 __all__ = ["HFImages", "HuggingFace"]
@@ -146,7 +145,7 @@ class HuggingFace(DatasetFactory):
         return names
 
     @property
-    def num_classes(self) -> int:
+    def num_classes(self) -> int:  # type: ignore[override]  # a property of the contract's attribute
         return len(self.classes)
 
     def _held_out(self) -> tuple[np.ndarray, np.ndarray]:
@@ -225,7 +224,7 @@ def _label_map(table: Any, column: str, name: str) -> tuple[list[str], bool, Lab
     return classes, False, lambda values, where: class_indices(values, where, classes)[0]
 
 
-class HFImages(CropDecoding, Dataset):
+class HFImages(CropDecoding, Source):
     """``(image, label)`` of the rows of one ``datasets.Dataset``, the image decoded from its encoded
     bytes by our decoders (a crop the pipeline starts with runs while decoding)."""
 
@@ -277,6 +276,9 @@ class HFImages(CropDecoding, Dataset):
                 f"column {self.image_column!r} holds {type(data).__name__}, not encoded image bytes"
             )
         return np.frombuffer(data, dtype=np.uint8), path or self.sample_name(index)
+
+    def known_labels(self) -> np.ndarray:
+        return self.targets
 
     def sample_name(self, index: int) -> str:
         """How messages name sample ``index``: ``path[split][row]``."""

@@ -55,27 +55,33 @@ class InMemoryDataset(Dataset):
     def from_dataset(
         cls, dataset: Any, image_key: str = "image", label_key: str = "label"
     ) -> InMemoryDataset:
-        """Materialise a map-style dataset of ``(image, label)`` (any image type the pipelines take).
+        """Materialise a split's source of ``(image, label)`` (any image type the pipelines take; any
+        map-style dataset is adapted, :func:`~lightning_aug.data.source.as_source`).
 
-        An NHWC uint8 ``images`` array with ``labels`` (as :class:`~lightning_aug.data.datasets.ArrayDataset`
-        has) is taken in one copy; otherwise every sample is converted once.
+        A source that holds its split as one NHWC uint8 array
+        (:meth:`~lightning_aug.data.source.Source.arrays`, CIFAR) is taken in one copy; otherwise every
+        sample is converted once.
 
         Raises:
             ValueError: the images differ in size.
         """
-        classes = getattr(dataset, "classes", None)
-        images = getattr(dataset, "images", None)
-        if isinstance(images, np.ndarray) and images.dtype == np.uint8 and images.ndim == 4:
+        from lightning_aug.data.source import as_source
+
+        dataset = as_source(dataset)
+        classes = dataset.classes
+        held = dataset.arrays()
+        if held is not None:
+            images, labels = held
             tensor = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2)  # channels_last
-            return cls(tensor, torch.as_tensor(np.asarray(dataset.labels)), classes)
+            return cls(tensor, torch.as_tensor(labels), classes)
         from lightning_aug.data.datasets.base import as_sample
 
         samples = [as_sample(dataset[i], image_key, label_key) for i in range(len(dataset))]
         skipped = sorted({path for s in samples if len(s) > 2 for path in s[2]})
         if skipped:  # on_bad_image="skip": the replacements are in; say which files were left out
             warnings.warn(
-                f"in_memory: skipped {len(skipped)} unreadable image file(s), each replaced by the next "
-                f"readable sample: {skipped[:5]}{' ...' if len(skipped) > 5 else ''}",
+                f"in_memory: skipped {len(skipped)} unreadable image file(s), each replaced by a readable "
+                f"sample drawn at random: {skipped[:5]}{' ...' if len(skipped) > 5 else ''}",
                 UserWarning,
                 stacklevel=2,
             )

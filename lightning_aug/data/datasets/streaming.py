@@ -10,7 +10,7 @@ against the classes. Each chunk is verified (size, CRC-32) before its first samp
 layout we write before anything else (:mod:`~lightning_aug.data.shards.layout`): no shard content
 reaches ``pickle``.
 
-The training order (:meth:`ShardDataset.epoch_order`) shuffles the chunks, then the samples within
+The training order (:meth:`ShardDataset.order`) shuffles the chunks, then the samples within
 windows of ``shuffle_chunks`` consecutive chunks, for each epoch from the run seed; ranks read
 contiguous parts of it (:class:`~lightning_aug.data.sampling.EpochSampler`), so each rank and worker
 reads few chunks at a time, and a resumed run continues at the next sample exactly. Preparation
@@ -24,23 +24,22 @@ from functools import lru_cache
 from typing import Any
 
 import numpy as np
-from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_int
 from lightning_aug.data.datasets.base import DatasetFactory, Split
-from lightning_aug.data.datasets.folder import (
+from lightning_aug.data.decode import (
     DEFAULT_MAX_IMAGE_PIXELS,
     CropDecoding,
     Decoder,
     check_decoding_options,
-    decode_image,
+    decode_sample,
 )
-from lightning_aug.data.decoders import ImageDecoder
 from lightning_aug.data.sampling import SampleKey, sample_index
 from lightning_aug.data.shards.chunks import ChunkStore, default_shard_cache, parse_size
 from lightning_aug.data.shards.layout import METADATA, ChunkInfo, check_index
 from lightning_aug.data.shards.metadata import ShardMetadata, read_metadata
 from lightning_aug.data.shards.storage import Storage, open_storage, without_userinfo
+from lightning_aug.data.source import Source
 from lightning_aug.errors import DataError
 from lightning_aug.secrets import REDACTED
 
@@ -119,7 +118,7 @@ class StreamingShards(DatasetFactory):
         self.metadata: ShardMetadata = read_metadata(self.storage, input_dir)
 
     @property
-    def num_classes(self) -> int:
+    def num_classes(self) -> int:  # type: ignore[override]  # a property of the contract's attribute
         return self.metadata.num_classes
 
     @property
@@ -155,7 +154,7 @@ class StreamingShards(DatasetFactory):
         )
 
 
-class ShardDataset(CropDecoding, Dataset):
+class ShardDataset(CropDecoding, Source):
     """``(image, label)`` samples of one split's chunks (see the module); the image as the image-folder
     path decodes it, a crop the pipeline starts with run while decoding.
 
@@ -164,7 +163,7 @@ class ShardDataset(CropDecoding, Dataset):
         num_classes: labels must be in ``[0, num_classes)``.
         classes: class names.
         decoder, max_image_pixels: as for image folders.
-        shuffle_chunks: chunks whose samples are shuffled together by :meth:`epoch_order`.
+        shuffle_chunks: chunks whose samples are shuffled together by :meth:`order`.
     """
 
     accepts_keys = True  # SampleKeys: the epoch tells which chunks to prefetch
@@ -184,7 +183,7 @@ class ShardDataset(CropDecoding, Dataset):
         sizes = np.array([c.samples for c in store.chunks], dtype=np.int64)
         self._ends = np.cumsum(sizes)
         self._starts = self._ends - sizes
-        self.order_seed = 0  # the run's: set by AugDataModule, the same on every rank
+        self.order_seed = 0  # the run's (epoch_order), the same on every rank
         self._last_chunk = -1
 
     @property
@@ -223,7 +222,13 @@ class ShardDataset(CropDecoding, Dataset):
         chunk = int(np.searchsorted(self._ends, index, "right"))
         return chunk, index - int(self._starts[chunk])
 
-    def epoch_order(self, epoch: int) -> np.ndarray:
+    def epoch_order(self, seed: int) -> Callable[[int], np.ndarray]:
+        """The training order for the run's ``seed`` (:meth:`order`); the chunks are fetched ahead in
+        that order too."""
+        self.order_seed = seed
+        return self.order
+
+    def order(self, epoch: int) -> np.ndarray:
         """The training order of ``epoch``: the chunks shuffled, then the samples of each window of
         ``shuffle_chunks`` consecutive chunks shuffled together; a function of ``(order_seed, epoch)``."""
         return _window_order(self._bounds(), self.shuffle_chunks, self.order_seed, epoch)
@@ -249,25 +254,6 @@ class ShardDataset(CropDecoding, Dataset):
         data, label, name = file.sample(position, self.num_classes)
         where = f"{file.label}: sample {position} ({name})"
         return decode_sample(data, name, where, self.image_decoder, self._head, self.max_image_pixels), label
-
-
-def decode_sample(
-    data: np.ndarray,
-    name: str,
-    where: str,
-    decoder: ImageDecoder | None,
-    head: Callable[[np.ndarray, ImageDecoder, str], Any] | None,
-    max_image_pixels: int | None,
-) -> Any:
-    """A shard sample's image, decoded as an image folder's file is.
-
-    Raises:
-        DataError: it cannot be decoded; the message starts with ``where``.
-    """
-    try:
-        return decode_image(data, name, decoder, head, max_image_pixels)
-    except Exception as err:
-        raise DataError(f"{where} cannot be decoded: {err}") from None
 
 
 @lru_cache(maxsize=8)

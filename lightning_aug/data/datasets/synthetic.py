@@ -19,21 +19,15 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from lightning_aug.data.cache import default_cache_dir
 from lightning_aug.data.datasets.base import DatasetFactory, Split
-from lightning_aug.data.datasets.folder import ImageFolderDataset, check_decoding
+from lightning_aug.data.datasets.folder import ImageFolderDataset
+from lightning_aug.data.decode import check_decoding
 from lightning_aug.data.decoders import DecoderName
 
 __all__ = ["CLASS_NAMES", "SyntheticShapes", "default_cache_dir", "draw_sample"]
 
 Grid = tuple[np.ndarray, np.ndarray]
-
-
-def default_cache_dir() -> Path:
-    """``$LIGHTNING_AUG_CACHE``, else ``$XDG_CACHE_HOME/lightning_aug``, else ``~/.cache/lightning_aug``."""
-    if "LIGHTNING_AUG_CACHE" in os.environ:
-        return Path(os.environ["LIGHTNING_AUG_CACHE"]).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "lightning_aug"
 
 
 # Each shape is a mask function of (centred y, x grid scaled to the shape's radius, rng).
@@ -179,7 +173,7 @@ class SyntheticShapes(DatasetFactory):
             ):
                 bound = f"in [{low}, {high}]" if high else f">= {low}"
                 raise ValueError(f"{name} must be an int {bound}, got {value!r}")
-        self.num_classes = num_classes
+        self.num_classes: int = num_classes
         self.image_size = image_size
         self.counts = {"train": train_per_class, "val": val_per_class, "test": test_per_class}
         self.seed = seed

@@ -75,7 +75,7 @@ def parse_size(value: Any, name: str = "max_cache_size") -> int | None:
 def default_shard_cache(root: str) -> Path:
     """The cache folder of the shards at ``root``: under ``$LIGHTNING_AUG_CACHE/shards`` (see
     :func:`lightning_aug.data.datasets.synthetic.default_cache_dir`), one folder per root."""
-    from lightning_aug.data.datasets.synthetic import default_cache_dir
+    from lightning_aug.data.cache import default_cache_dir
 
     key = root if "://" in root else os.path.realpath(os.path.expanduser(root))
     return default_cache_dir() / "shards" / hashlib.sha1(key.encode()).hexdigest()[:16]

@@ -36,8 +36,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_bool, check_int
-from lightning_aug.data.datasets.base import DatasetFactory, Split
-from lightning_aug.data.datasets.folder import BadImagePolicy
+from lightning_aug.data.decode import BadImagePolicy
 from lightning_aug.data.jpeg import fast_format
 from lightning_aug.data.shards.layout import (
     DATA_FORMAT,
@@ -50,9 +49,10 @@ from lightning_aug.data.shards.layout import (
     check_index,
 )
 from lightning_aug.data.shards.storage import LocalStorage, S3Storage, Storage, open_storage, sha256_file
+from lightning_aug.data.source import DatasetFactory, Split, as_factory, as_source
 from lightning_aug.errors import DataError
 
-__all__ = ["SPLITS", "prepare_shards", "source_fingerprint"]
+__all__ = ["SPLITS", "array_fingerprint", "file_fingerprint", "prepare_shards"]
 
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 UNREADABLE_LOG = "lightning_aug_unreadable.jsonl"
@@ -61,31 +61,30 @@ UNREADABLE_LOG = "lightning_aug_unreadable.jsonl"
 # ---------------------------------------------------------------- what the shards are made from
 
 
-def source_fingerprint(dataset: Any) -> dict[str, Any]:
-    """What a split's samples are made from, as ``{"kind", "samples", "digest"}``: for a dataset of
-    files (``samples``: ``(path, label)``) the paths (relative to its ``root``), labels, sizes and
-    modification times; for arrays (``images``, ``labels``) their bytes; otherwise only the number of
-    samples (``kind`` "count": changes of content cannot be seen)."""
+def file_fingerprint(samples: Any, root: str) -> dict[str, Any]:
+    """The fingerprint of a source of files (``(path, label)`` samples): their paths (relative to
+    ``root``), labels, sizes and modification times."""
     digest = hashlib.sha256()
-    samples = getattr(dataset, "samples", None)
-    if samples is not None:
-        root = str(getattr(dataset, "root", "") or "")
-        for path, label in samples:
-            try:
-                stat = os.stat(path)
-                seen = f"{stat.st_size}:{stat.st_mtime_ns}"
-            except OSError:
-                seen = "missing"
-            shown = os.path.relpath(path, root) if root else path
-            digest.update(f"{shown}\0{label}\0{seen}\n".encode("utf-8", "surrogateescape"))
-        return {"kind": "files", "samples": len(samples), "digest": digest.hexdigest()}
-    images, labels = getattr(dataset, "images", None), getattr(dataset, "labels", None)
-    if isinstance(images, np.ndarray) and labels is not None:
-        digest.update(str(images.shape).encode())
-        digest.update(np.ascontiguousarray(images).tobytes())
-        digest.update(np.asarray(labels, dtype=np.int64).tobytes())
-        return {"kind": "arrays", "samples": len(images), "digest": digest.hexdigest()}
-    return {"kind": "count", "samples": len(dataset), "digest": ""}
+    count = 0
+    for path, label in samples:
+        try:
+            stat = os.stat(path)
+            seen = f"{stat.st_size}:{stat.st_mtime_ns}"
+        except OSError:
+            seen = "missing"
+        shown = os.path.relpath(path, root) if root else path
+        digest.update(f"{shown}\0{label}\0{seen}\n".encode("utf-8", "surrogateescape"))
+        count += 1
+    return {"kind": "files", "samples": count, "digest": digest.hexdigest()}
+
+
+def array_fingerprint(images: np.ndarray, labels: Any) -> dict[str, Any]:
+    """The fingerprint of a source of arrays: their bytes."""
+    digest = hashlib.sha256()
+    digest.update(str(images.shape).encode())
+    digest.update(np.ascontiguousarray(images).tobytes())
+    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return {"kind": "arrays", "samples": len(images), "digest": digest.hexdigest()}
 
 
 def _record_key(record: dict[str, Any]) -> str:
@@ -175,17 +174,12 @@ class _Encoder:
         if self._watching != os.getpid() and os.getpid() != self.parent:
             self._watching = os.getpid()
             _watch_parent(self.parent)
-        samples = getattr(self.dataset, "samples", None)
-        name = samples.path(index) if samples is not None and hasattr(samples, "path") else f"sample {index}"
+        name = self.dataset.sample_name(index)
         try:
-            if samples is not None and hasattr(self.dataset, "read_sample"):  # files: read once, checked
-                data, image, label = self.dataset.read_sample(index)
-                if self.max_side is None and fast_format(data) is not None:
-                    payload = data.tobytes()
-                else:
-                    payload = _encode(_to_array(image), self.max_side, self.quality)
+            data, image, label = self.dataset.read_sample(index)  # files: read once, checked
+            if data is not None and self.max_side is None and fast_format(data) is not None:
+                payload = data.tobytes()
             else:
-                image, label = self.dataset[index][:2]
                 payload = _encode(_to_array(image), self.max_side, self.quality)
         except ValueError as err:
             with open(self.bad_log, "a") as log:  # one short line per file: appends do not interleave
@@ -361,29 +355,27 @@ def prepare_shards(
             f"output_dir {storage.describe()}: shards are written to local folders and s3:// only"
         )
     storage.check_writable()
-    prepare = getattr(factory, "prepare", None)
-    if prepare is not None:
-        prepare()
+    factory = as_factory(factory)  # the contract (lightning_aug.data.source)
+    factory.prepare()
 
     # what every split of the source would be written from
     datasets: dict[str, Any] = {}
     for split in SPLITS:
         dataset = factory(split)
         if dataset is not None:
-            datasets[split] = dataset
+            datasets[split] = as_source(dataset)
     if not any(split in datasets for split in splits):
         raise ValueError(f"the dataset factory has none of the splits {list(splits)}")
     first = datasets.get("train", next(iter(datasets.values())))
-    names = getattr(first, "classes", None)
-    classes = [str(c) for c in names] if names else None
-    num_classes = len(classes) if classes else getattr(factory, "num_classes", None)
+    classes = [str(c) for c in first.classes] if first.classes else None
+    num_classes = len(classes) if classes else factory.num_classes
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError("the dataset factory gives no class names (classes) and no num_classes")
     options = {"max_side": max_side, "quality": quality, "order_seed": seed, "chunk_bytes": str(chunk_bytes)}
     records: dict[str, dict[str, Any]] = {
         split: {
             "format": FORMAT,
-            "source": source_fingerprint(dataset),
+            "source": dataset.fingerprint(),
             "classes": classes,
             "options": options,
         }
@@ -494,7 +486,7 @@ def prepare_shards(
 def _staging(out: str, staging_dir: str | os.PathLike[str] | None) -> Path:
     if staging_dir is not None:
         return Path(staging_dir).expanduser()
-    from lightning_aug.data.datasets.synthetic import default_cache_dir
+    from lightning_aug.data.cache import default_cache_dir
 
     return default_cache_dir() / "prepare" / hashlib.sha1(out.encode()).hexdigest()[:16]
 

@@ -39,8 +39,7 @@ def verify_shards(
         DataError: the folder is not prepared shards of a format and layout this package reads (then
             nothing else can be checked).
     """
-    from lightning_aug.data.datasets.folder import check_decoding
-    from lightning_aug.data.datasets.streaming import decode_sample
+    from lightning_aug.data.decode import check_decoding, decode_sample
     from lightning_aug.data.decoders import make_decoder
 
     check_decoding(decoder, "raise")
