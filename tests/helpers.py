@@ -346,3 +346,17 @@ def write_hf_dataset(folder: Path, target: Path, parquet: bool = False) -> Path:
     else:
         datasets.DatasetDict(splits).save_to_disk(str(target))
     return target
+
+
+class SizedFactory:
+    """A dataset factory of one's own (no lightning_aug base class), which declares its image size:
+    ``augment=auto`` asks it, whatever its name."""
+
+    def __init__(self, side: int = 40) -> None:
+        self.side = side
+
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        return [("mine", (self.side, self.side))]
+
+    def __call__(self, split: str) -> RepeatedImage:
+        return RepeatedImage(8)

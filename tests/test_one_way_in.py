@@ -274,3 +274,62 @@ def test_bad_data_found_while_training_is_one_data_error_line(tmp_path: Path, ba
         line.startswith("lightning-aug-train: data error: cannot decode image file")
         and f"9_{bad}.png" in line
     )
+
+
+# ---------------------------------------------------------------- decided on what a thing is
+
+
+def test_augment_auto_asks_any_factory_for_its_sizes_not_its_name() -> None:
+    from lightning_aug.data.source import DatasetFactory
+    from lightning_aug.presets import choose
+
+    class Declared(DatasetFactory):  # a built-in-like factory the presets never heard of
+        def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+            return [("a", (48, 48)), ("b", (48, 48))]
+
+        def build(self, split: str) -> None:
+            return None
+
+    import helpers
+
+    helpers.Declared = Declared  # importable by its path, as a config names it
+    Declared.__module__, Declared.__qualname__ = "helpers", "Declared"
+    assert choose({"_target_": "helpers.Declared"}).size == (48, 48)
+    assert choose({"_target_": "helpers.Declared"}).preset == "cifar_tv"
+    # a factory of one's own that is no DatasetFactory but declares its sizes; a plain function does not
+    assert choose({"_target_": "helpers.SizedFactory", "side": 40}).size == (40, 40)
+    assert choose({"_target_": "helpers.halve", "_partial_": True}).preset == "none"
+    # one that cannot be built says nothing (its own error comes when the app builds it)
+    from lightning_aug.presets import said
+
+    choose({"_target_": "lightning_aug.data.datasets.ImageFolder", "root": "/nonexistent/folder"})
+    assert said() is None
+
+
+def test_crops_are_known_by_what_they_are_or_declare() -> None:
+    import albumentations as A
+    from torchvision.transforms import v2
+
+    from lightning_aug.data.pipeline import Pipeline, gives_fixed_size
+
+    class RandomResizedCrop:  # a look-alike name that does not crop
+        size = (32, 32)
+
+        def __call__(self, image: Any) -> Any:
+            return image
+
+    class MyCrop(v2.RandomCrop):  # a subclass of a crop
+        pass
+
+    class Declares:
+        gives_fixed_size = True
+
+        def __call__(self, image: Any) -> Any:
+            return image
+
+    assert gives_fixed_size(v2.RandomResizedCrop(32)) and gives_fixed_size(A.CenterCrop(8, 8))
+    assert gives_fixed_size(MyCrop(8)) and gives_fixed_size(Declares())
+    assert gives_fixed_size(v2.Resize((8, 8))) and not gives_fixed_size(v2.Resize(8))  # shorter side only
+    assert not gives_fixed_size(RandomResizedCrop()) and not gives_fixed_size(A.RandomCropFromBorders())
+    assert Pipeline([RandomResizedCrop()], "torchvision").leading_resized_crop is None
+    assert Pipeline([v2.RandomResizedCrop(16)], "torchvision").leading_resized_crop is not None

@@ -53,7 +53,7 @@ def test_a_same_size_png_folder_trains_with_the_default_augment_and_with_none(
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val/acc"] > 0.5
     if augment is None:
-        assert "augment=auto: cifar_tv at 32x32 (the 64 files sampled" in result.stderr + result.stdout
+        assert "augment=auto: cifar_tv at 32x32 (the 64 images sampled" in result.stderr + result.stdout
 
 
 @pytest.mark.slow

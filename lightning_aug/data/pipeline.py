@@ -179,6 +179,44 @@ def _adapt(transform: Any, backend: str, where: str) -> tuple[Any, bool]:
     )
 
 
+def _resized_crops() -> tuple[type, ...]:
+    import albumentations as A
+    from torchvision import transforms as v1
+    from torchvision.transforms import v2
+
+    return (A.RandomResizedCrop, v2.RandomResizedCrop, v1.RandomResizedCrop)
+
+
+def _fixed_size_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """The transforms whose output has one size whatever the input's: ``(always, resizes)``, the
+    second only when given a height and a width."""
+    import albumentations as A
+    from torchvision import transforms as v1
+    from torchvision.transforms import v2
+
+    always = (
+        *_resized_crops(),
+        *(v2.RandomCrop, v2.CenterCrop, v1.RandomCrop, v1.CenterCrop),
+        *(A.RandomCrop, A.CenterCrop, A.Crop, A.RandomSizedCrop, A.RandomSizedBBoxSafeCrop, A.Resize),
+        *(A.CropNonEmptyMaskIfExists, A.AtLeastOneBBoxRandomCrop),
+    )
+    return always, (v2.Resize, v1.Resize)
+
+
+def gives_fixed_size(transform: Any) -> bool:
+    """Whether ``transform`` outputs one size whatever its input's, decided on what it is: its own
+    declaration (a ``gives_fixed_size`` attribute: your own transforms say it), else the crops and
+    resizes to height and width of torchvision (v2, v1) and albumentations, subclasses included."""
+    declared = getattr(transform, "gives_fixed_size", None)
+    if isinstance(declared, bool):
+        return declared
+    always, resizes = _fixed_size_classes()
+    if isinstance(transform, always):
+        return True
+    size = getattr(transform, "size", None)
+    return isinstance(transform, resizes) and isinstance(size, (list, tuple)) and len(size) == 2
+
+
 class Pipeline:
     """A per-sample augmentation pipeline whose output is always a CHW uint8 tensor.
 
@@ -256,26 +294,16 @@ class Pipeline:
 
     @property
     def fixed_size(self) -> bool:
-        """Whether some transform makes every output the same size whatever the input's: a crop
-        (``RandomResizedCrop``, ``RandomCrop``, ``CenterCrop``, ...) or a resize to height and width."""
-        for transform in self.transforms:
-            name = type(transform).__name__
-            if name.endswith("Crop") and name not in ("RandomCropFromBorders", "CropAndPad"):
-                return True
-            if name == "Resize":
-                size = getattr(transform, "size", None)
-                if hasattr(transform, "height") or (isinstance(size, (list, tuple)) and len(size) == 2):
-                    return True
-        return False
+        """Whether some transform makes every output the same size whatever the input's
+        (:func:`gives_fixed_size`: a crop or a resize to height and width)."""
+        return any(gives_fixed_size(t) for t in self.transforms)
 
     @property
     def leading_resized_crop(self) -> Any | None:
         """The ``RandomResizedCrop`` (of either backend, or ours) the pipeline starts with, if it does:
         the crop whose output size progressive resizing sets (:meth:`set_crop_size`)."""
         first = self.transforms[0] if self.transforms else None
-        if first is not None and type(first).__name__ == "RandomResizedCrop" and hasattr(first, "size"):
-            return first
-        return None
+        return first if first is not None and isinstance(first, _resized_crops()) else None
 
     def set_crop_size(self, size: int) -> None:
         """Make the leading ``RandomResizedCrop`` (and the crop run while decoding, which reads it)

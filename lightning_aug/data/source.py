@@ -205,10 +205,20 @@ class DatasetFactory(RecordsArguments, ABC):
         """The dataset to predict on: the test split unless a subclass knows better."""
         return self.build("test")
 
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]] | None:
+        """``(name, (height, width))`` of up to ``limit`` training images, from headers, as cheaply as
+        the factory can see them (``augment=auto`` decides from them); ``None``: not known without
+        decoding. By default the train split's own (:meth:`Source.image_sizes`); factories whose
+        train split is costly to build (a folder to list, files to generate or download) say it
+        otherwise."""
+        data = self.build("train")
+        return as_source(data).image_sizes(limit, seed) if data is not None else []
+
 
 class CallableFactory(DatasetFactory):
     """A plain callable of a split name under the factory contract: its ``num_classes``, ``mean``,
-    ``std`` and ``prepare`` are read here, once; ``"predict"`` builds its ``"test"`` split."""
+    ``std``, ``prepare`` and ``image_sizes`` are read here, once; ``"predict"`` builds its ``"test"``
+    split."""
 
     def __init__(self, function: Callable[[str], Any]) -> None:
         if not callable(function):
@@ -220,6 +230,7 @@ class CallableFactory(DatasetFactory):
         self.mean = getattr(function, "mean", None)
         self.std = getattr(function, "std", None)
         self._prepare = getattr(function, "prepare", None)
+        self._image_sizes = getattr(function, "image_sizes", None)
 
     def prepare(self) -> None:
         if callable(self._prepare):
@@ -227,6 +238,11 @@ class CallableFactory(DatasetFactory):
 
     def build(self, split: Split) -> Any:
         return self.function(split)
+
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]] | None:
+        """The callable's own ``image_sizes`` where it has one; else unknown (building a split of your
+        own may cost anything)."""
+        return self._image_sizes(limit, seed) if callable(self._image_sizes) else None
 
 
 def as_factory(dataset: Any) -> DatasetFactory:

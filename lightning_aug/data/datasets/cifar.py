@@ -95,6 +95,10 @@ class CIFAR10(DatasetFactory):
                 "set download=True (data.download=true) to fetch it"
             ) from None
 
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        """32x32, without loading (or downloading) the data."""
+        return [(type(self).__name__, (32, 32))]
+
     def build(self, split: Split) -> ArrayDataset:
         if split == "test" or (split == "val" and self.val_split is None):
             test = self._load(train=False)

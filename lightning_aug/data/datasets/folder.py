@@ -335,6 +335,16 @@ class ImageFolder(DatasetFactory):
     def num_classes(self) -> int:  # type: ignore[override]  # a property of the contract's attribute
         return len(self._train_classes())
 
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        """The header sizes of a seeded sample of files, without listing the whole folder
+        (:func:`probe_folder_sizes`).
+
+        Raises:
+            FileNotFoundError: the folder is missing or empty (:meth:`layout`).
+        """
+        self.layout()
+        return probe_folder_sizes(self.root, limit, seed)
+
     def _train_classes(self) -> list[str]:
         return self._scan(self._train_root())[0]
 
@@ -468,6 +478,11 @@ class ImageFiles(DatasetFactory):
             decoder, on_bad_image, max_image_pixels
         )
         self.root = Path(root).expanduser()
+
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"predict folder {str(self.root)!r} is not a directory")
+        return probe_folder_sizes(self.root, limit, seed)
 
     def build(self, split: Split) -> ImageFolderDataset:
         return unlabelled_folder(self.root, self.decoder, self.on_bad_image, self.max_image_pixels)

@@ -82,6 +82,11 @@ class Photos(SyntheticShapes):
     class_names = PHOTO_NAMES
     default_image_size = 500
 
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        """Landscape and portrait photographs: ``image_size`` by three quarters of it, both ways."""
+        long, short = self.image_size, self.image_size * 3 // 4
+        return [("landscape photographs", (short, long)), ("portrait photographs", (long, short))]
+
     def prepare(self) -> None:
         source_photos()  # fail before writing anything when the packages are missing
         super().prepare()

@@ -125,6 +125,14 @@ class StreamingShards(DatasetFactory):
     def classes(self) -> list[str] | None:
         return self.metadata.classes
 
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]] | None:
+        """Local shards: the first train chunk's (no other chunk is read); remote: ``None`` (nothing is
+        fetched to see them)."""
+        if "://" in self.input_dir:
+            return None
+        data = self.build("train")
+        return data.image_sizes(limit, seed) if data is not None else []
+
     def build(self, split: Split) -> ShardDataset | None:
         chunks = self.metadata.splits.get(split)
         if chunks is None:

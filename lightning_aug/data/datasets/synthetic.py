@@ -187,6 +187,10 @@ class SyntheticShapes(DatasetFactory):
         # the index prefix keeps ImageFolder's sorted order equal to the label order
         self.class_folders = [f"{i:02d}_{name}" for i, name in enumerate(self.class_names[:num_classes])]
 
+    def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
+        """Its one size, without generating the files."""
+        return [(self.kind, (self.image_size, self.image_size))]
+
     def prepare(self) -> None:
         """Write the JPEG files unless this parameter set is already in the cache (atomic rename)."""
         if (self.path / "params.json").is_file():
