@@ -360,3 +360,25 @@ class SizedFactory:
 
     def __call__(self, split: str) -> RepeatedImage:
         return RepeatedImage(8)
+
+
+def write_webdataset(folder: Path, target: Path, per_tar: int = 500) -> Path:
+    """An image folder ``folder/<split>/<class>/<image>.png`` as WebDataset tars, as such datasets come:
+    ``<split>-000000.tar`` ... of ``<key>.png`` + ``<key>.cls`` (the class's index among the sorted
+    class names), ``per_tar`` samples a tar, in the folder's (class-sorted) order."""
+    import io
+
+    classes = sorted({p.parent.name for p in folder.rglob("*.png")})
+    target.mkdir(parents=True, exist_ok=True)
+    for split_folder in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(split_folder.rglob("*.png"))
+        for start in range(0, len(files), per_tar):
+            with tarfile.open(target / f"{split_folder.name}-{start // per_tar:06d}.tar", "w") as tar:
+                for path in files[start : start + per_tar]:
+                    key = f"{path.parent.name}_{path.stem}"
+                    tar.add(path, arcname=f"{key}.png")
+                    label = str(classes.index(path.parent.name)).encode()
+                    info = tarfile.TarInfo(f"{key}.cls")
+                    info.size = len(label)
+                    tar.addfile(info, io.BytesIO(label))
+    return target

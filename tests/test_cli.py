@@ -22,6 +22,7 @@ from helpers import (
     write_file_list,
     write_hf_dataset,
     write_image_folder,
+    write_webdataset,
 )
 from hydra.utils import instantiate
 from lightning.pytorch import Callback, Trainer
@@ -88,6 +89,7 @@ def data_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shards: Path) -> 
         write_image_folder(roots["imagefolder"] / split, {"cat": count, "dog": count}, size=40)
     roots["filelist"] = write_file_list(roots["imagefolder"], tmp_path / "list.csv")
     roots["huggingface"] = write_hf_dataset(roots["imagefolder"], tmp_path / "hf")
+    roots["webdataset"] = write_webdataset(roots["imagefolder"], tmp_path / "tars", per_tar=5)
     hub = tmp_path / "torch_home" / "hub" / "checkpoints"
     hub.mkdir(parents=True)
     url = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url
@@ -112,7 +114,16 @@ def data_overrides(cfg_data: str, roots: dict[str, Path]) -> list[str]:
 
 def test_the_groups_of_the_issue_are_there() -> None:
     expected = {
-        "data": {"synthetic", "imagefolder", "cifar10", "cifar100", "streaming", "filelist", "huggingface"},
+        "data": {
+            "synthetic",
+            "imagefolder",
+            "cifar10",
+            "cifar100",
+            "streaming",
+            "filelist",
+            "huggingface",
+            "webdataset",
+        },
         "augment": {
             "cifar_tv",
             "cifar_alb",
