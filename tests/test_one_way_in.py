@@ -333,3 +333,42 @@ def test_crops_are_known_by_what_they_are_or_declare() -> None:
     assert not gives_fixed_size(RandomResizedCrop()) and not gives_fixed_size(A.RandomCropFromBorders())
     assert Pipeline([RandomResizedCrop()], "torchvision").leading_resized_crop is None
     assert Pipeline([v2.RandomResizedCrop(16)], "torchvision").leading_resized_crop is not None
+
+
+# ---------------------------------------------------------------- one decode site
+
+
+@pytest.mark.parametrize("pipeline", ["none", "tv_crop", "alb_crop", "eval"])
+def test_the_jpeg_header_is_parsed_once_per_sample(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pipeline: str
+) -> None:
+    """Its size check, the crop run while decoding and the decoder share one parse (it was three)."""
+    import albumentations as A
+    from torchvision.transforms import v2
+
+    import lightning_aug.data.decoders as decoders
+    from lightning_aug.data.datasets import TransformedDataset
+    from lightning_aug.data.pipeline import Pipeline
+    from lightning_aug.data.transforms import RandomResizedCrop
+
+    rng = np.random.default_rng(0)
+    for name in ("a", "b"):
+        (tmp_path / "train" / name).mkdir(parents=True)
+        for i in range(3):
+            pixels = rng.integers(0, 256, (48 + 8 * i, 64, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "train" / name / f"{i}.jpg", quality=90)
+    transforms, backend = {
+        "none": ([], "torchvision"),
+        "tv_crop": ([v2.RandomResizedCrop(24)], "torchvision"),
+        "alb_crop": ([RandomResizedCrop(size=(24, 24))], "albumentations"),
+        "eval": ([A.SmallestMaxSize(max_size=32), A.CenterCrop(24, 24)], "albumentations"),
+    }[pipeline]
+    source = ImageFolder(tmp_path, decoder="cv2", val_split=0.2)("train")
+    data = TransformedDataset(source, Pipeline(transforms, backend), seed=0)
+    assert data.fused == (pipeline != "none")
+    calls: list[int] = []
+    real = decoders.jpeg_header
+    monkeypatch.setattr(decoders, "jpeg_header", lambda raw: calls.append(1) or real(raw))
+    for i in range(len(data)):
+        data[i]
+    assert len(calls) == len(data)  # once per sample

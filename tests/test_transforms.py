@@ -163,9 +163,9 @@ class _Spy(OpenCVDecoder):
     def __init__(self) -> None:
         self.used: list[int] = []
 
-    def decode(self, data, path, region=None, reduction=1):  # type: ignore[no-untyped-def]
+    def decode(self, data, path, region=None, reduction=1, **kwargs):  # type: ignore[no-untyped-def]
         self.used.append(reduction)
-        return super().decode(data, path, region, reduction)
+        return super().decode(data, path, region, reduction, **kwargs)
 
 
 @pytest.mark.parametrize("orientation", [None, 6])

@@ -20,8 +20,10 @@ import numpy as np
 from PIL import Image
 
 from lightning_aug._checks import check_int
+from lightning_aug.data import decoders
 from lightning_aug.data.decoders import (
     DECODER_NAMES,
+    UNPARSED,
     DecoderName,
     ImageDecoder,
     image_size,
@@ -30,6 +32,9 @@ from lightning_aug.data.decoders import (
 )
 from lightning_aug.data.reader import file_cap, read_bytes, read_head
 from lightning_aug.errors import DataError
+
+# a crop run while decoding: (bytes, decoder, path, parsed JPEG header) -> the cropped image
+CropHead = Callable[..., Any]
 
 __all__ = [
     "DEFAULT_MAX_IMAGE_PIXELS",
@@ -83,7 +88,7 @@ class CropDecoding:
     the decoder that runs and the crop applied while decoding (:meth:`set_crop_decoder`)."""
 
     image_decoder: ImageDecoder | None
-    _head: Callable[[np.ndarray, ImageDecoder, str], Any] | None
+    _head: CropHead | None
 
     def _decode_with(self, decoder: Decoder) -> None:
         self.image_decoder = make_decoder(decoder)  # None: PIL
@@ -94,7 +99,7 @@ class CropDecoding:
         """The decoder that runs: ``"pil"``, ``"cv2"`` or ``"nvimgcodec"`` (what ``"auto"`` chose)."""
         return "pil" if self.image_decoder is None else self.image_decoder.name
 
-    def set_crop_decoder(self, head: Callable[[np.ndarray, ImageDecoder, str], Any] | None) -> bool:
+    def set_crop_decoder(self, head: CropHead | None) -> bool:
         """Decode files with ``head(bytes, decoder, path)`` (a crop applied while decoding:
         :meth:`lightning_aug.data.pipeline.Pipeline.decode_first`) instead of decoding them whole; ``None``:
         back to whole images. Not with ``decoder="pil"`` (its images stay PIL's); returns whether it was
@@ -104,7 +109,7 @@ class CropDecoding:
         return head is not None and self._head is not None
 
 
-def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
+def check_image_pixels(data: np.ndarray, path: str, limit: int | None, header: Any = UNPARSED) -> None:
     """Refuse an image whose header says it has more than ``limit`` pixels, before any decoder
     allocates for it (a 1 MB PNG can hold 20000x20000 pixels: 1.2 GB decoded). ``None``: no limit.
     This limit replaces PIL's ``Image.MAX_IMAGE_PIXELS`` for the files of a dataset, on every decoder.
@@ -114,7 +119,7 @@ def check_image_pixels(data: np.ndarray, path: str, limit: int | None) -> None:
     """
     if limit is None:
         return
-    shape = image_size(data)
+    shape = image_size(data, header)
     if shape is not None and shape[0] * shape[1] > limit:
         raise ValueError(
             f"{shape[1]}x{shape[0]} = {shape[0] * shape[1]} pixels, above max_image_pixels={limit} "
@@ -126,22 +131,25 @@ def decode_image(
     data: np.ndarray,
     path: str,
     decoder: ImageDecoder | None,
-    head: Callable[[np.ndarray, ImageDecoder, str], Any] | None = None,
+    head: CropHead | None = None,
     max_image_pixels: int | None = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> Any:
     """The image a dataset serves for a file's bytes: the header's size checked against
     ``max_image_pixels``, then a PIL image (``decoder`` None: ``decoder="pil"``), the crop ``head`` run
     while decoding, or the decoder's RGB array.
 
+    The JPEG header is parsed once here and handed to the size check, the crop and the decoder.
+
     Raises:
         ValueError: the image is too large or cannot be decoded.
     """
-    check_image_pixels(data, path, max_image_pixels)
+    header = decoders.jpeg_header(data)
+    check_image_pixels(data, path, max_image_pixels, header)
     if decoder is None:
         return load_rgb(io.BytesIO(data.tobytes()), pil_limit=False)  # max_image_pixels replaces it
     if head is not None:
-        return head(data, decoder, path)
-    return decoder.decode(data, path)
+        return head(data, decoder, path, header)
+    return decoder.decode(data, path, header=header)
 
 
 def file_image_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
@@ -240,7 +248,7 @@ def decode_sample(
     name: str,
     where: str,
     decoder: ImageDecoder | None,
-    head: Callable[[np.ndarray, ImageDecoder, str], Any] | None,
+    head: CropHead | None,
     max_image_pixels: int | None,
 ) -> Any:
     """A sample's image from bytes that are not a file (a shard's sample), decoded as a file's is.

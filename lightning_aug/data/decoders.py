@@ -40,7 +40,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from lightning_aug._stdio import quiet_stderr
-from lightning_aug.data.jpeg import REDUCTIONS, decode_rgb, jpeg_header, png_plain
+from lightning_aug.data.jpeg import REDUCTIONS, JpegHeader, decode_rgb, jpeg_header, png_plain
 
 __all__ = [
     "DecoderName",
@@ -113,10 +113,22 @@ def load_rgb(source: str | os.PathLike[str] | IO[bytes], *, pil_limit: bool = Tr
         return img.convert("RGB")
 
 
-def image_size(data: np.ndarray) -> tuple[int, int] | None:
-    """``(height, width)`` of an image from its header alone (JPEG: parsed; other formats: PIL opens the
-    header without decoding, whatever PIL's own bomb limit); ``None`` where no reader knows the bytes."""
-    header = jpeg_header(data)
+# "the caller has not parsed the JPEG header": parse it here (a parsed one is passed on, so that each
+# sample's header is parsed once: its size check, the crop's size and the decode share it)
+UNPARSED: Any = object()
+
+
+def parse_header(data: np.ndarray, header: Any = UNPARSED) -> JpegHeader | None:
+    """``header`` where the caller parsed it already, else :func:`~lightning_aug.data.jpeg.jpeg_header`
+    of ``data``."""
+    return jpeg_header(data) if header is UNPARSED else header
+
+
+def image_size(data: np.ndarray, header: Any = UNPARSED) -> tuple[int, int] | None:
+    """``(height, width)`` of an image from its header alone (JPEG: parsed, or ``header`` as parsed
+    by the caller; other formats: PIL opens the header without decoding, whatever PIL's own bomb
+    limit); ``None`` where no reader knows the bytes."""
+    header = parse_header(data, header)
     if header is not None:
         return header.shape
     try:
@@ -151,14 +163,19 @@ class ImageDecoder:
     name: str = "base"
     reductions: tuple[int, ...] = (1,)
 
-    def shape(self, data: np.ndarray) -> tuple[int, int] | None:
+    def shape(self, data: np.ndarray, header: Any = UNPARSED) -> tuple[int, int] | None:
         """``(height, width)`` as meant to be seen, from the header of a JPEG this decoder decodes
-        itself (region and reduced decoding); ``None`` for other files."""
-        header = jpeg_header(data)
+        itself (region and reduced decoding); ``None`` for other files. ``header``: as parsed already."""
+        header = parse_header(data, header)
         return header.shape if header is not None and header.plain else None
 
     def decode(
-        self, data: np.ndarray, path: str | os.PathLike[str], region: Region | None = None, reduction: int = 1
+        self,
+        data: np.ndarray,
+        path: str | os.PathLike[str],
+        region: Region | None = None,
+        reduction: int = 1,
+        header: Any = UNPARSED,
     ) -> np.ndarray:
         """The pixels of ``region`` (``None``: all) as an RGB HWC uint8 array: :func:`load_rgb`'s.
 
@@ -171,7 +188,7 @@ class ImageDecoder:
             ValueError: the bytes cannot be decoded, whatever the library raised; the message names
                 ``path``.
         """
-        header = jpeg_header(data)  # parsed once per decode
+        header = parse_header(data, header)  # parsed once per sample (passed on by the caller)
         if header is not None and header.plain:
             return self._decode(data, path, header.shape, region, reduction)
         if header is None and png_plain(data):

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from lightning_aug.data.decoders import ImageDecoder
+from lightning_aug.data.decoders import UNPARSED, ImageDecoder
 from lightning_aug.targets import build_transform
 
 __all__ = ["Backend", "Pipeline", "to_rgb_array", "to_rgb_tensor"]
@@ -366,10 +366,13 @@ class Pipeline:
             image = image.convert("RGB")
         return self.to_output(self._compose(image) if self._compose is not None else image)
 
-    def decode_first(self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str]) -> Any:
+    def decode_first(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], header: Any = UNPARSED
+    ) -> Any:
         """Decode the image bytes ``data`` (of the file at ``path``) with ``decoder``, running
         :attr:`decode_head` while decoding; then :meth:`after_decode`. The two make the same random
-        draws, in the same order, as the pipeline on the decoded image.
+        draws, in the same order, as the pipeline on the decoded image. ``header``: the JPEG header as
+        the caller parsed it (parsed here otherwise).
 
         Raises:
             RuntimeError: the pipeline has no :attr:`decode_head`.
@@ -379,7 +382,7 @@ class Pipeline:
             raise RuntimeError(f"{self.name} cannot run while decoding: it does not start with a crop")
         if self.backend == "albumentations":
             self._compose.py_random.random()  # the draw albumentations' Compose makes first on each call
-        return self.decode_head(data, decoder, path)
+        return self.decode_head(data, decoder, path, header)
 
     def after_decode(self, image: Any) -> Tensor:
         """The pipeline after its :attr:`decode_head`, for what :meth:`decode_first` returned."""

@@ -31,8 +31,9 @@ __all__ = ["SPLITS", "DatasetFactory", "Source", "Split", "as_factory", "as_sour
 Split = Literal["train", "val", "test", "predict"]
 SPLITS: tuple[str, ...] = get_args(Split)
 
-# a crop run while decoding: (bytes, decoder, path) -> the cropped image (lightning_aug.data.transforms)
-CropHead = Callable[[np.ndarray, Any, str], Any]
+# a crop run while decoding: (bytes, decoder, path, parsed JPEG header) -> the cropped image
+# (lightning_aug.data.transforms)
+CropHead = Callable[..., Any]
 
 
 def check_split(split: Any) -> Split:

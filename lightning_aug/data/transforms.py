@@ -15,8 +15,10 @@ resizes it as the transform would. :func:`decode_head` finds one at the start of
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable
 from typing import Any
 
 import albumentations as A
@@ -29,7 +31,7 @@ from torchvision.transforms.v2 import functional as F
 from torchvision.transforms.v2.functional._geometry import _compute_resized_output_size  # Resize's size rule
 
 from lightning_aug._checks import check_bool
-from lightning_aug.data.decoders import ImageDecoder
+from lightning_aug.data.decoders import UNPARSED, ImageDecoder, parse_header
 from lightning_aug.data.jpeg import REDUCTIONS
 
 __all__ = ["DecodeHead", "RandomResizedCrop", "decode_head", "reduction_for"]
@@ -117,23 +119,27 @@ class DecodeHead:
     def name(self) -> str:
         return " + ".join(type(t).__name__ for t in self.transforms)
 
-    def __call__(self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str]) -> Any:
-        """Decode ``data`` (the file's bytes) with ``decoder`` and apply the transforms.
+    def __call__(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], header: Any = UNPARSED
+    ) -> Any:
+        """Decode ``data`` (the file's bytes) with ``decoder`` and apply the transforms; ``header``:
+        the JPEG header as the caller parsed it (parsed here otherwise), handed on to the decoder.
 
         Raises:
             ValueError: the decoder cannot decode the bytes (the message names ``path``).
         """
-        shape = decoder.shape(data)
+        header = parse_header(data, header)
+        shape = decoder.shape(data, header)
         if shape is None:  # not a JPEG: decode it all, then the transforms as they are
-            return self.unfused(decoder.decode(data, path))
-        return self.fused(data, decoder, path, shape)
+            return self.unfused(decoder.decode(data, path, header=header))
+        return self.fused(functools.partial(decoder.decode, data, path, header=header), shape)
 
     def unfused(self, image: np.ndarray) -> Any:
         raise NotImplementedError
 
-    def fused(
-        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
-    ) -> Any:
+    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Any:
+        """The transforms run while decoding: ``decode(region=None, reduction=1)`` decodes the file
+        (its header parsed already) whose size is ``shape``."""
         raise NotImplementedError
 
 
@@ -143,17 +149,15 @@ class _AlbumentationsResizedCrop(DecodeHead):
     def unfused(self, image: np.ndarray) -> np.ndarray:
         return self.transforms[0](image=image)["image"]
 
-    def fused(
-        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
-    ) -> np.ndarray:
+    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> np.ndarray:
         crop = self.transforms[0]
         if not crop.should_apply():  # p < 1 and not drawn (the same draw): the whole image
-            return decoder.decode(data, path)
+            return decode()
         x0, y0, x1, y1 = crop.get_params_dependent_on_data({"shape": shape}, {})["crop_coords"]
         reduction = 1
         if getattr(crop, "reduced_decoding", False):
             reduction = reduction_for((y1 - y0, x1 - x0), crop.size)
-        image = decoder.decode(data, path, (y0, x0, y1, x1), reduction)
+        image = decode((y0, x0, y1, x1), reduction)
         return crop.apply(image, crop_coords=(0, 0, image.shape[1], image.shape[0]))
 
 
@@ -173,14 +177,12 @@ class _TorchvisionResizedCrop(DecodeHead):
     def unfused(self, image: np.ndarray) -> Tensor:
         return self.transforms[0](_tensor(image))
 
-    def fused(
-        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
-    ) -> Tensor:
+    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Tensor:
         crop = self.transforms[0]
         make_params = getattr(crop, "make_params", None) or crop._get_params  # torchvision < 0.21
         params = make_params([_size_only(shape)])
         top, left, height, width = params["top"], params["left"], params["height"], params["width"]
-        region = decoder.decode(data, path, (top, left, top + height, left + width))
+        region = decode((top, left, top + height, left + width))
         return F.resize(
             _tensor(region), crop.size, interpolation=crop.interpolation, antialias=crop.antialias
         )
@@ -245,18 +247,16 @@ class _ResizeCenterCrop(DecodeHead):
             recompute_scale_factor=False,
         )[0]
 
-    def fused(
-        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], shape: tuple[int, int]
-    ) -> Any:
+    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Any:
         (rh, rw), (ch, cw), (top, left) = self._geometry(shape)
         h, w = shape
         if top < 0 or left < 0 or rh > h or rw > w:  # padded or enlarged: the transforms as they are
-            return self.unfused(decoder.decode(data, path))
+            return self.unfused(decode())
         sy, sx = h / rh, w / rw  # source pixels per output pixel
         # the filter of output pixel i reaches source (i + 0.5) * s +- s (antialiased), +- 1 (bilinear)
         y1 = min(h, math.ceil((top + ch + 1) * sy) + 2)
         x1 = min(w, math.ceil((left + cw + 1) * sx) + 2)
-        scaled = self._resize(decoder.decode(data, path, (0, 0, y1, x1)), rh / h, rw / w)
+        scaled = self._resize(decode((0, 0, y1, x1)), rh / h, rw / w)
         if self.backend == "albumentations":
             return scaled[top : top + ch, left : left + cw]
         return scaled[:, top : top + ch, left : left + cw]
