@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-from helpers import RepeatedImageFactory
+from typing import Any
 
+import pytest
+import torch
+from helpers import RepeatedImageFactory
+from lightning.pytorch import Trainer
+
+from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
 from lightning_aug.data.datasets import SyntheticShapes
 
 
@@ -34,3 +39,17 @@ def small_shapes(tmp_path_factory: pytest.TempPathFactory) -> SyntheticShapes:
 @pytest.fixture()
 def repeated() -> RepeatedImageFactory:
     return RepeatedImageFactory()
+
+
+@pytest.fixture(scope="session")
+def real_checkpoint(tmp_path_factory: pytest.TempPathFactory, small_shapes: Any) -> dict[str, Any]:
+    """A checkpoint of a real one-step run (ImageClassifier + AugDataModule) on ``small_shapes``, as a
+    dict; written once per test session."""
+    folder = tmp_path_factory.mktemp("real")
+    datamodule = AugDataModule(small_shapes, loader=LoaderSettings(batch_size=16, num_workers=0), seed=0)
+    trainer = Trainer(
+        accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False, default_root_dir=folder
+    )
+    trainer.fit(ImageClassifier(num_classes=4, width=8), datamodule)
+    trainer.save_checkpoint(folder / "real.ckpt")
+    return torch.load(folder / "real.ckpt", weights_only=True)

@@ -19,9 +19,8 @@ import numpy as np
 import pytest
 import torch
 from helpers import one_error_line, run_app
-from lightning.pytorch import Trainer
 
-from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
+from lightning_aug import AugDataModule, ImageClassifier
 from lightning_aug.trust import Trust, Untrusted, check_hparams, resolve
 
 HPARAMS, MODEL = "datamodule_hyper_parameters", "hyper_parameters"
@@ -86,19 +85,6 @@ def test_the_payloads_are_real_and_spelt_as_trusted(tmp_path: Path) -> None:
         with contextlib.suppress(Exception):  # numpy, torch: the payload runs, then its result fails
             instantiate(spec)
         assert marker.exists(), name
-
-
-@pytest.fixture(scope="module")
-def real_checkpoint(tmp_path_factory: pytest.TempPathFactory, small_shapes: Any) -> dict[str, Any]:
-    """A checkpoint of a real one-step run (ImageClassifier + AugDataModule), as a dict."""
-    folder = tmp_path_factory.mktemp("real")
-    datamodule = AugDataModule(small_shapes, loader=LoaderSettings(batch_size=16, num_workers=0), seed=0)
-    trainer = Trainer(
-        accelerator="cpu", max_steps=1, logger=False, enable_progress_bar=False, default_root_dir=folder
-    )
-    trainer.fit(ImageClassifier(num_classes=4, width=8), datamodule)
-    trainer.save_checkpoint(folder / "real.ckpt")
-    return torch.load(folder / "real.ckpt", weights_only=True)
 
 
 PLACES = ["dataset", "loader", "train_transforms", "eval_transforms", "model"]

@@ -276,6 +276,36 @@ def test_bad_data_found_while_training_is_one_data_error_line(tmp_path: Path, ba
     )
 
 
+@pytest.mark.slow
+def test_bad_data_found_while_predicting_is_one_data_error_line(tmp_path: Path, real_checkpoint: Any) -> None:
+    import torch
+
+    torch.save(real_checkpoint, tmp_path / "model.ckpt")
+    folder = tmp_path / "new"
+    write_image_folder(folder, {"x": 3}, size=64)
+    os.mkfifo(folder / "x" / "9_fifo.png")
+    common = [f"ckpt_path={tmp_path / 'model.ckpt'}", f"data.predict_root={folder}", "loader.num_workers=0"]
+    raised = run_app(
+        "predict",
+        *common,
+        "data.on_bad_image=raise",
+        f"hydra.run.dir={tmp_path / 'a'}",
+        cwd=tmp_path,
+        timeout=120,
+    )
+    line = one_error_line(raised)
+    assert (
+        line.startswith("lightning-aug-predict: data error: cannot decode image file")
+        and "9_fifo.png" in line
+    )
+    skipped = run_app("predict", *common, f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path, timeout=120)
+    assert skipped.returncode == 0, skipped.stderr[-2000:]
+    rows = (tmp_path / "b" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 5 and any(
+        "9_fifo.png" in row and row.endswith("unreadable (see the warning)") for row in rows
+    )
+
+
 # ---------------------------------------------------------------- decided on what a thing is
 
 

@@ -40,7 +40,7 @@ def predict(cfg: DictConfig) -> Path:
 
     from hydra.utils import instantiate
 
-    from lightning_aug.cli.common import config_errors, log_through_hydra
+    from lightning_aug.cli.common import config_errors, data_errors, log_through_hydra
     from lightning_aug.data.datasets import ImageFiles
     from lightning_aug.datamodule import AugDataModule
     from lightning_aug.hparams import build
@@ -81,7 +81,8 @@ def predict(cfg: DictConfig) -> Path:
         model.load_state_dict(checkpoint["state_dict"])
         model.predict_tta = bool(cfg.predict.tta)
         trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    probabilities = trainer.predict(model, datamodule=datamodule)
+    with data_errors("lightning-aug-predict"):  # bad data (on_bad_image=raise): one line, exit 2
+        probabilities = trainer.predict(model, datamodule=datamodule)
     classes = checkpoint.get(type(datamodule).__qualname__, {}).get("classes")
     return _write(cfg, datamodule, probabilities, classes)
 
