@@ -36,6 +36,18 @@ def small_shapes(tmp_path_factory: pytest.TempPathFactory) -> SyntheticShapes:
     return data
 
 
+@pytest.fixture(autouse=True)
+def _no_wandb_run_left() -> Any:
+    """A W&B run a test started in this process (building the loggers starts it) is finished after the
+    test, so that the next test's WandbLogger does not attach to it (and write into its folder)."""
+    yield
+    import sys
+
+    wandb = sys.modules.get("wandb")
+    if wandb is not None and getattr(wandb, "run", None) is not None:
+        wandb.finish()
+
+
 @pytest.fixture()
 def repeated() -> RepeatedImageFactory:
     return RepeatedImageFactory()

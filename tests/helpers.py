@@ -95,7 +95,9 @@ def run_command(
 ) -> subprocess.CompletedProcess[str]:
     """Run a command (an app: ``[str(BIN / "lightning-aug-train"), ...]``) with warnings quiet and
     Hydra's short errors; the result, whatever its exit code."""
-    environment = {**os.environ, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **env}
+    # WANDB_SERVICE: a W&B service an in-process test started; a command starts its own
+    inherited = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
+    environment = {**inherited, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **env}
     return subprocess.run(
         args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment, check=False
     )

@@ -484,6 +484,7 @@ def test_train_skips_exactly_the_unreadable_files_of_an_odd_folder(tmp_path: Pat
         "loader.num_workers=0",
         "loader.persistent_workers=false",
         "loader.batch_size=16",
+        "loader.drop_last=false",  # every sample read: each unreadable one is named (only those read are)
         "trainer.max_epochs=1",
         f"hydra.run.dir={run}",
         cwd=tmp_path,
