@@ -499,3 +499,16 @@ def test_the_states_of_earlier_versions_still_load() -> None:
     cb.load_state_dict({"generator": torch.Generator().get_state()})
     cb.load_state_dict({"generator": np.random.default_rng(0).bit_generator.state})
     assert all(torch.equal(p, q) for p, q in zip(expected, draws(cb, 2), strict=True))
+
+
+def test_keep_int_targets_gives_int_targets_or_is_refused_with_smoothing() -> None:
+    """keep_int_targets=True alone keeps class indices (the smoothing default follows it to 0); asked
+    together with a smoothing it is refused in one line naming both (it gave floats silently)."""
+    x, labels = batch(8)
+    keep = MixupCallback(prob=0.0, num_classes=C, seed=0, keep_int_targets=True)
+    assert keep.label_smoothing == 0.0 and keep.transform_batch(x, labels, None)[1] is labels
+    assert MixupCallback(num_classes=C, seed=0).label_smoothing == 0.1  # the default otherwise
+    with pytest.raises(
+        ValueError, match=r"keep_int_targets=True .* label_smoothing=0\.1: set label_smoothing=0"
+    ):
+        MixupCallback(num_classes=C, seed=0, keep_int_targets=True, label_smoothing=0.1)

@@ -66,8 +66,8 @@ class MixupCallback(BatchTransform):
       with both alphas positive, cutmix is chosen with probability ``switch_prob``.
     - Targets become smoothed one-hot rows (off = s / C, on = 1 - s + off) mixed with the same lambda,
       ``lam * y + (1 - lam) * y_partner``; each row sums to 1. A batch in which nothing is mixed
-      (``prob`` missed, ``off_epoch`` reached) keeps its class-index targets when
-      ``label_smoothing=0``, and gets smoothed one-hot targets otherwise.
+      (``prob`` missed, ``off_epoch`` reached) gets smoothed one-hot targets too, or keeps its class
+      indices with ``keep_int_targets`` (no smoothing then).
     - From epoch ``off_epoch`` on (timm's ``mixup_off_epoch``) batches are no longer mixed.
 
     Speed: no Python loop over samples and no host-device sync. The parameters are drawn on the host
@@ -99,7 +99,8 @@ class MixupCallback(BatchTransform):
         switch_prob: probability of cutmix rather than mixup when both are enabled.
         mode: ``"batch"``, ``"pair"`` or ``"elem"``.
         correct_lam: correct the cutmix lambda to the clipped box area.
-        label_smoothing: smoothing ``s`` in [0, 1) of the one-hot targets.
+        label_smoothing: smoothing ``s`` in [0, 1) of the one-hot targets; ``None``: 0.1, or 0 with
+            ``keep_int_targets`` (class indices carry no smoothing).
         num_classes: classes of the targets; ``None``: ``trainer.datamodule.num_classes``.
         off_epoch: first epoch without mixing; ``None``: mix in every epoch.
         image_key, target_key: keys of dict batches (list/tuple batches are ``(images, targets, ...)``).
@@ -111,10 +112,10 @@ class MixupCallback(BatchTransform):
             ``Mixup(multi_label=True)``): smoothed towards 0.5 (``y * (1 - s) + 0.5 * s``) and mixed
             with the partner's with the same lambda; train with ``BCEWithLogitsLoss``.
         keep_int_targets: a batch left unmixed (``prob`` missed, ``off_epoch`` reached) keeps its
-            int64 class indices when ``label_smoothing`` is 0. Off by default: every training batch's
-            targets are then soft ``(batch, num_classes)`` float rows, one dtype and shape for every
-            batch (as timm's ``Mixup`` gives: its ``SoftTargetCrossEntropy`` and a compiled model
-            see one signature).
+            int64 class indices (with a ``label_smoothing`` above 0: refused). Off by default: every
+            training batch's targets are then soft ``(batch, num_classes)`` float rows, one dtype and
+            shape for every batch (as timm's ``Mixup`` gives: its ``SoftTargetCrossEntropy`` and a
+            compiled model see one signature).
 
     Raises:
         ValueError: any argument outside its range, or nothing to mix (both alphas 0, no minmax).
@@ -137,7 +138,7 @@ class MixupCallback(BatchTransform):
         switch_prob: float = 0.5,
         mode: Mode = "batch",
         correct_lam: bool = True,
-        label_smoothing: float = 0.1,
+        label_smoothing: float | None = None,
         num_classes: int | None = None,
         off_epoch: int | None = None,
         image_key: str = "image",
@@ -172,12 +173,20 @@ class MixupCallback(BatchTransform):
             raise ValueError(f"mode must be 'batch', 'pair' or 'elem', got {mode!r}")
         self.mode: Mode = mode
         self.correct_lam = check_bool("correct_lam", correct_lam)
+        if label_smoothing is None:  # class indices carry no smoothing
+            label_smoothing = 0.0 if self.keep_int_targets else 0.1
         if (
             isinstance(label_smoothing, bool)
             or not isinstance(label_smoothing, (int, float))
             or not 0.0 <= label_smoothing < 1.0
         ):
             raise ValueError(f"label_smoothing must be a float in [0, 1), got {label_smoothing!r}")
+        if self.keep_int_targets and label_smoothing > 0:
+            raise ValueError(
+                f"keep_int_targets=True keeps class indices on unmixed batches, which cannot carry "
+                f"label_smoothing={label_smoothing}: set label_smoothing=0 "
+                "(callbacks.mixup.label_smoothing=0 in the apps), or keep_int_targets=False"
+            )
         self.label_smoothing = float(label_smoothing)
         self.num_classes = check_int("num_classes", num_classes, 2, optional=True)
         self.off_epoch = check_int("off_epoch", off_epoch, 0, optional=True)
