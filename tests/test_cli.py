@@ -191,6 +191,13 @@ def test_every_option_composes_and_instantiates(
         assert model.hparams.num_classes == 10 and model.hparams.arch == option
     elif group == "trainer":
         assert isinstance(instantiate(cfg.trainer, logger=False), Trainer)
+    elif group == "sampler":  # the training order the DataModule gets
+        dm = build_datamodule(cfg)
+        assert (dm.sampler, dm.num_aug_repeats) == {
+            "random": ("random", 1),
+            "balanced": ("balanced", 1),
+            "repeated": ("random", 3),
+        }[option]
     elif group == "callbacks":
         built = [instantiate(v) for v in cfg.callbacks.values()]
         assert all(isinstance(c, Callback) for c in built)

@@ -4,6 +4,8 @@ The app modules import torch and Lightning only inside their functions, so that 
 (``--help``, ``--cfg``, a bad override) answers without that start-up cost.
 """
 
+from typing import Any
+
 CONFIG_PATH = "pkg://lightning_aug.conf"
 
 
@@ -29,12 +31,42 @@ def precheck(config_name: str, app: str) -> None:
         with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
             cfg = compose(config_name, overrides=overrides)
         OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+        message = _unread_top_level(cfg, config_name, overrides)
     except (HydraException, OmegaConfBaseException) as err:
         message = " ".join(str(err).split())  # Hydra's list of options, on one line
         message = message.split(" Config search path:")[0]
         message = _suggest(message, config_name, overrides) or message
+    if message:
         print(f"{app}: config error: {clean(message)}", file=sys.stderr)
         raise SystemExit(2) from None
+
+
+def _unread_top_level(cfg: Any, config_name: str, overrides: list[str]) -> str | None:
+    """A refusal of ``+key=value`` overrides that add a top-level key the app does not read (Hydra
+    accepts them; nothing would use them: ``+sampler=balanced`` before ``sampler`` was a group), with
+    the key of the config that is nearest; ``None`` where there is none."""
+    import difflib
+
+    from hydra import compose, initialize_config_module
+
+    added = [o for o in overrides if o.startswith("+") and "=" in o and "." not in o.partition("=")[0]]
+    if not added:
+        return None
+    rest = [o for o in overrides if o not in added]
+    with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+        base = compose(config_name, overrides=rest)
+    for override in added:
+        key, _, value = override[1:].partition("=")
+        if key in base or key not in cfg:  # a config group appended, or a key the app has
+            continue
+        paths = _key_paths(base)
+        leaf = [p for p in paths if p.rsplit(".", 1)[-1] == key]
+        near = leaf or difflib.get_close_matches(key, paths, n=1, cutoff=0.6)
+        hint = (
+            f": did you mean {near[0]}={value}?" if near else f" (its keys: {sorted(str(k) for k in base)})"
+        )
+        return f"+{key}={value} adds a top-level key {key} that nothing reads{hint}"
+    return None
 
 
 def _suggest(message: str, config_name: str, overrides: list[str]) -> str | None:
@@ -46,6 +78,11 @@ def _suggest(message: str, config_name: str, overrides: list[str]) -> str | None
     from hydra import compose, initialize_config_module
     from omegaconf import DictConfig, OmegaConf
 
+    group = re.search(r"Multiple values for (\S+)\. To override a value use 'override", message)
+    if group is not None:  # +group=option: the group is there already, chosen without the +
+        given = next((o for o in overrides if o.startswith(f"+{group.group(1)}=")), None)
+        if given is not None:
+            return f"{group.group(1)} is a config group: {given[1:]} (without +) chooses its option"
     found = re.search(r"Could not override '([^']+)'", message)
     if found is None or "To append to your config use +" not in message:
         return None
@@ -66,10 +103,34 @@ def _suggest(message: str, config_name: str, overrides: list[str]) -> str | None
     prefix = f"{parent}." if parent else ""
     if match:
         return f"unknown key {key}: did you mean {prefix}{match[0]}? ({prefix}{match[0]}={value})"
+    elsewhere = [path for path in _key_paths(cfg) if path.rsplit(".", 1)[-1] == leaf]
+    if elsewhere:  # the key of another group (data.num_aug_repeats is datamodule's)
+        owner = elsewhere[0].rsplit(".", 1)[0]
+        return f"unknown key {key}: {leaf} belongs to {owner}: {elsewhere[0]}={value}"
     return (
         f"unknown key {key}: {parent or 'the config'} has {sorted(keys)}; a key of your own is added "
         f"with +{key}={value}"
     )
+
+
+def _key_paths(node: Any, prefix: str = "", depth: int = 3) -> list[str]:
+    """The dotted paths of the keys of a composed config, ``depth`` levels down (``hydra`` left out)."""
+    from omegaconf import DictConfig
+
+    paths: list[str] = []
+    if not isinstance(node, DictConfig) or depth == 0:
+        return paths
+    for key in node:
+        if not prefix and key == "hydra":
+            continue
+        path = f"{prefix}{key!s}"
+        paths.append(path)
+        try:
+            child = node._get_node(key)
+        except Exception:  # an interpolation that does not resolve here
+            continue
+        paths += _key_paths(child, f"{path}.", depth - 1)
+    return paths
 
 
 def quote_values(args: list[str]) -> list[str]:
