@@ -94,6 +94,7 @@ def _name(obj: Any) -> str:
 
 
 Sampling = Literal["random", "balanced"]
+RepeatedEpoch = Literal["dataset", "repeats"]
 
 
 class _Repeated:
@@ -191,8 +192,12 @@ class AugDataModule(LightningDataModule):
             ``WeightedRandomSampler``). Both functions of the run seed and the epoch, DDP-correct and
             resumable mid-epoch.
         num_aug_repeats: repeated augmentation (DeiT's ``RASampler``, timm's ``num_aug_repeats``): each
-            sample read this many times per epoch, each time augmented differently (its repeat index
-            is in its seed), the copies spread over the ranks.
+            sample read this many times in a row of the order, each time augmented differently (its
+            repeat index is in its seed), the copies spread over the ranks; see ``repeated_epoch``.
+        repeated_epoch: with ``num_aug_repeats`` > 1, how long an epoch is: ``"dataset"`` (default) the
+            dataset's length, as timm's ``RepeatAugSampler`` (so schedules written for it keep their
+            length: an epoch reads ``1 / num_aug_repeats`` of the samples, each that many times);
+            ``"repeats"``: every sample ``num_aug_repeats`` times (an epoch that many times longer).
         progressive_resize: the training crop size by epoch
             (:class:`~lightning_aug.data.progressive.ProgressiveResize`, or a mapping of its fields): set
             on the train pipeline's leading ``RandomResizedCrop`` (and its crop while decoding) from
@@ -239,6 +244,7 @@ class AugDataModule(LightningDataModule):
         label_key: str = "label",
         sampler: Sampling = "random",
         num_aug_repeats: int = 1,
+        repeated_epoch: RepeatedEpoch = "dataset",
         progressive_resize: ProgressiveResize | Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
@@ -258,6 +264,7 @@ class AugDataModule(LightningDataModule):
             "label_key": label_key,
             "sampler": sampler,
             "num_aug_repeats": num_aug_repeats,
+            "repeated_epoch": repeated_epoch,
             "progressive_resize": progressive_resize,
         }
         for name, value in arguments.items():  # a checkpoint's argument that could not be saved
@@ -301,6 +308,9 @@ class AugDataModule(LightningDataModule):
             raise ValueError(f"sampler must be 'random' or 'balanced', got {sampler!r}")
         self.sampler: Sampling = sampler
         self.num_aug_repeats: int = check_int("num_aug_repeats", num_aug_repeats, 1)  # type: ignore[assignment]
+        if repeated_epoch not in ("dataset", "repeats"):
+            raise ValueError(f"repeated_epoch must be 'dataset' or 'repeats', got {repeated_epoch!r}")
+        self.repeated_epoch: RepeatedEpoch = repeated_epoch
         self._balance: np.ndarray | None = None  # per-sample weights of the train split (balanced)
         if isinstance(progressive_resize, Mapping):  # the fields (a checkpoint's: never another target)
             target = progressive_resize.get("_target_", _PROGRESSIVE)
@@ -532,6 +542,7 @@ class AugDataModule(LightningDataModule):
                 rank=self._rank,
                 drop_last=train and self.loader.drop_last,
                 strided=repeats > 1,
+                limit=size if self.repeated_epoch == "dataset" else None,  # timm's epoch length
             )
         auto_pin = trainer is not None and self.loader.pin_memory == "auto"  # read the device only then
         made: Any = self.loader.make_loader(

@@ -39,3 +39,34 @@ def test_the_sampler_group_sets_what_the_datamodule_runs() -> None:
     ]:
         cfg = compose_config("train", overrides)
         assert (cfg.datamodule.sampler, cfg.datamodule.num_aug_repeats) == expected, overrides
+
+
+def test_repeated_augmentation_keeps_timms_epoch_length_unless_asked() -> None:
+    """num_aug_repeats=3 made the epoch 3x longer without a word; timm's RepeatAugSampler (DeiT's
+    recipe) keeps it at the dataset's length, and schedules are written for that."""
+    from lightning_aug.data.sampling import EpochSampler, permutation, repeated
+
+    def order(epoch: int) -> object:
+        return repeated(permutation(90, 0, epoch), 3)
+
+    for world in (1, 2):
+        parts = [EpochSampler(270, order, world, r, strided=True, limit=90) for r in range(world)]
+        keys = [(k.sample, k.repeat) for p in parts for k in p]
+        assert len(keys) == 90 and len(set(keys)) == 90  # the dataset's length, no read twice
+        assert {r for _, r in keys} == {0, 1, 2}  # the copies differ in their repeat (augmentation)
+        full = [EpochSampler(270, order, world, r, strided=True) for r in range(world)]
+        assert sum(len(p) for p in full) == 270  # repeated_epoch="repeats": 3x
+
+
+def test_the_datamodule_epoch_follows_repeated_epoch(small_shapes: object) -> None:
+    from lightning_aug import AugDataModule, LoaderSettings
+
+    loader = LoaderSettings(batch_size=8, num_workers=0, drop_last=False)
+    lengths = {}
+    for mode in ("dataset", "repeats"):
+        dm = AugDataModule(small_shapes, loader=loader, num_aug_repeats=3, repeated_epoch=mode, seed=0)  # type: ignore[arg-type]
+        dm.setup("fit")
+        lengths[mode] = len(dm.train_dataloader())
+    assert lengths == {"dataset": 8, "repeats": 24}  # 64 training images, batches of 8
+    with pytest.raises(ValueError, match="repeated_epoch must be 'dataset' or 'repeats', got 'x3'"):
+        AugDataModule(small_shapes, repeated_epoch="x3")  # type: ignore[arg-type]

@@ -382,6 +382,7 @@ def test_repeated_augmentation_under_two_ddp_processes(digits: Path, tmp_path: P
         "augment.eval_transforms.resize.size=28",
         "augment.eval_transforms.crop.size=24",
         "datamodule.num_aug_repeats=3",
+        "datamodule.repeated_epoch=repeats",  # every sample 3 times an epoch (default: timm's length)
         *DDP_ON_CPU,
         "loader.batch_size=8",
         "loader.num_workers=0",

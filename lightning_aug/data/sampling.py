@@ -97,6 +97,8 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         strided: rank ``r`` reads positions ``r, r + world, ...`` (the copies of a repeated sample go
             to different ranks, as DeiT's ``RASampler``); else contiguous parts (rank ``r`` reads
             positions ``r*n .. (r+1)*n - 1``: ranks reading shards read different chunks).
+        limit: reads per epoch over all ranks, where fewer than ``size``: each rank reads the start of
+            its part (timm's ``RepeatAugSampler`` keeps a repeated epoch at the dataset's length so).
 
     Lightning calls :meth:`set_epoch` before each epoch; a loop of your own that iterates again
     without it gets the next epoch.
@@ -110,6 +112,7 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         rank: int = 0,
         drop_last: bool = False,
         strided: bool = False,
+        limit: int | None = None,
     ) -> None:
         if not 0 <= rank < num_replicas:
             raise ValueError(f"rank must be in [0, {num_replicas}), got {rank}")
@@ -119,6 +122,9 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
         self.epoch = 0
         self.num_samples = size // num_replicas if drop_last else -(-size // num_replicas)
         self.total_size = self.num_samples * num_replicas
+        self._part = self.num_samples  # this rank's share of the whole order
+        if limit is not None and limit < size:
+            self.num_samples = limit // num_replicas if drop_last else -(-limit // num_replicas)
         self._start: tuple[int, int] | None = None  # (epoch, position) to begin at, once
         self._epoch_given = True  # a pass without set_epoch after another is the next epoch
 
@@ -144,8 +150,10 @@ class EpochSampler(DistributedSampler):  # Lightning then adds no DistributedSam
             order = np.concatenate([order] * repeats)
         order = order[: self.total_size]
         if self.strided:
-            return order[self.rank :: self.num_replicas]
-        return order[self.rank * self.num_samples : (self.rank + 1) * self.num_samples]
+            part = order[self.rank :: self.num_replicas]
+        else:
+            part = order[self.rank * self._part : (self.rank + 1) * self._part]
+        return part[: self.num_samples]
 
     def __len__(self) -> int:
         return self.num_samples
