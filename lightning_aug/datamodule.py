@@ -457,6 +457,8 @@ class AugDataModule(LightningDataModule):
                     "expected a map-style dataset (with __getitem__ and __len__)"
                 ) from None
             train = split == "train"
+            if train and source.classes is not None:
+                self._check_classes(source.classes)
             pipeline = self.train_pipeline if train else self.eval_pipeline
             self._check_sizes(split, source, None if self.in_memory else pipeline)
             if train and self.sampler == "balanced":
@@ -476,6 +478,21 @@ class AugDataModule(LightningDataModule):
             said = _decoding(source, pipeline, transformed.fused)
             if said is not None:
                 rank_zero_info(f"AugDataModule: {split} {said}")
+
+    def _check_classes(self, classes: list[str]) -> None:
+        """The train classes said in the log; refused where ``num_classes`` was given and the data has
+        another number of them (a mistyped label ``11`` among 0-9 makes 12).
+
+        Raises:
+            DataError: ``num_classes`` differs from the data's classes.
+        """
+        shown = ", ".join(map(str, classes[:20])) + (", ..." if len(classes) > 20 else "")
+        rank_zero_info(f"AugDataModule: {len(classes)} classes, in label order: [{shown}]")
+        if self._num_classes is not None and self._num_classes != len(classes):
+            raise DataError(
+                f"num_classes={self._num_classes} (datamodule.num_classes), but the train data has "
+                f"{len(classes)} classes ([{shown}]): a mistyped label, or the wrong num_classes"
+            )
 
     def _check_sizes(self, split: Split, source: Source, pipeline: Pipeline | None) -> None:
         """Refuse, before any worker starts, data of several image sizes that ``pipeline`` (``None``:
@@ -514,8 +531,14 @@ class AugDataModule(LightningDataModule):
             raise RuntimeError(f"the {split!r} split is not set up: call setup() first")
         dataset: Dataset | None = self.datasets[split]
         if dataset is None:
+            hint = ""
+            if split == "predict":
+                hint = (
+                    ": give the images to predict, ImageFolder(root, predict_root=...) "
+                    "(data.predict_root=... in the apps), or a factory whose build_predict returns them"
+                )
             raise ValueError(
-                f"the dataset factory {_name(self.dataset)} has no {split!r} split (it returned None)"
+                f"the dataset factory {_name(self.dataset)} has no {split!r} split (it returned None){hint}"
             )
         trainer = self.trainer
         if train and trainer is not None and getattr(trainer, "overfit_batches", 0) > 0:

@@ -70,3 +70,69 @@ def test_the_datamodule_epoch_follows_repeated_epoch(small_shapes: object) -> No
     assert lengths == {"dataset": 8, "repeats": 24}  # 64 training images, batches of 8
     with pytest.raises(ValueError, match="repeated_epoch must be 'dataset' or 'repeats', got 'x3'"):
         AugDataModule(small_shapes, repeated_epoch="x3")  # type: ignore[arg-type]
+
+
+def test_predict_without_a_predict_split_names_predict_root(tmp_path: Path) -> None:
+    from helpers import write_image_folder
+    from lightning.pytorch import Trainer
+
+    from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
+    from lightning_aug.data.datasets import ImageFolder
+
+    for split in ("train", "val"):
+        write_image_folder(tmp_path / split, {"a": 2, "b": 2}, size=16)
+    dm = AugDataModule(ImageFolder(tmp_path), loader=LoaderSettings(batch_size=2, num_workers=0), seed=0)
+    trainer = Trainer(accelerator="cpu", logger=False, enable_progress_bar=False)
+    with pytest.raises(
+        ValueError, match=r"has no 'predict' split .*predict_root=\.\.\.\) \(data\.predict_root"
+    ):
+        trainer.predict(ImageClassifier(num_classes=2, width=8), datamodule=dm)
+    dm = AugDataModule(
+        ImageFolder(tmp_path, predict_root=tmp_path / "val"),
+        loader=LoaderSettings(batch_size=2, num_workers=0),
+        seed=0,
+    )
+    assert len(trainer.predict(ImageClassifier(num_classes=2, width=8), datamodule=dm)) == 2  # the neighbour
+
+
+def test_a_mistyped_integer_label_is_warned_and_refused_when_num_classes_is_given(tmp_path: Path) -> None:
+    from lightning_aug import AugDataModule
+    from lightning_aug.data.datasets import FileList
+    from lightning_aug.errors import DataError
+
+    rows = [(f"{i}.png", str(i % 10), "train") for i in range(30)] + [
+        ("x.png", "11", "train"),
+        ("v.png", "0", "val"),
+    ]
+    listed = tmp_path / "list.csv"
+    listed.write_text("path,label,split\n" + "".join(",".join(r) + "\n" for r in rows))
+    with pytest.warns(
+        UserWarning, match=r"line 32: integer labels go up to 11, and classes \[10\] have no sample"
+    ):
+        factory = FileList(listed, split_column="split", on_bad_image="skip")  # (no image files needed)
+    assert factory.num_classes == 12
+    with pytest.raises(
+        DataError, match=r"num_classes=10 \(datamodule\.num_classes\), but the train data has 12 classes"
+    ):
+        AugDataModule(factory, num_classes=10).setup("fit")
+
+
+def test_paths_relative_to_the_working_folder_name_data_root(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from helpers import write_image_folder
+
+    from lightning_aug.data.datasets import FileList
+    from lightning_aug.errors import DataError
+
+    write_image_folder(tmp_path / "images", {"a": 2, "b": 2}, size=16)
+    (tmp_path / "lists").mkdir()
+    files = sorted((tmp_path / "images").rglob("*.png"))
+    listed = tmp_path / "lists" / "train.csv"  # paths written relative to the working folder, not the list
+    listed.write_text(
+        "path,label\n" + "".join(f"images/{p.parent.name}/{p.name},{p.parent.name}\n" for p in files)
+    )
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataError, match=r"of them are there relative to the working folder .*data\.root="):
+        FileList(listed, val_split=0.5)("train")
+    assert len(FileList(listed, val_split=0.5, root=tmp_path)("train")) == 2  # the neighbour: root given

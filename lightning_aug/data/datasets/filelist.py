@@ -274,8 +274,19 @@ class FileList(DatasetFactory):
             f"{self._where()}: {len(missing)} of the {len(indices)} {split} files are missing ({missing[:3]}"
         )
         said += " ...)" if len(missing) > 3 else ")"
+        here = Path.cwd()
+        elsewhere = [p for p in missing if os.path.exists(os.path.relpath(p, self.root))]
+        if elsewhere and here.resolve() != self.root.resolve():  # relative to the working folder instead
+            raise DataError(
+                f"{said}; {len(elsewhere)} of them are there relative to the working folder {str(here)!r}: "
+                f"the list's paths are read relative to root (data.root=..., default: the list's folder "
+                f"{str(self.root)!r}): give root={str(here)!r} (data.root={here})"
+            )
         if self.on_bad_image == "raise":
-            raise DataError(f"{said}; fix the list, or on_bad_image='skip' to replace them as unreadable")
+            raise DataError(
+                f"{said}; fix the list, or on_bad_image='skip' (data.on_bad_image=skip in the apps) to "
+                "replace them as unreadable files"
+            )
         import warnings
 
         warnings.warn(

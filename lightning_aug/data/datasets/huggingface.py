@@ -122,6 +122,7 @@ class HuggingFace(DatasetFactory):
                     "name them with image_column and label_column"
                 )
         self.classes, self.multi_label, self._to_label = _label_map(train, label_column, self.path)
+        self._said_held_out = False
 
     def _split_names(self, given: Mapping[str, str] | None) -> dict[str, str]:
         names = {}
@@ -153,6 +154,15 @@ class HuggingFace(DatasetFactory):
         fraction = self.val_split if self.val_split is not None else DEFAULT_VAL_SPLIT
         order = np.random.default_rng(self.seed).permutation(len(table))
         n_val = max(1, round(len(table) * fraction))
+        if not self._said_held_out:  # said once, as file lists and image folders say it
+            from lightning.pytorch.utilities import rank_zero_info
+
+            rank_zero_info(
+                f"HuggingFace: {self.path!r} has no validation split: {n_val} of its {len(table)} train rows "
+                f"({fraction:.0%}) held out for validation (seed {self.seed}; val_split, data.val_split in "
+                "the apps, sets it)"
+            )
+            self._said_held_out = True
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
     def build(self, split: Split) -> HFImages | None:
