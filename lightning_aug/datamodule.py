@@ -459,6 +459,8 @@ class AugDataModule(LightningDataModule):
             train = split == "train"
             if train and source.classes is not None:
                 self._check_classes(source.classes)
+            if train:
+                self._check_multi_label()
             pipeline = self.train_pipeline if train else self.eval_pipeline
             self._check_sizes(split, source, None if self.in_memory else pipeline)
             if train and self.sampler == "balanced":
@@ -478,6 +480,40 @@ class AugDataModule(LightningDataModule):
             said = _decoding(source, pipeline, transformed.fused)
             if said is not None:
                 rank_zero_info(f"AugDataModule: {split} {said}")
+
+    @property
+    def multi_label(self) -> bool:
+        """Whether the data's labels are multi-hot rows (the factory's ``multi_label``): the one switch
+        that ``ImageClassifier(multi_label=...)`` and ``MixupCallback(multi_label=...)`` must follow."""
+        return bool(self._factory.multi_label)
+
+    def _check_multi_label(self) -> None:
+        """Refuse a model or mixing callback of the trainer set for the other kind of labels (it would
+        train cross-entropy on multi-hot rows, or mix them without their smoothing).
+
+        Raises:
+            ValueError: naming the object, its setting and the data's.
+        """
+        if self.trainer is None:
+            return
+        from lightning_aug.device.mixing.callback import MixupCallback
+        from lightning_aug.models import ImageClassifier
+
+        kind = "multi-label (multi-hot rows)" if self.multi_label else "single-label (class indices)"
+        users = [self.trainer.lightning_module, *self.trainer.callbacks]  # type: ignore[attr-defined]
+        for user in users:
+            if isinstance(user, (ImageClassifier, MixupCallback)) and user.multi_label != self.multi_label:
+                name = type(user).__name__
+                key = (
+                    "model.multi_label"
+                    if isinstance(user, ImageClassifier)
+                    else "callbacks.mixup.multi_label"
+                )
+                raise ValueError(
+                    f"the data is {kind}, but {name}(multi_label={user.multi_label}): give "
+                    f"{name}(multi_label={self.multi_label}) (in the apps leave {key} out: it follows "
+                    "the data)"
+                )
 
     def _check_classes(self, classes: list[str]) -> None:
         """The train classes said in the log; refused where ``num_classes`` was given and the data has

@@ -136,3 +136,56 @@ def test_paths_relative_to_the_working_folder_name_data_root(
     with pytest.raises(DataError, match=r"of them are there relative to the working folder .*data\.root="):
         FileList(listed, val_split=0.5)("train")
     assert len(FileList(listed, val_split=0.5, root=tmp_path)("train")) == 2  # the neighbour: root given
+
+
+def _multi_label_list(tmp_path: Path) -> Path:
+    from helpers import write_image_folder
+
+    for split in ("train", "val"):
+        write_image_folder(tmp_path / "images" / split, {"a": 4, "b": 4, "c": 4}, size=16)
+    listed = tmp_path / "multi.csv"
+    rows = [
+        f"{p},{p.parent.name} c,{p.parent.parent.name}" for p in sorted((tmp_path / "images").rglob("*.png"))
+    ]
+    listed.write_text("path,label,split\n" + "\n".join(rows) + "\n")
+    return listed
+
+
+def test_multi_label_is_one_switch_that_the_model_and_mixup_follow(tmp_path: Path) -> None:
+    """data.multi_label alone makes the model train binary cross-entropy and mixup smooth towards 0.5;
+    a model or mixing callback set otherwise is refused, in the apps and in Python."""
+    from helpers import tiny_trainer
+
+    from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings, MixupCallback
+    from lightning_aug.cli.common import build_callbacks, build_datamodule, build_model
+
+    listed = _multi_label_list(tmp_path)
+    data = [f"data.file={listed}", "data.split_column=split", "data.multi_label=true", "augment=none"]
+    cfg = compose_config("train", ["data=filelist", *data, "mixup=mixup"])
+    datamodule = build_datamodule(cfg)
+    assert datamodule.multi_label and build_model(cfg, datamodule).multi_label
+    assert [c.multi_label for c in build_callbacks(cfg, datamodule) if isinstance(c, MixupCallback)] == [True]
+    single = compose_config("train", [])  # the neighbour: single-label data, both follow it
+    assert not build_model(single, build_datamodule(single)).multi_label
+    contradicted = compose_config("train", ["data=filelist", *data, "model.multi_label=false"])
+    with pytest.raises(ValueError, match=r"model\.multi_label=false, but the data is multi-label"):
+        build_model(contradicted, build_datamodule(contradicted))
+    line = one_error_line(
+        run_app(
+            "train",
+            "data=filelist",
+            *data,
+            "model.multi_label=false",
+            f"hydra.run.dir={tmp_path / 'r'}",
+            cwd=tmp_path,
+        )
+    )
+    assert "model.multi_label=false, but the data is multi-label" in line
+    from lightning_aug.data.datasets import FileList
+
+    dm = AugDataModule(
+        FileList(listed, split_column="split", multi_label=True),
+        loader=LoaderSettings(batch_size=4, num_workers=0),
+    )
+    with pytest.raises(ValueError, match=r"the data is multi-label .*ImageClassifier\(multi_label=False\)"):
+        tiny_trainer(max_steps=1).fit(ImageClassifier(num_classes=3, width=4), dm)

@@ -132,10 +132,8 @@ def test_a_multi_label_file_list_trains_with_mixup_and_bce(digits: Path, tmp_pat
         "data=filelist",
         f"data.file={listed}",
         "data.split_column=split",
-        "data.multi_label=true",
-        "model.multi_label=true",
+        "data.multi_label=true",  # the one switch: the model and mixup follow it
         "mixup=mixup",
-        "callbacks.mixup.multi_label=true",
         "trainer.max_epochs=4",
         "loader.batch_size=64",
     )

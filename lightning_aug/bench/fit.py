@@ -69,7 +69,7 @@ def fit_speedup(
     for name, datamodule in (("configured", dm), ("baseline", Baseline())):
         seed_everything(cfg.seed, workers=False)
         model = build_model(cfg, dm)
-        callbacks = [c for c in build_callbacks(cfg) if "ModelCheckpoint" not in type(c).__name__]
+        callbacks = [c for c in build_callbacks(cfg, dm) if "ModelCheckpoint" not in type(c).__name__]
         trainer: Trainer = instantiate(
             cfg.trainer,
             max_epochs=epochs,

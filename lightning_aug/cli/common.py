@@ -244,9 +244,16 @@ def _say_auto_augment() -> None:
         logging.getLogger("lightning_aug").info(said())
 
 
-def build_callbacks(cfg: DictConfig) -> list[Callback]:
-    """The callbacks of ``cfg.callbacks`` (a dict keyed by name), in the order of their keys."""
-    return [instantiate(spec, _convert_="all") for spec in (cfg.get("callbacks") or {}).values()]
+def build_callbacks(cfg: DictConfig, datamodule: AugDataModule | None = None) -> list[Callback]:
+    """The callbacks of ``cfg.callbacks`` (a dict keyed by name), in the order of their keys; a
+    ``multi_label: null`` (mixing) follows the data's (``datamodule.multi_label``)."""
+    specs = cast(dict, OmegaConf.to_container(cfg.get("callbacks") or {}, resolve=True))
+    for name, spec in specs.items():
+        if isinstance(spec, dict) and "multi_label" in spec and datamodule is not None:
+            spec["multi_label"] = _follow_the_data(spec["multi_label"], datamodule, f"callbacks.{name}")
+        elif isinstance(spec, dict) and spec.get("multi_label", False) is None:
+            spec["multi_label"] = False
+    return [instantiate(spec, _convert_="all") for spec in specs.values()]
 
 
 def build_loggers(cfg: DictConfig) -> list[Any] | bool:
@@ -279,6 +286,8 @@ def build_model(cfg: DictConfig, datamodule: AugDataModule) -> Any:
     args, compile_, channels_last = _model_options(spec)
     if args.get("num_classes") is None and _takes(get_class(args["_target_"]), "num_classes"):
         args["num_classes"] = datamodule.num_classes
+    if "multi_label" in args:  # the one switch: the data's
+        args["multi_label"] = _follow_the_data(args["multi_label"], datamodule, "model")
     model = instantiate(args, _convert_="all")
     if channels_last == "auto":
         channels_last = _on_gpu(cfg.get("trainer"))
@@ -287,6 +296,25 @@ def build_model(cfg: DictConfig, datamodule: AugDataModule) -> Any:
     if compile_:
         model = torch.compile(model, mode=None if compile_ is True else compile_)
     return model
+
+
+def _follow_the_data(given: Any, datamodule: AugDataModule, where: str) -> Any:
+    """A ``multi_label`` of the model or a callback: the data's where it is null; refused where it
+    says otherwise.
+
+    Raises:
+        ValueError: ``given`` contradicts the data's ``multi_label``.
+    """
+    if given is None:
+        return datamodule.multi_label
+    if isinstance(given, bool) and given != datamodule.multi_label:
+        raise ValueError(
+            f"{where}.multi_label={str(given).lower()}, but the data is "
+            f"{'multi-label' if datamodule.multi_label else 'single-label'} "
+            f"(data.multi_label={str(datamodule.multi_label).lower()}): leave {where}.multi_label out, it "
+            "follows the data"
+        )
+    return given
 
 
 def _takes(cls: Any, name: str) -> bool:
@@ -380,7 +408,7 @@ def build_batch_path(cfg: DictConfig, app: str) -> tuple[AugDataModule, list[Any
         check_config(cfg)
         seed_everything(cfg.seed, workers=False)
         datamodule = build_datamodule(cfg)
-        transforms = [c for c in build_callbacks(cfg) if isinstance(c, BatchTransform)]
+        transforms = [c for c in build_callbacks(cfg, datamodule) if isinstance(c, BatchTransform)]
     for transform in transforms:
         if isinstance(transform, MixupCallback) and transform.num_classes is None:
             transform.num_classes = datamodule.num_classes

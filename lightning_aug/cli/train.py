@@ -58,7 +58,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         seed_everything(cfg.seed, workers=False)
         datamodule = build_datamodule(cfg)
         model = build_model(cfg, datamodule)
-        callbacks = build_callbacks(cfg)
+        callbacks = build_callbacks(cfg, datamodule)
         trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=build_loggers(cfg))
         resume = cfg.get("ckpt_path")
         if resume is not None:  # refused whole if it names code outside this config's modules

@@ -179,11 +179,14 @@ class DatasetFactory(RecordsArguments, ABC):
         num_classes: the number of classes where the factory knows it without building a split.
         mean, std: the per-channel statistics of the data (0-1 scale) where the factory knows them
             (CIFAR); ``None``: ImageNet's.
+        multi_label: the labels are multi-hot rows (a sample may have several classes): the one switch
+            that the model and mixing follow (the apps set theirs from it; a contradiction is refused).
     """
 
     num_classes: int | None = None
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
+    multi_label: bool = False
 
     def prepare(self) -> None:
         """Make the files ready (download, generate); nothing by default."""
@@ -230,6 +233,7 @@ class CallableFactory(DatasetFactory):
         self.num_classes = getattr(function, "num_classes", None)
         self.mean = getattr(function, "mean", None)
         self.std = getattr(function, "std", None)
+        self.multi_label = bool(getattr(function, "multi_label", False))
         self._prepare = getattr(function, "prepare", None)
         self._image_sizes = getattr(function, "image_sizes", None)
 
