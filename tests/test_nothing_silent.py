@@ -189,3 +189,42 @@ def test_multi_label_is_one_switch_that_the_model_and_mixup_follow(tmp_path: Pat
     )
     with pytest.raises(ValueError, match=r"the data is multi-label .*ImageClassifier\(multi_label=False\)"):
         tiny_trainer(max_steps=1).fit(ImageClassifier(num_classes=3, width=4), dm)
+
+
+def test_the_inputs_the_docs_promise_are_read(tmp_path: Path) -> None:
+    """A JSON-lines file list, one parquet file, a Dataset in memory: each gives the rows of its
+    CSV / folder neighbour, with the same labels."""
+    import json
+
+    from helpers import write_file_list, write_hf_dataset, write_image_folder
+
+    from lightning_aug.data.datasets import FileList, HuggingFace
+    from lightning_aug.errors import DataError
+
+    for split in ("train", "val"):
+        write_image_folder(tmp_path / "images" / split, {"a": 3, "b": 3}, size=16)
+    csv_list = FileList(write_file_list(tmp_path / "images", tmp_path / "list.csv"), split_column="split")
+    rows = [
+        {"path": str(p.relative_to(tmp_path)), "label": p.parent.name, "split": p.parent.parent.name}
+        for p in sorted((tmp_path / "images").rglob("*.png"))
+    ]
+    (tmp_path / "list.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    json_list = FileList(tmp_path / "list.jsonl", split_column="split")
+    a, b = csv_list("train"), json_list("train")
+    assert (
+        a is not None
+        and b is not None
+        and a.files() == b.files()
+        and a.targets.tolist() == b.targets.tolist()
+    )
+    (tmp_path / "bad.jsonl").write_text('{"path": "x.png", "label": 0}\n{"path": "y.png", "label": 1.5}\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl', line 2: label 1\.5 is a float"):
+        FileList(tmp_path / "bad.jsonl")
+    datasets = pytest.importorskip("datasets")
+    folder = write_hf_dataset(tmp_path / "images", tmp_path / "parquet", parquet=True)
+    single = HuggingFace(str(next(folder.glob("train-*.parquet"))), val_split=0.5)
+    assert single.classes == ["a", "b"] and len(single("train")) + len(single("val")) == 6
+    memory = datasets.load_from_disk(str(write_hf_dataset(tmp_path / "images", tmp_path / "saved")))
+    in_memory = HuggingFace(memory)
+    assert in_memory.classes == ["a", "b"] and len(in_memory("train")) == 6 and len(in_memory("val")) == 6
+    assert len(HuggingFace(memory["train"], val_split=0.5)("val")) == 3  # one Dataset: its train split

@@ -1,4 +1,6 @@
-"""Images listed in a CSV or TSV file (``path,label`` rows, Kaggle-style), or in a Python list.
+"""Images listed in a CSV or TSV file (``path,label`` rows, Kaggle-style), a JSON-lines file
+(``.jsonl``/``.ndjson``: one ``{"path": ..., "label": ...}`` object a line, values typed), or a Python
+list.
 
 The rows are read and checked when the factory is made (columns, labels, split values), then served
 by :class:`~lightning_aug.data.datasets.ImageFolderDataset`: the fast decoders and the crops while
@@ -45,6 +47,9 @@ SPLIT_NAMES = {
     "test": "test",
     "testing": "test",
 }
+
+
+JSON_LINES = (".jsonl", ".ndjson")  # a file list of one JSON object a line
 
 
 class FileList(DatasetFactory):
@@ -122,8 +127,11 @@ class FileList(DatasetFactory):
                 )
             self.root = Path(root).expanduser() if root is not None else self.file.parent
             text = raw.decode("utf-8-sig")
-            sep = delimiter or ("\t" if self.file.suffix.lower() == ".tsv" else ",")
-            rows = self._read(text, sep, path_column, label_column, split_column, weight_column)
+            if self.file.suffix.lower() in JSON_LINES:  # one JSON object a line, its values typed
+                rows = self._read_json_lines(text, path_column, label_column, split_column, weight_column)
+            else:
+                sep = delimiter or ("\t" if self.file.suffix.lower() == ".tsv" else ",")
+                rows = self._read(text, sep, path_column, label_column, split_column, weight_column)
         else:
             assert samples is not None
             self.file = None
@@ -138,8 +146,9 @@ class FileList(DatasetFactory):
             self.classes = self._classes(rows, classes, label_separator)
             labels: Any = self._multi_hot(rows, label_separator)
         else:  # the one label rule (lightning_aug.data.labels): refused naming the row, never re-read
+            text_cells = self.file is not None and self.file.suffix.lower() not in JSON_LINES
             labels, self.classes = class_indices(
-                [label for _, label, _, _ in rows], self._row, classes, text=self.file is not None
+                [label for _, label, _, _ in rows], self._row, classes, text=text_cells
             )
         paths = [p if os.path.isabs(p) else str(self.root / p) for p, _, _, _ in rows]
         self._all = SampleList(zip(paths, labels, strict=True))
@@ -193,6 +202,43 @@ class FileList(DatasetFactory):
         if self.file is None:
             return f"{self._where()}, item {index}"
         return f"{self._where()}, line {self._lines[index]}"
+
+    def _read_json_lines(
+        self,
+        text: str,
+        path_column: str,
+        label_column: str,
+        split_column: str | None,
+        weight_column: str | None,
+    ) -> list[tuple[str, Any, str | None, str | None]]:
+        """The rows of a JSON-lines list: one object a line with the path, label (an integer class
+        index, a class name, or a list of names with ``multi_label``), split and weight keys."""
+        import json
+
+        rows = []
+        self._lines = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{self._where()}, line {number}: not a JSON object ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{self._where()}, line {number}: a JSON {type(row).__name__}, not an object")
+            missing = [c for c in (path_column, label_column) if c not in row]
+            if missing:
+                raise DataError(
+                    f"{self._where()}, line {number}: no key {missing[0]!r} (its keys: {sorted(row)}); name "
+                    "them with path_column, label_column (data.path_column=... in the apps)"
+                )
+            split = row.get(split_column) if split_column else None
+            weight = row.get(weight_column) if weight_column else None
+            rows.append(
+                (str(row[path_column]), row[label_column], split, None if weight is None else str(weight))
+            )
+            self._lines.append(number)
+        return rows
 
     def _classes(
         self, rows: list[tuple[str, Any, Any, Any]], given: Sequence[str] | None, separator: str

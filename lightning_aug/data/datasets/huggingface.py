@@ -54,6 +54,9 @@ def _load(path: str, name: str | None, revision: str | None) -> Any:
             "data=huggingface needs the datasets package: pip install 'lightning-aug[hf]'"
         ) from err
     folder = Path(path).expanduser()
+    single = {".parquet": "parquet", ".arrow": "arrow", ".csv": "csv", ".json": "json", ".jsonl": "json"}
+    if folder.is_file() and folder.suffix.lower() in single:  # one file: its train split
+        return datasets.load_dataset(single[folder.suffix.lower()], data_files={"train": str(folder)})
     if folder.is_dir():
         if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
             return datasets.load_from_disk(str(folder))
@@ -74,7 +77,9 @@ class HuggingFace(DatasetFactory):
 
     Args:
         path: a ``save_to_disk`` folder, a folder of parquet or arrow files (splits from their names,
-            ``train-*.parquet``, as ``datasets`` reads them), or a hub name (``"user/name"``).
+            ``train-*.parquet``, as ``datasets`` reads them), one parquet, arrow, CSV or JSON-lines
+            file (its train split), a hub name (``"user/name"``), or a ``datasets.Dataset`` /
+            ``DatasetDict`` in memory (not saved in checkpoints: pass it again).
         name: the configuration of a hub dataset.
         revision: the hub revision.
         image_column: the column of images (an ``Image`` feature, or encoded bytes).
@@ -93,7 +98,7 @@ class HuggingFace(DatasetFactory):
 
     def __init__(
         self,
-        path: str,
+        path: str | Any,
         name: str | None = None,
         revision: str | None = None,
         image_column: str = "image",
@@ -109,9 +114,18 @@ class HuggingFace(DatasetFactory):
             decoder, on_bad_image, max_image_pixels
         )
         self.val_split = check_fraction("val_split", val_split)
-        self.path, self.seed = str(path), seed
+        self.seed = seed
         self.image_column, self.label_column = image_column, label_column
-        loaded = _load(self.path, name, revision)
+        if isinstance(path, (str, os.PathLike)):
+            self.path = str(path)
+            loaded = _load(self.path, name, revision)
+        elif hasattr(path, "column_names"):  # a Dataset or DatasetDict already in memory
+            self.path, loaded = f"the {type(path).__name__} given", path
+        else:
+            raise TypeError(
+                f"path must be a folder, a file, a hub name or a datasets.Dataset/DatasetDict, got "
+                f"{type(path).__name__}"
+            )
         self.tables: dict[str, Any] = dict(loaded) if hasattr(loaded, "keys") else {"train": loaded}
         self.split_names = self._split_names(splits)
         train = self.tables[self.split_names["train"]]
