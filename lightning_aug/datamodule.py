@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -329,6 +330,18 @@ class AugDataModule(LightningDataModule):
         self.progressive_resize = progressive_resize
         if progressive_resize is not None and not in_memory:
             self.train_pipeline.set_crop_size(progressive_resize.size(0))  # refused without the crop
+        evaluated = self.eval_pipeline.output_size
+        end = progressive_resize.end_size if progressive_resize is not None else None
+        if end is not None and evaluated is not None and evaluated != (end, end):
+            warnings.warn(
+                f"progressive_resize ends training at {end}x{end}, but the eval pipeline gives "
+                f"{evaluated[1]}x{evaluated[0]} images: the model is evaluated at a size it was not "
+                f"trained at last; set end_size={evaluated[0]} (datamodule.progressive_resize.end_size) "
+                "or the eval crop to the same size",
+                UserWarning,
+                stacklevel=2,
+            )
+        self._said_size: int | None = None  # the training crop size last logged (progressive resizing)
         if in_memory and (self.train_pipeline.transforms or self.eval_pipeline.transforms):
             raise ValueError(
                 "in_memory=True serves whole batches without per-sample transforms, but train_transforms or "
@@ -759,6 +772,14 @@ class AugDataModule(LightningDataModule):
         index = batches if epoch == trainer.current_epoch else 0
         self._position = (trainer.current_epoch, index + 1)
         self.batch_coordinates = (trainer.current_epoch, index)
+        if self.progressive_resize is not None:  # the size of each epoch, in the log
+            size = self.progressive_resize.size(trainer.current_epoch)
+            if size != self._said_size:
+                epoch_now = trainer.current_epoch
+                rank_zero_info(
+                    f"AugDataModule: progressive_resize: epoch {epoch_now} trains at {size}x{size}"
+                )
+                self._said_size = size
         if self._resumed_without_position:
             self._warn_unresumable(trainer)
         transforms = [c for c in trainer.callbacks if isinstance(c, BatchTransform)]  # type: ignore[attr-defined]

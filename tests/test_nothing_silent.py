@@ -228,3 +228,41 @@ def test_the_inputs_the_docs_promise_are_read(tmp_path: Path) -> None:
     in_memory = HuggingFace(memory)
     assert in_memory.classes == ["a", "b"] and len(in_memory("train")) == 6 and len(in_memory("val")) == 6
     assert len(HuggingFace(memory["train"], val_split=0.5)("val")) == 3  # one Dataset: its train split
+
+
+def test_progressive_resizing_says_its_sizes(small_shapes: object, caplog: pytest.LogCaptureFixture) -> None:
+    """An end size other than the eval size warns once; the log says each epoch's size."""
+    import logging
+    import warnings
+
+    from helpers import tiny_trainer
+    from torchvision.transforms import v2
+
+    from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings, ProgressiveResize
+
+    ramp = ProgressiveResize(start_size=16, end_size=32, end_epoch=1, multiple=16)
+
+    def dm(eval_side: int) -> AugDataModule:
+        return AugDataModule(
+            small_shapes,  # type: ignore[arg-type]
+            train_transforms=[v2.RandomResizedCrop(32)],
+            eval_transforms=[v2.Resize(eval_side), v2.CenterCrop(eval_side)],
+            loader=LoaderSettings(batch_size=16, num_workers=0),
+            progressive_resize=ramp,
+            seed=0,
+        )
+
+    with pytest.warns(
+        UserWarning, match=r"ends training at 32x32, but the eval pipeline gives 40x40 .*end_size=40"
+    ):
+        dm(40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        matched = dm(32)  # the neighbour: the same size, no word
+    with caplog.at_level(logging.INFO):
+        tiny_trainer(max_epochs=2, limit_val_batches=0).fit(ImageClassifier(4, width=8), matched)
+    said = [r.getMessage() for r in caplog.records if "progressive_resize: epoch" in r.getMessage()]
+    assert said == [
+        "AugDataModule: progressive_resize: epoch 0 trains at 16x16",
+        "AugDataModule: progressive_resize: epoch 1 trains at 32x32",
+    ]

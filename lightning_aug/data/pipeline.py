@@ -299,6 +299,23 @@ class Pipeline:
         return any(gives_fixed_size(t) for t in self.transforms)
 
     @property
+    def output_size(self) -> tuple[int, int] | None:
+        """``(height, width)`` of every output, where the last transform that gives one size says it
+        (a crop or resize of torchvision or albumentations); ``None`` otherwise."""
+        for transform in reversed(self.transforms):
+            if gives_fixed_size(transform):
+                size = getattr(transform, "size", None)
+                if isinstance(size, int):
+                    return size, size
+                if isinstance(size, (list, tuple)) and len(size) == 2:
+                    return int(size[0]), int(size[1])
+                height, width = getattr(transform, "height", None), getattr(transform, "width", None)
+                if isinstance(height, int) and isinstance(width, int):
+                    return height, width
+                return None
+        return None
+
+    @property
     def leading_resized_crop(self) -> Any | None:
         """The ``RandomResizedCrop`` (of either backend, or ours) the pipeline starts with, if it does:
         the crop whose output size progressive resizing sets (:meth:`set_crop_size`)."""
