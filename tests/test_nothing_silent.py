@@ -266,3 +266,25 @@ def test_progressive_resizing_says_its_sizes(small_shapes: object, caplog: pytes
         "AugDataModule: progressive_resize: epoch 0 trains at 16x16",
         "AugDataModule: progressive_resize: epoch 1 trains at 32x32",
     ]
+
+
+@pytest.mark.slow
+def test_predict_takes_new_images_of_any_size(tmp_path: Path, real_checkpoint: dict) -> None:
+    """A checkpoint whose eval pipeline has no resize, new images of two sizes: one line naming
+    predict.resize (it was a traceback advising an augment preset); with it, every image predicted."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    torch.save(real_checkpoint, tmp_path / "model.ckpt")  # trained at 64x64, no transforms at all
+    folder = tmp_path / "new"
+    folder.mkdir()
+    for i, (h, w) in enumerate([(64, 64), (65, 70), (64, 64)]):
+        Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(folder / f"{i}.jpg")
+    common = [f"ckpt_path={tmp_path / 'model.ckpt'}", f"data.predict_root={folder}", "loader.num_workers=0"]
+    line = one_error_line(run_app("predict", *common, f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path))
+    assert "come in several sizes" in line and "predict.resize=" in line and "augment=" not in line
+    result = run_app("predict", *common, "predict.resize=64", f"hydra.run.dir={tmp_path / 'b'}", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (tmp_path / "b" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 4 and all(row.endswith(",") for row in rows[1:])  # no error cell

@@ -77,6 +77,10 @@ def predict(cfg: DictConfig) -> Path:
             if loader.num_workers == 0:
                 loader = dataclasses.replace(loader, multiprocessing_context=None)
             datamodule = AugDataModule(**{**saved, "dataset": dataset, "loader": loader})
+            side = _resize_side(cfg.predict.get("resize", "auto"), datamodule, dataset)
+            if side is not None:  # images of any size: resized as the eval transforms would
+                saved["eval_transforms"] = _resized(saved.get("eval_transforms") or [], side, datamodule)
+                datamodule = AugDataModule(**{**saved, "dataset": dataset, "loader": loader})
             model = ImageClassifier(**arguments(checkpoint["hyper_parameters"]))
         model.load_state_dict(checkpoint["state_dict"])
         model.predict_tta = bool(cfg.predict.tta)
@@ -85,6 +89,52 @@ def predict(cfg: DictConfig) -> Path:
         probabilities = trainer.predict(model, datamodule=datamodule)
     classes = checkpoint.get(type(datamodule).__qualname__, {}).get("classes")
     return _write(cfg, datamodule, probabilities, classes)
+
+
+def _resize_side(given: Any, datamodule: Any, dataset: Any) -> int | None:
+    """The side new images are resized and centre-cropped to before the checkpoint's eval transforms:
+    none where those already give one size; else ``predict.resize`` (``auto``: the size the model was
+    trained at, where its train pipeline says it).
+
+    Raises:
+        ValueError: a bad ``predict.resize``, or images of several sizes and no side to bring them to.
+    """
+    if given is not None and given != "auto" and not (isinstance(given, int) and given > 0):
+        raise ValueError(f"predict.resize must be auto, null or a positive int, got {given!r}")
+    if datamodule.eval_pipeline.fixed_size or given is None:
+        return None
+    if isinstance(given, int):
+        return given
+    trained = datamodule.train_pipeline.output_size
+    if trained is not None and trained[0] == trained[1]:
+        return trained[0]
+    sizes = {tuple(size): name for name, size in dataset.image_sizes(limit=64)}
+    if len(sizes) > 1:
+        (a, name_a), (b, name_b) = list(sizes.items())[:2]
+        raise ValueError(
+            f"the images of data.predict_root come in several sizes ({name_a}: {a[1]}x{a[0]}, {name_b}: "
+            f"{b[1]}x{b[0]}), and the checkpoint's eval pipeline has no resize to one: give "
+            "predict.resize=<side the model was trained at> (resize the shorter side, then a centre crop)"
+        )
+    return None
+
+
+def _resized(eval_transforms: Any, side: int, datamodule: Any) -> Any:
+    """The checkpoint's eval transforms (specs) after a resize of the shorter side to ``side`` and a
+    centre crop, of the pipeline's backend."""
+    if datamodule.eval_pipeline.backend == "albumentations":
+        head = [
+            {"_target_": "albumentations.SmallestMaxSize", "max_size": side},
+            {"_target_": "albumentations.CenterCrop", "height": side, "width": side},
+        ]
+    else:
+        head = [
+            {"_target_": "torchvision.transforms.v2.Resize", "size": side},
+            {"_target_": "torchvision.transforms.v2.CenterCrop", "size": side},
+        ]
+    if isinstance(eval_transforms, dict):
+        return {"predict_resize": head[0], "predict_crop": head[1], **eval_transforms}
+    return [*head, *eval_transforms]
 
 
 def _write(cfg: DictConfig, datamodule: Any, batches: list[Any], classes: list[str] | None) -> Path:
