@@ -384,3 +384,32 @@ def write_webdataset(folder: Path, target: Path, per_tar: int = 500) -> Path:
                     info.size = len(label)
                     tar.addfile(info, io.BytesIO(label))
     return target
+
+
+def samples_per_rank(data: list[str], run: Path, cwd: Path) -> list[set[str]]:
+    """Train one epoch of ``data`` (the app's data overrides) on two CPU DDP ranks, with no
+    augmentation, batches of 4; the digests of the images each rank's training steps received
+    (``streaming_probe.Probe``)."""
+    import json
+
+    result = run_command(
+        [
+            str(BIN / "lightning-aug-train"),
+            *data,
+            *DDP_ON_CPU,
+            "loader.batch_size=4",
+            "loader.num_workers=0",
+            "loader.persistent_workers=false",
+            "augment=none",
+            "+callbacks.probe._target_=streaming_probe.Probe",
+            f"+callbacks.probe.output_dir={run}",
+            f"hydra.run.dir={run}",
+        ],
+        cwd=cwd,
+        timeout=600,
+        PYTHONPATH=str(Path(__file__).parent),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    ranks = [json.loads((run / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
+    assert all(p["world"] == 2 for p in ranks)
+    return [set(p["samples"]) for p in ranks]

@@ -21,7 +21,6 @@ import pytest
 import torch
 from helpers import (
     BIN,
-    DDP_ON_CPU,
     LoopbackS3,
     Recorder,
     digits_folder,
@@ -29,6 +28,7 @@ from helpers import (
     one_error_line,
     run_app,
     run_command,
+    samples_per_rank,
     write_image_folder,
 )
 from lightning.pytorch import Trainer
@@ -631,29 +631,7 @@ def test_input_dir_is_mandatory(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_two_ddp_processes_read_disjoint_samples_covering_the_epoch(shards: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    result = run_command(
-        [
-            str(BIN / "lightning-aug-train"),
-            "data=streaming",
-            f"data.input_dir={shards}",
-            *DDP_ON_CPU,
-            "loader.batch_size=4",
-            "loader.num_workers=0",
-            "loader.persistent_workers=false",
-            "augment=none",
-            "+callbacks.probe._target_=streaming_probe.Probe",
-            f"+callbacks.probe.output_dir={run}",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=tmp_path,
-        timeout=600,
-        PYTHONPATH=str(TESTS),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((run / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
-    assert all(p["world"] == 2 for p in ranks)
-    a, b = (set(p["samples"]) for p in ranks)
+    a, b = samples_per_rank(["data=streaming", f"data.input_dir={shards}"], tmp_path / "run", tmp_path)
     assert not a & b and len(a) == len(b) == 24 and len(a | b) == 48  # disjoint, the whole epoch
 
 

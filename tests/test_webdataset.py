@@ -3,7 +3,6 @@ every source follows; trained, resumed and split over ranks as the image folder 
 
 from __future__ import annotations
 
-import json
 import os
 import tarfile
 from pathlib import Path
@@ -13,11 +12,9 @@ import numpy as np
 import pytest
 import torch
 from helpers import (
-    BIN,
-    DDP_ON_CPU,
     Recorder,
     digits_folder,
-    run_command,
+    samples_per_rank,
     write_image_folder,
     write_webdataset,
 )
@@ -140,28 +137,7 @@ def test_batches_mix_classes_though_the_tars_are_class_sorted(shape_tars: Path) 
 
 @pytest.mark.slow
 def test_two_ddp_processes_read_disjoint_halves(shape_tars: Path, tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    result = run_command(
-        [
-            str(BIN / "lightning-aug-train"),
-            "data=webdataset",
-            f"data.root={shape_tars}",
-            *DDP_ON_CPU,
-            "loader.batch_size=4",
-            "loader.num_workers=0",
-            "loader.persistent_workers=false",
-            "augment=none",
-            "+callbacks.probe._target_=streaming_probe.Probe",
-            f"+callbacks.probe.output_dir={run}",
-            f"hydra.run.dir={run}",
-        ],
-        cwd=tmp_path,
-        timeout=600,
-        PYTHONPATH=str(TESTS),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    ranks = [json.loads((run / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
-    a, b = (set(p["samples"]) for p in ranks)
+    a, b = samples_per_rank(["data=webdataset", f"data.root={shape_tars}"], tmp_path / "run", tmp_path)
     assert not a & b and len(a) == len(b) == 24 and len(a | b) == 48  # disjoint, the whole epoch
 
 
