@@ -408,7 +408,7 @@ def test_a_decompression_bomb_is_refused_from_its_header(
     monkeypatch.setattr(
         data.image_decoder,
         "decode",
-        lambda d, p, *a: never() if Path(p).name == "bomb.png" else decode(d, p, *a),
+        lambda d, p, *a, **k: never() if Path(p).name == "bomb.png" else decode(d, p, *a, **k),
     )
     image, _, skipped = data[0]
     assert skipped == (str(folder / "bomb.png"),) and image.shape == (8, 8, 3)
