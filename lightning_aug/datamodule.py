@@ -277,9 +277,7 @@ class AugDataModule(LightningDataModule):
         self.save_hyperparameters(hparams)
         dataset = build(dataset, "dataset") if is_spec(dataset) else dataset
         loader = build(loader, "loader") if is_spec(loader) else loader
-        self._factory = as_factory(
-            dataset
-        )  # the contract (lightning_aug.data.source); refuses a non-callable
+        self._factory = as_factory(dataset)  # the contract (lightning_aug.data.source)
         self.dataset = dataset
         self.train_pipeline = Pipeline(train_transforms, backend, name="train pipeline")
         self.eval_pipeline = Pipeline(eval_transforms, backend, name="eval pipeline")
@@ -513,9 +511,14 @@ class AugDataModule(LightningDataModule):
         from lightning_aug.models import ImageClassifier
 
         kind = "multi-label (multi-hot rows)" if self.multi_label else "single-label (class indices)"
-        users = [self.trainer.lightning_module, *self.trainer.callbacks]  # type: ignore[attr-defined]
+        trainer: Any = self.trainer
+        users = [getattr(trainer, "lightning_module", None), *getattr(trainer, "callbacks", [])]
         for user in users:
-            if isinstance(user, (ImageClassifier, MixupCallback)) and user.multi_label != self.multi_label:
+            if (
+                isinstance(user, (ImageClassifier, MixupCallback))
+                and not user.follows_data
+                and user.multi_label != self.multi_label
+            ):
                 name = type(user).__name__
                 key = (
                     "model.multi_label"

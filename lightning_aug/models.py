@@ -106,6 +106,8 @@ class ImageClassifier(LightningModule):
             the fraction of steps done: resuming with a larger ``max_epochs`` stretches the rest of
             the schedule over the new length, and steps beyond the estimate (tuning runs) stay at the
             final rate instead of failing.
+        multi_label: multi-hot targets (binary cross-entropy, per-label accuracy, ``val/map``);
+            ``None``: the trainer's DataModule's ``multi_label`` (the data's), set when fitting starts.
 
     Raises:
         ValueError: bad ``num_classes``, ``arch``, ``name``, ``width``, ``lr``, ``weight_decay`` or
@@ -122,7 +124,7 @@ class ImageClassifier(LightningModule):
         lr: float = 3e-3,
         weight_decay: float = 5e-4,
         scheduler: Literal["onecycle", "none"] = "onecycle",
-        multi_label: bool = False,
+        multi_label: bool | None = False,
         name: str | None = None,
     ) -> None:
         super().__init__()
@@ -156,7 +158,15 @@ class ImageClassifier(LightningModule):
             self.net = small_cnn(num_classes, width)
         else:
             self.net = resnet18(num_classes, cifar_stem, pretrained)
-        self.multi_label = check_bool("multi_label", multi_label)
+        self.follows_data = multi_label is None  # None: the data's, set when fitting starts (setup)
+        self.num_classes = num_classes
+        self._set_multi_label(False if multi_label is None else check_bool("multi_label", multi_label))
+
+    def _set_multi_label(self, multi_label: bool) -> None:
+        """The loss and metrics of single-label (cross-entropy, accuracy) or multi-label targets
+        (binary cross-entropy, per-label accuracy, mAP)."""
+        self.multi_label = multi_label
+        num_classes = self.num_classes
         if multi_label:
             self.accuracy = nn.ModuleDict(
                 {
@@ -177,6 +187,13 @@ class ImageClassifier(LightningModule):
                     for stage in ("train", "val", "test")
                 }
             )
+
+    @override
+    def setup(self, stage: str) -> None:
+        """``multi_label=None``: the trainer's DataModule's ``multi_label`` (AugDataModule's: the data's)."""
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.follows_data and bool(getattr(datamodule, "multi_label", False)) != self.multi_label:
+            self._set_multi_label(not self.multi_label)
 
     @override
     def forward(self, images: Tensor) -> Tensor:

@@ -110,7 +110,8 @@ class MixupCallback(BatchTransform):
         chunk_fraction: pairs per in-place step, as a fraction of the batch, in (0, 0.5].
         multi_label: the targets are multi-hot rows ``(batch, num_classes)`` (timm's
             ``Mixup(multi_label=True)``): smoothed towards 0.5 (``y * (1 - s) + 0.5 * s``) and mixed
-            with the partner's with the same lambda; train with ``BCEWithLogitsLoss``.
+            with the partner's with the same lambda; train with ``BCEWithLogitsLoss``. ``None``: the
+            trainer's DataModule's ``multi_label`` (the data's), set when fitting starts.
         keep_int_targets: a batch left unmixed (``prob`` missed, ``off_epoch`` reached) keeps its
             int64 class indices (with a ``label_smoothing`` above 0: refused). Off by default: every
             training batch's targets are then soft ``(batch, num_classes)`` float rows, one dtype and
@@ -147,10 +148,11 @@ class MixupCallback(BatchTransform):
         log_lambda: bool = False,
         chunk_fraction: float = 0.05,
         kernel: Kernel = "auto",
-        multi_label: bool = False,
+        multi_label: bool | None = False,
         keep_int_targets: bool = False,
     ) -> None:
-        self.multi_label = check_bool("multi_label", multi_label)
+        self.follows_data = multi_label is None  # None: the data's, set when fitting starts (setup)
+        self.multi_label = False if multi_label is None else check_bool("multi_label", multi_label)
         self.keep_int_targets = check_bool("keep_int_targets", keep_int_targets)
         self.mixup_alpha = _check_alpha("mixup_alpha", mixup_alpha)
         self.cutmix_alpha = _check_alpha("cutmix_alpha", cutmix_alpha)
@@ -264,6 +266,8 @@ class MixupCallback(BatchTransform):
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         if stage != "fit":
             return
+        if self.follows_data:  # the trainer's DataModule's (AugDataModule's: the data's)
+            self.multi_label = bool(getattr(getattr(trainer, "datamodule", None), "multi_label", False))
         if self.num_classes is None:
             found = getattr(getattr(trainer, "datamodule", None), "num_classes", None)
             if found is None:
