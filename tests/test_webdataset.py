@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from helpers import (
-    Recorder,
     digits_folder,
     samples_per_rank,
     write_image_folder,
@@ -20,6 +19,7 @@ from helpers import (
 )
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
+from test_streaming import _Scheduled  # a recorder whose schedule reads estimated_stepping_batches
 
 from lightning_aug import AugDataModule, LoaderSettings
 from lightning_aug.data.datasets import ImageFolder
@@ -84,16 +84,6 @@ def _datamodule(tars: Path, workers: int) -> AugDataModule:
     return AugDataModule(
         WebDataset(tars), train_transforms=[v2.RandomCrop(16, padding=3)], loader=loader, seed=0
     )
-
-
-class _Scheduled(Recorder):
-    """A recorder whose schedule reads ``estimated_stepping_batches`` (as one-cycle recipes do)."""
-
-    def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
-        total = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - min(step / total, 1.0))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def _digests(batches: list[torch.Tensor]) -> list[bytes]:
