@@ -413,3 +413,39 @@ def samples_per_rank(data: list[str], run: Path, cwd: Path) -> list[set[str]]:
     ranks = [json.loads((run / f"probe_rank{r}.json").read_text()) for r in (0, 1)]
     assert all(p["world"] == 2 for p in ranks)
     return [set(p["samples"]) for p in ranks]
+
+
+class ScheduledRecorder(Recorder):
+    """A recorder whose schedule reads ``estimated_stepping_batches`` (as one-cycle recipes do)."""
+
+    def configure_optimizers(self) -> Any:
+        optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - min(step / total, 1.0))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def fit_digits(factory: Any, seed: int) -> float:
+    """The seeded mixup recipe on the digits: random crop, mixup 0.8, 6 epochs; validation accuracy."""
+    from lightning.pytorch import seed_everything
+    from torchvision.transforms import v2
+
+    from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings, MixupCallback
+
+    seed_everything(seed, workers=False)
+    loader = LoaderSettings(batch_size=64, num_workers=2)
+    datamodule = AugDataModule(
+        factory, train_transforms=[v2.RandomCrop(32, padding=2)], loader=loader, seed=seed
+    )
+    model = ImageClassifier(num_classes=10, arch="small_cnn")
+    trainer = Trainer(
+        max_epochs=6,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[MixupCallback(mixup_alpha=0.8, label_smoothing=0.1, seed=seed)],
+    )
+    trainer.fit(model, datamodule)
+    return float(trainer.callback_metrics["val/acc"])

@@ -23,7 +23,9 @@ from helpers import (
     BIN,
     LoopbackS3,
     Recorder,
+    ScheduledRecorder,
     digits_folder,
+    fit_digits,
     flip_bytes,
     one_error_line,
     run_app,
@@ -143,38 +145,12 @@ def test_every_chunk_holds_every_class(digits: Path, tmp_path: Path) -> None:
     assert [name for name, _ in samples] == [name for name, _ in _all_samples(tmp_path / "b")]
 
 
-def _fit_digits(factory: Any, seed: int) -> float:
-    """The seeded mixup recipe on the digits: random crop, mixup 0.8, 6 epochs; validation accuracy."""
-    from lightning.pytorch import seed_everything
-    from torchvision.transforms import v2
-
-    from lightning_aug import ImageClassifier, MixupCallback
-
-    seed_everything(seed, workers=False)
-    loader = LoaderSettings(batch_size=64, num_workers=2)
-    datamodule = AugDataModule(
-        factory, train_transforms=[v2.RandomCrop(32, padding=2)], loader=loader, seed=seed
-    )
-    model = ImageClassifier(num_classes=10, arch="small_cnn")
-    trainer = Trainer(
-        max_epochs=6,
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        callbacks=[MixupCallback(mixup_alpha=0.8, label_smoothing=0.1, seed=seed)],
-    )
-    trainer.fit(model, datamodule)
-    return float(trainer.callback_metrics["val/acc"])
-
-
 @pytest.mark.slow
 def test_the_same_recipe_reaches_the_same_accuracy_from_the_folder_and_its_shards(
     digits: Path, digit_shards: Path
 ) -> None:
-    folder = _fit_digits(ImageFolder(digits), seed=0)
-    shards = _fit_digits(StreamingShards(str(digit_shards)), seed=0)
+    folder = fit_digits(ImageFolder(digits), seed=0)
+    shards = fit_digits(StreamingShards(str(digit_shards)), seed=0)
     assert folder > 0.9 and shards > 0.9 and abs(folder - shards) <= 0.02, (folder, shards)
 
 
@@ -513,16 +489,6 @@ def test_prepare_errors_are_one_line_with_status_2(tmp_path: Path, target: str) 
 # ---------------------------------------------------------------- resume and DDP
 
 
-class _Scheduled(Recorder):
-    """A recorder whose schedule reads ``estimated_stepping_batches`` (as one-cycle recipes do)."""
-
-    def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.SGD(self.parameters(), lr=0.01)
-        total = int(self.trainer.estimated_stepping_batches)
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - min(step / total, 1.0))
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
-
-
 def _datamodule(shards: Path, workers: int) -> AugDataModule:
     from torchvision.transforms import v2
 
@@ -545,14 +511,14 @@ def _trainer(tmp_path: Path, **kwargs: Any) -> Trainer:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_resume_mid_epoch_continues_at_the_next_sample(shards: Path, tmp_path: Path, workers: int) -> None:
-    full = _Scheduled(num_classes=4)
+    full = ScheduledRecorder(num_classes=4)
     checkpoints = ModelCheckpoint(
         dirpath=tmp_path / "ckpt", every_n_train_steps=5, save_top_k=-1, filename="{step}"
     )
     _trainer(tmp_path, max_epochs=1, callbacks=[checkpoints]).fit(full, _datamodule(shards, workers))
     epoch = _digests(full.seen["train"])
     assert len(epoch) == 48 and len(set(epoch)) == 48  # every sample once (each augmented its own way)
-    resumed = _Scheduled(num_classes=4)
+    resumed = ScheduledRecorder(num_classes=4)
     trainer = _trainer(tmp_path, max_epochs=1)
     trainer.fit(resumed, _datamodule(shards, workers), ckpt_path=tmp_path / "ckpt" / "step=5.ckpt")
     rest = _digests(resumed.seen["train"])

@@ -12,14 +12,15 @@ import numpy as np
 import pytest
 import torch
 from helpers import (
+    ScheduledRecorder,
     digits_folder,
+    fit_digits,
     samples_per_rank,
     write_image_folder,
     write_webdataset,
 )
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import ModelCheckpoint
-from test_streaming import _Scheduled  # a recorder whose schedule reads estimated_stepping_batches
 
 from lightning_aug import AugDataModule, LoaderSettings
 from lightning_aug.data.datasets import ImageFolder
@@ -70,10 +71,8 @@ def test_every_sample_of_the_folder_is_read_once_with_its_label(digits: Path, di
 def test_the_same_recipe_reaches_the_same_accuracy_from_the_folder_and_its_tars(
     digits: Path, digit_tars: Path
 ) -> None:
-    from test_streaming import _fit_digits
-
-    folder = _fit_digits(ImageFolder(digits), seed=0)
-    tars = _fit_digits(WebDataset(digit_tars), seed=0)
+    folder = fit_digits(ImageFolder(digits), seed=0)
+    tars = fit_digits(WebDataset(digit_tars), seed=0)
     assert folder > 0.9 and tars > 0.9 and abs(folder - tars) <= 0.02, (folder, tars)
 
 
@@ -106,14 +105,14 @@ def test_resume_mid_epoch_continues_at_the_next_sample(
             **kwargs,
         )
 
-    full = _Scheduled(num_classes=4)
+    full = ScheduledRecorder(num_classes=4)
     checkpoints = ModelCheckpoint(
         dirpath=tmp_path / "ckpt", every_n_train_steps=5, save_top_k=-1, filename="{step}"
     )
     trainer(callbacks=[checkpoints]).fit(full, _datamodule(shape_tars, workers))
     epoch = _digests(full.seen["train"])
     assert len(epoch) == 48 and len(set(epoch)) == 48  # every sample once
-    resumed = _Scheduled(num_classes=4)
+    resumed = ScheduledRecorder(num_classes=4)
     trainer().fit(resumed, _datamodule(shape_tars, workers), ckpt_path=tmp_path / "ckpt" / "step=5.ckpt")
     assert _digests(resumed.seen["train"]) == epoch[20:]  # the uninterrupted run's next batches
 
