@@ -20,6 +20,7 @@ from typing_extensions import override
 from lightning_aug._checks import check_bool, check_int
 from lightning_aug.data.datasets.base import TransformedDataset
 from lightning_aug.data.datasets.memory import InMemoryDataset
+from lightning_aug.data.labels import ORDERS
 from lightning_aug.data.loader import LoaderSettings
 from lightning_aug.data.pipeline import Backend, Pipeline
 from lightning_aug.data.progressive import ProgressiveResize
@@ -532,19 +533,24 @@ class AugDataModule(LightningDataModule):
                 )
 
     def _check_classes(self, classes: list[str]) -> None:
-        """The train classes said in the log; refused where ``num_classes`` was given and the data has
-        another number of them (a mistyped label ``11`` among 0-9 makes 12).
+        """The train classes and how they were ordered, said in the log and saved in the loggers'
+        hyperparameters (``hparams.yaml``) and in checkpoints; refused where ``num_classes`` was given
+        and the data has another number of them (a mistyped label ``11`` among 0-9 makes 12).
 
         Raises:
             DataError: ``num_classes`` differs from the data's classes.
         """
         shown = ", ".join(map(str, classes[:20])) + (", ..." if len(classes) > 20 else "")
-        rank_zero_info(f"AugDataModule: {len(classes)} classes, in label order: [{shown}]")
+        order = ORDERS.get(self._factory.class_order or "", "the dataset's own order")
+        rank_zero_info(f"AugDataModule: {len(classes)} classes ({order}): [{shown}]")
         if self._num_classes is not None and self._num_classes != len(classes):
             raise DataError(
                 f"num_classes={self._num_classes} (datamodule.num_classes), but the train data has "
                 f"{len(classes)} classes ([{shown}]): a mistyped label, or the wrong num_classes"
             )
+        if self.trainer is not None:
+            for logger in self.trainer.loggers:
+                logger.log_hyperparams({"data_classes": [str(c) for c in classes], "data_class_order": order})
 
     def _check_sizes(self, split: Split, source: Source, pipeline: Pipeline | None) -> None:
         """Refuse, before any worker starts, data of several image sizes that ``pipeline`` (``None``:
@@ -703,6 +709,7 @@ class AugDataModule(LightningDataModule):
         classes = train.classes if train is not None else None
         if classes:  # the names predictions are written with (lightning-aug-predict)
             state["classes"] = [str(name) for name in classes]
+            state["class_order"] = self._factory.class_order
         if self._train_sampler is not None:
             state["train_position"] = self._train_position()
         return state

@@ -107,7 +107,9 @@ def test_a_mistyped_integer_label_is_warned_and_refused_when_num_classes_is_give
     listed = tmp_path / "list.csv"
     listed.write_text("path,label,split\n" + "".join(",".join(r) + "\n" for r in rows))
     with pytest.warns(
-        UserWarning, match=r"line 32: integer labels go up to 11, and classes \[10\] have no sample"
+        UserWarning,
+        match=r"integer labels go up to 11, and classes \[10\] have no sample .* above 10 are in: "
+        r"file list '.*list\.csv', line 32 \(11\)\. ",
     ):
         factory = FileList(listed, split_column="split", on_bad_image="skip")  # (no image files needed)
     assert factory.num_classes == 12
@@ -115,6 +117,42 @@ def test_a_mistyped_integer_label_is_warned_and_refused_when_num_classes_is_give
         DataError, match=r"num_classes=10 \(datamodule\.num_classes\), but the train data has 12 classes"
     ):
         AugDataModule(factory, num_classes=10).setup("fit")
+
+
+def test_the_class_list_and_its_order_are_logged_and_saved(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A TSV of class names is sorted: the log, hparams.yaml and the checkpoint say the list and how it
+    was ordered; integer labels and classes given say theirs."""
+    import logging
+
+    import torch
+    import yaml
+    from helpers import tiny_trainer, write_image_folder
+    from lightning.pytorch.loggers import CSVLogger
+
+    from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
+    from lightning_aug.data.datasets import FileList
+
+    write_image_folder(tmp_path / "images", {"zebra": 2, "cat": 2, "mole": 2}, size=8)
+    rows = [f"{p.relative_to(tmp_path)}\t{p.parent.name}\n" for p in sorted(tmp_path.rglob("*.png"))]
+    (tmp_path / "list.tsv").write_text("path\tlabel\n" + "".join(rows))
+    dm = AugDataModule(FileList(tmp_path / "list.tsv"), loader=LoaderSettings(batch_size=2, num_workers=0))
+    trainer = tiny_trainer(max_steps=1, logger=CSVLogger(tmp_path / "logs"), default_root_dir=tmp_path)
+    with caplog.at_level(logging.INFO):
+        trainer.fit(ImageClassifier(num_classes=3, width=4), dm)
+    said = "3 classes (class names sorted (give classes=[...] for another order)): [cat, mole, zebra]"
+    assert said in caplog.text
+    hparams = yaml.safe_load(next((tmp_path / "logs").rglob("hparams.yaml")).read_text())
+    assert hparams["data_classes"] == ["cat", "mole", "zebra"]
+    assert hparams["data_class_order"].startswith("class names sorted")
+    trainer.save_checkpoint(tmp_path / "last.ckpt")
+    state = torch.load(tmp_path / "last.ckpt", weights_only=True)["AugDataModule"]
+    assert state["classes"] == ["cat", "mole", "zebra"] and state["class_order"] == "sorted"
+    given = FileList(tmp_path / "list.tsv", classes=["zebra", "cat", "mole"])
+    assert (given.classes, given.class_order) == (["zebra", "cat", "mole"], "given")
+    (tmp_path / "ints.csv").write_text("path,label\na.png,1\nb.png,0\n")
+    assert FileList(tmp_path / "ints.csv").class_order == "indices"
 
 
 def test_paths_relative_to_the_working_folder_name_data_root(

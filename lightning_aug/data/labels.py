@@ -39,7 +39,17 @@ import numpy as np
 
 from lightning_aug.errors import DataError
 
-__all__ = ["check_indices", "class_indices"]
+__all__ = ["ORDERS", "check_indices", "class_indices", "class_order"]
+
+# how a class list was put in order, as the log, hparams.yaml and checkpoints say it
+ORDERS = {
+    "given": "in the order of the classes given",
+    "indices": "integer labels: class i is label i",
+    "sorted": "class names sorted (give classes=[...] for another order)",
+    "folders": "class folder names sorted",
+    "classlabel": "the ClassLabel's names, in its order",
+    "shards": "as the shards were prepared",
+}
 
 _INDEX_TEXT = re.compile(r"0|[1-9][0-9]*")
 
@@ -81,6 +91,14 @@ def _kind(value: Any, text: bool) -> str:
             )
         return "name"
     return f"a {type(value).__name__}"
+
+
+def class_order(classes: Sequence[str], given: bool) -> str:
+    """How :func:`class_indices` put ``classes`` in order: ``"given"``, ``"indices"`` (integer labels)
+    or ``"sorted"`` (names), a key of :data:`ORDERS`."""
+    if given:
+        return "given"
+    return "indices" if list(classes) == [str(i) for i in range(len(classes))] else "sorted"
 
 
 def check_indices(indices: np.ndarray, count: int, where: Where, rows: Sequence[int] | None = None) -> None:
@@ -155,11 +173,15 @@ def class_indices(
     count = int(indices[largest]) + 1
     seen = np.bincount(indices, minlength=count)
     empty = np.flatnonzero(seen == 0)
-    if empty.size:
+    if empty.size:  # the rows above the first gap: where a mistyped label would be
+        above = np.flatnonzero(indices > empty[0])
+        named = "; ".join(f"{_name(where, int(r))} ({int(indices[r])})" for r in above[:10])
+        more = f" and {above.size - 10} more rows" if above.size > 10 else ""
         warnings.warn(
-            f"{_name(where, largest)}: integer labels go up to {count - 1}, and classes "
-            f"{empty[:10].tolist()} have no sample ({len(empty)} of {count}): a mistyped label? The model "
-            "is given one output per class",
+            f"integer labels go up to {count - 1}, and classes {empty[:10].tolist()} have no sample "
+            f"({len(empty)} of {count}): a mistyped label? The labels above {int(empty[0])} are in: "
+            f"{named}{more}. The model is given one output per class; give num_classes or classes to "
+            "refuse such labels",
             UserWarning,
             stacklevel=2,
         )

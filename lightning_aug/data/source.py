@@ -181,9 +181,13 @@ class DatasetFactory(RecordsArguments, ABC):
             (CIFAR); ``None``: ImageNet's.
         multi_label: the labels are multi-hot rows (a sample may have several classes): the one switch
             that the model and mixing follow (the apps set theirs from it; a contradiction is refused).
+        class_order: how the train classes were put in order, a key of
+            :data:`lightning_aug.data.labels.ORDERS` (``"sorted"``, ``"indices"``, ``"given"``, ...),
+            logged and saved with the class list; ``None``: the dataset's own order.
     """
 
     num_classes: int | None = None
+    class_order: str | None = None
     mean: Sequence[float] | None = None
     std: Sequence[float] | None = None
     multi_label: bool = False
@@ -221,8 +225,8 @@ class DatasetFactory(RecordsArguments, ABC):
 
 class CallableFactory(DatasetFactory):
     """A plain callable of a split name under the factory contract: its ``num_classes``, ``mean``,
-    ``std``, ``prepare`` and ``image_sizes`` are read here, once; ``"predict"`` builds its ``"test"``
-    split."""
+    ``std``, ``multi_label``, ``class_order``, ``prepare`` and ``image_sizes`` are read here, once;
+    ``"predict"`` builds its ``"test"`` split."""
 
     def __init__(self, function: Callable[[str], Any]) -> None:
         if not callable(function):
@@ -234,6 +238,7 @@ class CallableFactory(DatasetFactory):
         self.mean = getattr(function, "mean", None)
         self.std = getattr(function, "std", None)
         self.multi_label = bool(getattr(function, "multi_label", False))
+        self.class_order = getattr(function, "class_order", None)
         self._prepare = getattr(function, "prepare", None)
         self._image_sizes = getattr(function, "image_sizes", None)
 

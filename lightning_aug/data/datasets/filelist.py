@@ -31,7 +31,7 @@ from lightning_aug.data.decode import (
     Decoder,
     check_decoding_options,
 )
-from lightning_aug.data.labels import class_indices
+from lightning_aug.data.labels import class_indices, class_order
 from lightning_aug.errors import DataError
 
 __all__ = ["FileList"]
@@ -144,12 +144,14 @@ class FileList(DatasetFactory):
             raise DataError(f"{self._where()} lists no images")
         if self.multi_label:
             self.classes = self._classes(rows, classes, label_separator)
+            self.class_order = "given" if classes is not None else "sorted"
             labels: Any = self._multi_hot(rows, label_separator)
         else:  # the one label rule (lightning_aug.data.labels): refused naming the row, never re-read
             text_cells = self.file is not None and self.file.suffix.lower() not in JSON_LINES
             labels, self.classes = class_indices(
                 [label for _, label, _, _ in rows], self._row, classes, text=text_cells
             )
+            self.class_order = class_order(self.classes, classes is not None)
         paths = [p if os.path.isabs(p) else str(self.root / p) for p, _, _, _ in rows]
         self._all = SampleList(zip(paths, labels, strict=True))
         self._weights = None

@@ -331,6 +331,8 @@ class ImageFolder(DatasetFactory):
         self._scans: dict[Path, tuple[list[str], SampleList]] = {}
         self._layout: tuple[Path, float | None] | None = None
 
+    class_order = "folders"
+
     @property
     def num_classes(self) -> int:  # type: ignore[override]  # a property of the contract's attribute
         return len(self._train_classes())

@@ -29,7 +29,7 @@ from lightning_aug.data.decode import (
     read_or_skip,
 )
 from lightning_aug.data.decoders import image_size
-from lightning_aug.data.labels import check_indices, class_indices
+from lightning_aug.data.labels import check_indices, class_indices, class_order
 from lightning_aug.data.reader import file_cap, read_bytes
 from lightning_aug.data.source import Source
 from lightning_aug.errors import DataError
@@ -136,6 +136,9 @@ class HuggingFace(DatasetFactory):
                     "name them with image_column and label_column"
                 )
         self.classes, self.multi_label, self._to_label = _label_map(train, label_column, self.path)
+        self.class_order = (
+            "classlabel" if _class_label(train, label_column) else class_order(self.classes, False)
+        )
         self._said_held_out = False
 
     def _split_names(self, given: Mapping[str, str] | None) -> dict[str, str]:
@@ -204,6 +207,16 @@ class HuggingFace(DatasetFactory):
 
 
 LabelsOf = Callable[[list[Any], Callable[[int], str]], np.ndarray]
+
+
+def _class_label(table: Any, column: str) -> bool:
+    """Whether ``column`` is a ``ClassLabel`` (or a list of them): its names are the classes, in order."""
+    import datasets
+
+    feature = table.features[column]
+    return isinstance(getattr(feature, "feature", feature), datasets.ClassLabel) or (
+        isinstance(feature, list) and bool(feature) and isinstance(feature[0], datasets.ClassLabel)
+    )
 
 
 def _label_map(table: Any, column: str, name: str) -> tuple[list[str], bool, LabelsOf]:

@@ -125,6 +125,8 @@ class StreamingShards(DatasetFactory):
     def classes(self) -> list[str] | None:
         return self.metadata.classes
 
+    class_order = "shards"
+
     def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]] | None:
         """Local shards: the first train chunk's (no other chunk is read); remote: ``None`` (nothing is
         fetched to see them)."""

@@ -37,7 +37,7 @@ from lightning_aug.data.decode import (
     read_or_skip,
 )
 from lightning_aug.data.decoders import image_size
-from lightning_aug.data.labels import class_indices
+from lightning_aug.data.labels import class_indices, class_order
 from lightning_aug.data.reader import UnreadableFile, file_cap, open_regular
 from lightning_aug.data.source import DatasetFactory, Source, Split
 from lightning_aug.errors import DataError
@@ -300,6 +300,10 @@ class WebDataset(DatasetFactory):
     @property
     def num_classes(self) -> int:  # type: ignore[override]  # a property of the contract's attribute
         return len(self.classes)
+
+    @property
+    def class_order(self) -> str:  # type: ignore[override]  # a property of the contract's attribute
+        return class_order(self.classes, self.given_classes is not None)
 
     def _index(
         self, split: str
