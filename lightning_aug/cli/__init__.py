@@ -8,6 +8,41 @@ from typing import Any
 
 CONFIG_PATH = "pkg://lightning_aug.conf"
 
+# the top-level keys of the train config that an app composed on it does not read (preview shows the
+# batches; prepare writes shards of the data): given on its command line they are warned about
+NOT_READ = {
+    "preview": ("model", "trainer", "logger", "ckpt_path", "test"),
+    "bench": ("logger", "ckpt_path", "test"),
+    "prepare": (
+        "augment",
+        "loader",
+        "datamodule",
+        "sampler",
+        "mixup",
+        "callbacks",
+        "model",
+        "trainer",
+        "logger",
+        "ckpt_path",
+        "test",
+    ),
+}
+
+
+def unread_overrides(config_name: str, overrides: list[str]) -> list[str]:
+    """The overrides of ``overrides`` that set a key or choose a group that the app of ``config_name``
+    does not read (:data:`NOT_READ`), each as a line saying so."""
+    ignored = NOT_READ.get(config_name, ())
+    lines = []
+    for override in overrides:
+        key = override.lstrip("+~").partition("=")[0]
+        top = key.partition(".")[0].partition("/")[0]
+        if top in ignored:
+            lines.append(
+                f"{override} does nothing here: {config_name} does not read {top} (lightning-aug-train does)"
+            )
+    return lines
+
 
 def precheck(config_name: str, app: str) -> None:
     """Compose the app's config from the command line before any heavy import, as Hydra is about to:
@@ -39,6 +74,8 @@ def precheck(config_name: str, app: str) -> None:
     if message:
         print(f"{app}: config error: {clean(message)}", file=sys.stderr)
         raise SystemExit(2) from None
+    for line in unread_overrides(config_name, overrides):
+        print(f"{app}: warning: {line}", file=sys.stderr)
 
 
 def _unread_top_level(cfg: Any, config_name: str, overrides: list[str]) -> str | None:

@@ -138,6 +138,7 @@ class SyntheticShapes(DatasetFactory):
     """
 
     kind = "synthetic"  # the cache folder's prefix
+    class_order = "folders"
     class_names: tuple[str, ...] = CLASS_NAMES
     default_image_size = 64
 
