@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from lightning_aug._version import __version__ as __version__
+
 if TYPE_CHECKING:
     from lightning_aug.data.loader import LoaderSettings
     from lightning_aug.data.pipeline import Pipeline
@@ -36,7 +38,6 @@ __all__ = [
     "Pipeline",
     "ProgressiveResize",
 ]
-__version__ = "0.3.0"
 
 
 def __getattr__(name: str) -> Any:

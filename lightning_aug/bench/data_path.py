@@ -34,6 +34,7 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
+from lightning_aug.bench.cases import BASELINE, CONFIGURED, DECODE_OPENCV, EVAL_BASELINE, EVAL_CONFIGURED
 from lightning_aug.bench.timing import median_ms, per_worker_rates
 
 __all__ = [
@@ -45,12 +46,6 @@ __all__ = [
     "baseline_transform",
     "bench",
 ]
-
-BASELINE = "classic (v1 PIL Compose, float)"
-CONFIGURED = "pipeline (configured)"
-DECODE_OPENCV = "decode only (OpenCV, whole image)"
-EVAL_BASELINE = "eval classic (v1 PIL Resize+CenterCrop, float)"
-EVAL_CONFIGURED = "eval pipeline (configured)"
 
 
 def _hw(size: Any) -> tuple[int, int]:
@@ -216,7 +211,7 @@ def _collate_costs(outputs: list[Any], repeats: int = 31) -> dict[str, float]:
 
     import torch
 
-    from lightning_aug.data.loader import collate_uint8
+    from lightning_aug.data.collate import collate_uint8
 
     samples = [(image, 0) for image in outputs]
 
@@ -300,7 +295,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     cases[f"decode only ({getattr(raw, 'decoder_name', 'dataset')})"] = each(raw)
     cases[BASELINE] = each(baseline)
     if hasattr(train, "__getitems__"):  # a batch at a time, as the DataLoader asks
-        from lightning_aug.data.datasets.memory import PreCollated
+        from lightning_aug.data.collate import PreCollated
 
         bs = loader.batch_size
 

@@ -81,7 +81,7 @@ def mixup_launches(
 
 def device_stage_launches(shape: tuple[int, int, int, int], device: str = "meta") -> dict[str, int]:
     """Top-level ops of ``AugDataModule.device_stage`` on a uint8 training batch, per batch-op set."""
-    from lightning_aug import AugDataModule
+    from lightning_aug.datamodule import AugDataModule
     from lightning_aug.device.augment import ColorJitter, HorizontalFlip, RandomCrop, RandomErasing
 
     cases = {

@@ -45,7 +45,7 @@ def epoch_times(
     ``trainer.fit`` of one epoch of ``ImageClassifier(width=width)`` on the CPU (validation off)."""
     from lightning.pytorch import Trainer, seed_everything
 
-    from lightning_aug import ImageClassifier
+    from lightning_aug.models import ImageClassifier
 
     results: dict[int, dict[str, float]] = {}
     for size in sizes:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lightning_aug.bench.data_path import BASELINE, DECODE_OPENCV, EVAL_BASELINE
+from lightning_aug.bench.cases import BASELINE, DECODE_OPENCV, EVAL_BASELINE
 
 __all__ = ["table", "write"]
 

@@ -44,7 +44,7 @@ class ArrayDataset(Source):
         return None
 
     def fingerprint(self) -> dict[str, Any]:
-        from lightning_aug.data.shards.prepare import array_fingerprint
+        from lightning_aug.data.shards.fingerprint import array_fingerprint
 
         return array_fingerprint(self.images, self.labels)
 

@@ -11,13 +11,10 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from lightning_aug.data.collate import PreCollated, collate_labels
 from lightning_aug.data.pipeline import to_rgb_tensor
 
 __all__ = ["InMemoryDataset", "PreCollated"]
-
-
-class PreCollated(tuple):
-    """A ``(images, labels)`` batch that :func:`~lightning_aug.data.loader.collate_uint8` passes through."""
 
 
 class InMemoryDataset(Dataset):
@@ -94,7 +91,6 @@ class InMemoryDataset(Dataset):
                     f"in_memory needs images of one size, got {sorted(shapes)[0]} and {tuple(tensor.shape)}"
                 )
             tensors.append(tensor)
-        from lightning_aug.data.loader import collate_labels
 
         labels = collate_labels([s[1] for s in samples])  # class indices or multi-hot rows
         return cls(torch.stack([t.permute(1, 2, 0) for t in tensors]).permute(0, 3, 1, 2), labels, classes)

@@ -233,7 +233,7 @@ class TarSamples(CropDecoding, Source):
         return found
 
     def fingerprint(self) -> dict[str, Any]:
-        from lightning_aug.data.shards.prepare import file_fingerprint
+        from lightning_aug.data.shards.fingerprint import file_fingerprint
 
         return file_fingerprint(((path, "tar") for path in self.tars), "") | {"samples": len(self)}
 

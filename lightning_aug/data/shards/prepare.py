@@ -25,7 +25,6 @@ import hashlib
 import json
 import os
 import shutil
-import threading
 import warnings
 import zlib
 from collections.abc import Callable, Sequence
@@ -37,7 +36,13 @@ from torch.utils.data import Dataset
 
 from lightning_aug._checks import check_bool, check_int
 from lightning_aug.data.decode import BadImagePolicy
-from lightning_aug.data.jpeg import fast_format
+from lightning_aug.data.shards.encode import Encoder
+from lightning_aug.data.shards.fingerprint import (
+    array_fingerprint,
+    file_fingerprint,
+    record_changes,
+    record_key,
+)
 from lightning_aug.data.shards.layout import (
     DATA_FORMAT,
     FIELDS,
@@ -56,142 +61,6 @@ __all__ = ["SPLITS", "array_fingerprint", "file_fingerprint", "prepare_shards"]
 
 SPLITS: tuple[Split, ...] = ("train", "val", "test")
 UNREADABLE_LOG = "lightning_aug_unreadable.jsonl"
-
-
-# ---------------------------------------------------------------- what the shards are made from
-
-
-def file_fingerprint(samples: Any, root: str) -> dict[str, Any]:
-    """The fingerprint of a source of files (``(path, label)`` samples): their paths (relative to
-    ``root``), labels, sizes and modification times."""
-    digest = hashlib.sha256()
-    count = 0
-    for path, label in samples:
-        try:
-            stat = os.stat(path)
-            seen = f"{stat.st_size}:{stat.st_mtime_ns}"
-        except OSError:
-            seen = "missing"
-        shown = os.path.relpath(path, root) if root else path
-        digest.update(f"{shown}\0{label}\0{seen}\n".encode("utf-8", "surrogateescape"))
-        count += 1
-    return {"kind": "files", "samples": count, "digest": digest.hexdigest()}
-
-
-def array_fingerprint(images: np.ndarray, labels: Any) -> dict[str, Any]:
-    """The fingerprint of a source of arrays: their bytes."""
-    digest = hashlib.sha256()
-    digest.update(str(images.shape).encode())
-    digest.update(np.ascontiguousarray(images).tobytes())
-    digest.update(np.asarray(labels, dtype=np.int64).tobytes())
-    return {"kind": "arrays", "samples": len(images), "digest": digest.hexdigest()}
-
-
-def _record_key(record: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(record, sort_keys=True).encode()).hexdigest()
-
-
-def _changes(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """What differs between two split records, in words."""
-    said = []
-    if old.get("format") != new["format"]:
-        said.append(f"format {old.get('format')!r} -> {new['format']!r}")
-    before, after = old.get("source") or {}, new["source"]
-    if before.get("samples") != after["samples"]:
-        said.append(f"source samples {before.get('samples')} -> {after['samples']}")
-    elif before.get("digest") != after["digest"]:
-        said.append("source files changed (same count; names, sizes or modification times differ)")
-    if old.get("classes") != new["classes"]:
-        count = len(old.get("classes") or [])
-        said.append(f"classes ({count} -> {len(new['classes'] or [])}: {str(new['classes'])[:80]})")
-    for key, value in new["options"].items():
-        if (old.get("options") or {}).get(key) != value:
-            said.append(f"{key} {(old.get('options') or {}).get(key)!r} -> {value!r}")
-    return said or ["its record differs"]
-
-
-# ---------------------------------------------------------------- the worker side
-
-
-def _watch_parent(parent: int) -> None:
-    """Exit this process, and the processes it started, as soon as ``parent`` is gone (a killed
-    ``lightning-aug-prepare``)."""
-    import time
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.1)
-        import multiprocessing
-
-        for child in multiprocessing.active_children():  # LitData's uploaders would wait forever
-            child.kill()
-        os._exit(1)
-
-    threading.Thread(target=watch, name="lightning-aug-parent-watch", daemon=True).start()
-
-
-def _to_array(image: Any) -> np.ndarray:
-    """An RGB HWC uint8 array of a PIL image, an HWC array or a CHW tensor."""
-    if hasattr(image, "convert"):
-        return np.asarray(image.convert("RGB"))
-    array = np.asarray(image)
-    if array.ndim == 3 and array.shape[0] in (1, 3) and array.shape[2] not in (1, 3):
-        array = array.transpose(1, 2, 0)
-    if array.ndim == 2:
-        array = np.stack([array] * 3, axis=-1)
-    return np.ascontiguousarray(array[..., :3] if array.shape[2] >= 3 else np.repeat(array, 3, axis=2))
-
-
-def _encode(image: np.ndarray, max_side: int | None, quality: int) -> bytes:
-    import cv2
-
-    if max_side is None:
-        ok, out = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-    else:
-        h, w = image.shape[:2]
-        if max(h, w) > max_side:
-            scale = max_side / max(h, w)
-            size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-        ok, out = cv2.imencode(
-            ".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
-        )
-    if not ok:
-        raise ValueError("OpenCV could not encode the image")
-    return out.tobytes()
-
-
-class _Encoder:
-    """LitData's ``optimize`` function: sample index -> ``{"image", "label", "name"}``, or ``None``
-    (left out) for a file that cannot be decoded, noted in ``bad_log``."""
-
-    def __init__(self, dataset: Any, max_side: int | None, quality: int, bad_log: str) -> None:
-        self.dataset, self.max_side, self.quality, self.bad_log = dataset, max_side, quality, bad_log
-        self.parent = os.getpid()
-        self._watching = -1
-
-    def __call__(self, index: int) -> dict[str, Any] | None:
-        if self._watching != os.getpid() and os.getpid() != self.parent:
-            self._watching = os.getpid()
-            _watch_parent(self.parent)
-        name = self.dataset.sample_name(index)
-        try:
-            data, image, label = self.dataset.read_sample(index)  # files: read once, checked
-            if data is not None and self.max_side is None and fast_format(data) is not None:
-                payload = data.tobytes()
-            else:
-                payload = _encode(_to_array(image), self.max_side, self.quality)
-        except ValueError as err:
-            with open(self.bad_log, "a") as log:  # one short line per file: appends do not interleave
-                log.write(json.dumps([name, str(err)[:500]]) + "\n")
-            return None
-        # LitData picks serialisers by value: a string ending in ".jpg" would be read as an image
-        # path, so the name is stored as bytes, the image as a 1-d uint8 array
-        return {
-            "image": np.frombuffer(payload, dtype=np.uint8),
-            "label": int(label),
-            "name": name.encode("utf-8", "surrogateescape"),
-        }
 
 
 # ---------------------------------------------------------------- one split
@@ -224,7 +93,7 @@ def _optimize(
     import litdata
 
     litdata.optimize(
-        fn=_Encoder(dataset, options["max_side"], options["quality"], str(bad_log)),
+        fn=Encoder(dataset, options["max_side"], options["quality"], str(bad_log)),
         inputs=[int(i) for i in order],
         output_dir=str(folder),
         chunk_bytes=options["chunk_bytes"],
@@ -328,7 +197,7 @@ def prepare_shards(
         DataError: ``output_dir`` cannot be written, or holds shards of other data or options and
             ``overwrite`` is false (naming what changed).
     """
-    from lightning_aug import __version__
+    from lightning_aug._version import __version__
     from lightning_aug.data.loader import available_cpus
     from lightning_aug.hparams import describe
     from lightning_aug.secrets import redact
@@ -382,7 +251,7 @@ def prepare_shards(
         for split, dataset in datasets.items()
     }
     for entry in records.values():
-        entry["key"] = _record_key(entry)
+        entry["key"] = record_key(entry)
 
     # what the output holds, and what to do with each split
     old = storage.read_json(METADATA)
@@ -413,7 +282,7 @@ def prepare_shards(
         elif not wanted and manifest is None:
             plan[split] = "remove"  # an interrupted split not asked for: never listed, removed
         else:
-            conflicts.append(f"{split}: " + "; ".join(_changes(manifest or pending or {}, record)))
+            conflicts.append(f"{split}: " + "; ".join(record_changes(manifest or pending or {}, record)))
     if conflicts:
         raise DataError(
             f"prepare.output_dir {storage.describe()} holds shards of other data or options ("
