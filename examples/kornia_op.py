@@ -1,56 +1,26 @@
-"""A kornia augmentation on whole training batches on the device, as a ``DeviceOp``.
+"""A kornia augmentation on whole training batches on the device.
 
-Where to plug in a batched augmentation of your own (kornia's, or any ``images -> images`` on tensors):
+A kornia op (or any module of image batches) plugs in either way, and sees floats in [0, 1] both ways:
 
-- a :class:`lightning_aug.device.augment.DeviceOp` in ``device_transforms`` receives the training
-  batch as floats **in [0, 1], before the normalisation** (as the built-in ``ColorJitter`` does): the
-  place for colour and geometric augmentation;
-- a ``BatchTransform`` callback (MixUp/CutMix) receives the **normalised** batch (about [-2.1, 2.6]
-  with ImageNet's statistics) and the targets: the place for mixing. kornia's colour ops clamp their
-  input to [0, 1], so given as a ``BatchTransform`` they silently ruin the images.
+- as a device op, ``device_transforms=[ModuleOp(K.ColorJitter(...))]`` (before the normalisation);
+- as a callback, ``callbacks=[BatchOps([ModuleOp(K.ColorJitter(...))])]``: ``BatchOps`` declares
+  ``pixels="unit"``, so the device stage gives it the batch in [0, 1] and normalises it again after
+  (a ``BatchTransform`` of your own declares the pixels it wants the same way; mixing takes the
+  normalised ones).
 
-``KorniaOp`` draws kornia's random parameters from the batch's own generator (a function of the run
-seed, the rank, the epoch and the batch, :func:`lightning_aug.seeding.batch_rng`), so a run with it is
-reproducible and resumes on the same augmentation.
+Either way kornia's random parameters come from the batch's own generator (a function of the run
+seed, the rank, the epoch and the batch, :class:`lightning_aug.device.context.BatchContext`), so a
+run with it is reproducible, resumes on the same augmentation, and gives the same images plugged
+either way (``tests/test_batch_context.py``).
 
 Run:  .venv/bin/python examples/kornia_op.py        (needs kornia: pip install kornia)
 """
 
 from __future__ import annotations
 
-from typing import Any
+from lightning_aug.device.ops import ModuleOp
 
-import numpy as np
-import torch
-from torch import Tensor, nn
-
-from lightning_aug.device.augment import DeviceOp
-
-
-class KorniaOp(DeviceOp):
-    """Any ``kornia.augmentation`` module (or ``AugmentationSequential``) as a device op.
-
-    Args:
-        augmentation: the kornia augmentation, applied to the ``(N, C, H, W)`` float batch in [0, 1].
-    """
-
-    def __init__(self, augmentation: nn.Module) -> None:
-        self.augmentation = augmentation
-        self._seed = 0
-
-    def sample(self, n: int, height: int, width: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        # one seed per batch from the batch's generator; kornia draws its parameters from it below
-        return {"seed": np.full(n, rng.integers(1 << 31), dtype=np.int64)}
-
-    def device_params(self, params: dict[str, np.ndarray], height: int, width: int) -> dict[str, Any]:
-        self._seed = int(params["seed"][0])  # read on the host: nothing to copy to the device
-        return {}
-
-    def apply(self, images: Tensor, params: dict[str, Tensor]) -> Tensor:
-        with torch.random.fork_rng(devices=[]):  # kornia draws from torch's CPU generator
-            torch.manual_seed(self._seed)
-            drawn = self.augmentation.forward_parameters(images.shape)
-        return self.augmentation(images, params=drawn)
+KorniaOp = ModuleOp  # any kornia.augmentation module (or AugmentationSequential) as a device op
 
 
 def main() -> float:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["check_bool", "check_fraction", "check_int", "check_prob", "describe"]
+__all__ = ["check_bool", "check_fraction", "check_int", "check_key", "check_prob", "check_stats", "describe"]
 
 
 def check_bool(name: str, value: Any) -> bool:
@@ -49,3 +50,20 @@ def describe(value: Any) -> str:
     if hasattr(value, "dtype") and hasattr(value, "shape"):
         return f"{value.dtype} of shape {tuple(value.shape)}"
     return type(value).__name__
+
+
+def check_stats(name: str, values: Any, positive: bool) -> tuple[float, ...]:
+    """Per-channel statistics on the 0-1 scale: 1 or 3 floats (``positive``: above 0)."""
+    ok = isinstance(values, Sequence) and not isinstance(values, str) and len(values) in (1, 3)
+    ok = ok and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+    if not ok or (positive and min(values) <= 0):
+        need = "positive " if positive else ""
+        raise ValueError(f"{name} must be a sequence of 1 or 3 {need}floats (0-1 scale), got {values!r}")
+    return tuple(float(v) for v in values)
+
+
+def check_key(name: str, value: Any) -> str:
+    """A key of dict items or batches: a non-empty str."""
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{name} must be a non-empty str (a key of dict items), got {value!r}")
+    return value

@@ -28,7 +28,15 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["UNREBUILDABLE", "RecordsArguments", "build", "check_rebuildable", "describe", "is_spec"]
+__all__ = [
+    "UNREBUILDABLE",
+    "RecordsArguments",
+    "build",
+    "check_rebuildable",
+    "describe",
+    "is_spec",
+    "saved_arguments",
+]
 
 UNREBUILDABLE = "_unrebuildable_"
 ROWS_RECORDED = 64  # a longer list of rows (a list of samples) is data: recorded by length and hash
@@ -231,3 +239,23 @@ def build(spec: Any, where: str) -> Any:
 def is_spec(value: Any) -> bool:
     """Whether ``value`` is a ``_target_`` (or unrebuildable) mapping."""
     return isinstance(value, Mapping) and ("_target_" in value or UNREBUILDABLE in value)
+
+
+def saved_arguments(arguments: Mapping[str, Any], left_out_when_none: tuple[str, ...] = ()) -> dict[str, Any]:
+    """A constructor's ``arguments`` as what ``save_hyperparameters`` keeps: each checked to be
+    rebuildable (:func:`check_rebuildable`), described as plain data (:func:`describe`), credentials
+    redacted (:func:`lightning_aug.secrets.redact`); the names of ``left_out_when_none`` left out where
+    ``None`` (merged with a model's for the logger: no clash over a ``None``).
+
+    Raises:
+        ValueError: an argument that could not be saved (a checkpoint's, naming it).
+    """
+    from lightning_aug.secrets import redact
+
+    for name, value in arguments.items():
+        check_rebuildable(value, name)
+    return {
+        name: redact(describe(value))
+        for name, value in arguments.items()
+        if not (value is None and name in left_out_when_none)
+    }

@@ -413,3 +413,30 @@ def config_trust(config: Any, trusted: Sequence[str] = ()) -> Trust:
 
     walk(config)
     return Trust.of(trusted) | Trust(tuple(dict.fromkeys(modules)))
+
+
+class TrustedLoading:
+    """``load_from_checkpoint`` for a ``LightningDataModule`` whose checkpoints come from elsewhere:
+    read with ``weights_only=True``, every class it names resolved and checked before anything is
+    built (:func:`load_checked`)."""
+
+    @classmethod
+    def load_from_checkpoint(
+        cls,
+        checkpoint_path: Any,
+        map_location: Any = None,
+        hparams_file: Any = None,
+        weights_only: bool | None = True,
+        trusted_targets: Sequence[str] = (),
+        **kwargs: Any,
+    ) -> Any:
+        """The object a checkpoint was trained with, rebuilt from its saved arguments (``kwargs``
+        replace saved ones). Only classes of ``lightning_aug``, ``torchvision.transforms``,
+        ``albumentations`` and ``trusted_targets`` (modules ``"my_pkg"`` or callables by path) are built.
+
+        Raises:
+            ValueError: the checkpoint names anything else, or cannot be read without running code.
+        """
+        return load_checked(
+            cls, checkpoint_path, map_location, hparams_file, weights_only, trusted_targets, kwargs
+        )

@@ -181,7 +181,7 @@ def bench_mixup(
         extra = _extra_memory(fn, dev)
         if extra is not None and name in kept:  # the buffers it keeps between batches count too
             cb = kept[name]
-            held = [*(cb._chunk_buffers or ()), *cb._device_buffers.values()]
+            held = cb.kernels.held_buffers()
             extra += sum(b.numel() * b.element_size() for b in held)
         rows.append(
             {

@@ -10,6 +10,8 @@ Lightning's ``reload_dataloaders_every_n_epochs``, and a resumed run continues i
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from lightning_aug._checks import check_int
 
@@ -72,3 +74,28 @@ class ProgressiveResize:
         done = (epoch - self.start_epoch) / (self.end_epoch - self.start_epoch)
         size = self.start_size + done * (self.end_size - self.start_size)
         return max(self.start_size, int(size) // self.multiple * self.multiple)
+
+    @classmethod
+    def of(cls, value: ProgressiveResize | Mapping[str, Any] | None) -> ProgressiveResize | None:
+        """``value`` as a ``ProgressiveResize``: itself, or built from a mapping of its fields (a
+        checkpoint's: never another target).
+
+        Raises:
+            ValueError: a mapping naming another ``_target_``, or bad fields.
+            TypeError: anything else.
+        """
+        if isinstance(value, Mapping):
+            target = value.get("_target_", _TARGETS[0])
+            if target not in _TARGETS:
+                raise ValueError(
+                    f"progressive_resize must describe a ProgressiveResize, got _target_ {target!r}"
+                )
+            value = cls(**{k: v for k, v in value.items() if k != "_target_"})
+        if value is not None and not isinstance(value, ProgressiveResize):
+            raise TypeError(
+                f"progressive_resize must be a ProgressiveResize or a mapping of its fields, got {value!r}"
+            )
+        return value
+
+
+_TARGETS = ("lightning_aug.data.progressive.ProgressiveResize", "lightning_aug.ProgressiveResize")

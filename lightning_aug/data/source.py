@@ -130,11 +130,12 @@ class ForeignSource(Source):
     """Any map-style dataset under the contract: ``classes`` and ``targets`` (torchvision's names) are
     read here, once; everything else is unknown."""
 
-    def __init__(self, data: Any) -> None:
+    def __init__(self, data: Any, split: str | None = None) -> None:
         if not hasattr(data, "__getitem__") or not hasattr(data, "__len__"):
+            said = f" for split {split!r}" if split is not None else ""
             raise TypeError(
-                f"a dataset factory returned {type(data).__name__}; expected a map-style dataset (with "
-                "__getitem__ and __len__)"
+                f"the dataset factory returned {type(data).__name__}{said}; expected a map-style dataset "
+                "(with __getitem__ and __len__)"
             )
         self.data = data
         classes = getattr(data, "classes", None)
@@ -152,13 +153,14 @@ class ForeignSource(Source):
         return self._labels
 
 
-def as_source(data: Any) -> Source:
-    """``data`` under the contract: itself where it is a :class:`Source`, else a :class:`ForeignSource`.
+def as_source(data: Any, split: str | None = None) -> Source:
+    """``data`` (the factory's ``split``) under the contract: itself where it is a :class:`Source`,
+    else a :class:`ForeignSource`.
 
     Raises:
         TypeError: ``data`` is not a map-style dataset.
     """
-    return data if isinstance(data, Source) else ForeignSource(data)
+    return data if isinstance(data, Source) else ForeignSource(data, split)
 
 
 class DatasetFactory(RecordsArguments, ABC):

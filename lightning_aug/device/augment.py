@@ -406,8 +406,11 @@ def check_ops(ops: Any, name: str = "device_transforms") -> list[DeviceOp]:
     for i, op in enumerate(ops):
         op = build_transform(op, f"{name}[{i}]")
         if not isinstance(op, DeviceOp):
+            hint = ""
+            if isinstance(op, torch.nn.Module):  # kornia's augmentations, any batch module
+                hint = f" (a module of batches: lightning_aug.device.ops.ModuleOp({type(op).__name__}(...)))"
             raise TypeError(
-                f"{name}[{i}] must be a lightning_aug.device.augment.DeviceOp, got {type(op).__name__}"
+                f"{name}[{i}] must be a lightning_aug.device.augment.DeviceOp, got {type(op).__name__}{hint}"
             )
         built.append(op)
     return built

@@ -14,6 +14,7 @@ __all__ = [
     "memory_format_of",
     "normalization_affine",
     "normalize_uint8",
+    "statistics",
     "to_device",
 ]
 
@@ -21,9 +22,30 @@ IMAGENET_MEAN: tuple[float, float, float] = (0.485, 0.456, 0.406)
 IMAGENET_STD: tuple[float, float, float] = (0.229, 0.224, 0.225)
 
 
+def statistics(
+    mean: Sequence[float] | None,
+    std: Sequence[float] | None,
+    data_mean: Sequence[float] | None = None,
+    data_std: Sequence[float] | None = None,
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` of the normalisation: each given, else the data's, else ImageNet's; checked.
+
+    Raises:
+        ValueError: not 1 or 3 floats (``std``: positive), or of different lengths.
+    """
+    from lightning_aug._checks import check_stats
+
+    pick_mean = mean if mean is not None else data_mean if data_mean is not None else IMAGENET_MEAN
+    pick_std = std if std is not None else data_std if data_std is not None else IMAGENET_STD
+    checked = check_stats("mean", pick_mean, positive=False), check_stats("std", pick_std, positive=True)
+    if len(checked[0]) != len(checked[1]):
+        raise ValueError(f"mean and std must have the same length, got {checked[0]} and {checked[1]}")
+    return checked
+
+
 def memory_format_of(images: Tensor) -> torch.memory_format:
     """``torch.channels_last`` for an ``(N, C, H, W)`` batch laid out as ``(N, H, W, C)`` in memory (as
-    :func:`~lightning_aug.data.loader.collate_uint8` stacks them), else ``torch.contiguous_format``.
+    :func:`~lightning_aug.data.collate.collate_uint8` stacks them), else ``torch.contiguous_format``.
 
     Example::
 

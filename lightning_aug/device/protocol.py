@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 from lightning.pytorch import Callback
 from torch import Tensor
 
+from lightning_aug.device.context import BatchContext, Pixels
+
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
 
@@ -21,8 +23,12 @@ class BatchTransform(Callback):
     ``on_after_batch_transfer`` hook: after the uint8 batch became normalised float on the device, for
     training batches only (never during validation, test, predict or the sanity check).
 
-    Subclasses implement :meth:`transform_batch`; they must not assume a given batch size, and
-    should return new or in-place-modified tensors on the same device.
+    Subclasses implement :meth:`transform_batch` (or :meth:`transform_in_context`, to read the
+    batch's :class:`~lightning_aug.device.context.BatchContext`: its generator, epoch, batch index,
+    rank, classes); they must not assume a given batch size, and should return new or
+    in-place-modified tensors on the same device. ``pixels`` declares the images a transform is given:
+    ``"normalized"`` (default; mixing) or ``"unit"``, floats in [0, 1] (colour and geometry, kornia's
+    ops: they clamp to [0, 1]), normalised again after it.
 
     Example::
 
@@ -34,13 +40,22 @@ class BatchTransform(Callback):
         -12.0
     """
 
+    pixels: Pixels = "normalized"
+
+    def transform_in_context(
+        self, images: Tensor, targets: Tensor, context: BatchContext
+    ) -> tuple[Tensor, Tensor]:
+        """The device stage's call: :meth:`transform_batch` with the context's trainer by default."""
+        return self.transform_batch(images, targets, context.trainer)
+
     def transform_batch(
         self, images: Tensor, targets: Tensor, trainer: Trainer | None
     ) -> tuple[Tensor, Tensor]:
         """Return the transformed ``(images, targets)`` of one training batch.
 
         Args:
-            images: normalised float images ``(N, C, H, W)`` on the training device.
+            images: float images ``(N, C, H, W)`` on the training device, normalised (or in [0, 1]
+                where ``pixels`` is ``"unit"``).
             targets: int64 class indices ``(N,)``, or soft targets ``(N, num_classes)`` when an
                 earlier transform produced them.
             trainer: the running trainer (its ``current_epoch``, ``global_rank``, ``datamodule``), or

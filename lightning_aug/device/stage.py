@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from lightning_aug.device.augment import DeviceOp, apply_ops, apply_ops_moving_first, sample_ops
+from lightning_aug.device.context import BatchContext, check_pixels
 from lightning_aug.device.normalize import memory_format_of, normalization_affine, normalize_uint8
 from lightning_aug.device.protocol import BatchTransform
 
@@ -87,12 +88,18 @@ class DeviceStage:
         rng: np.random.Generator | None = None,
         dtype: torch.dtype = torch.float32,
         size: int | None = None,
+        context: BatchContext | None = None,
     ) -> tuple[Tensor, Any]:
         """Training batches (``train``): the ops (parameters from ``rng``; ``None``: a generator seeded
         with 0) and normalisation, then ``transforms`` in order; other batches: normalisation only.
         Computed in float32; the images and floating targets (mixup's soft targets) are then given
         in ``dtype`` (one cast, none for float32). ``size``: the images are resized to ``size`` x
-        ``size`` before the transforms where they are not (progressive resizing of in-memory data)."""
+        ``size`` before the transforms where they are not (progressive resizing of in-memory data).
+
+        Each transform is given the pixels it declares (its ``pixels``: normalised, or in [0, 1] and
+        normalised again after it) and, where the batch's ``context`` is given, that context
+        (:meth:`~lightning_aug.device.protocol.BatchTransform.transform_in_context`); otherwise
+        ``trainer`` (``transform_batch``)."""
         if train and self.ops:
             images = self.augment(images, rng if rng is not None else np.random.default_rng(0))
         else:
@@ -102,7 +109,16 @@ class DeviceStage:
                 images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
             )
         for transform in transforms:
-            images, targets = transform.transform_batch(images, targets, trainer)
+            unit = check_pixels(transform) == "unit"
+            if unit:  # back to [0, 1] in place: normalised = unit * scale - shift
+                scale, shift = self._affine_on(images.device, 1.0)
+                images = images.add_(shift).div_(scale)
+            if context is not None:
+                images, targets = transform.transform_in_context(images, targets, context)
+            else:
+                images, targets = transform.transform_batch(images, targets, trainer)
+            if unit:
+                images = images.mul_(scale).sub_(shift)
         if dtype != images.dtype:
             images = images.to(dtype)
             if isinstance(targets, Tensor) and targets.is_floating_point():

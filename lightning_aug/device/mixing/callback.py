@@ -11,18 +11,10 @@ from torch import Tensor
 from typing_extensions import override
 
 from lightning_aug._checks import check_bool, check_int, check_prob, describe
-from lightning_aug.device.mixing.functional import (
-    chunk_buffers,
-    default_chunk,
-    mix_reversed_batched_,
-    mix_targets,
-    mix_with_reversed_,
-    mixed_one_hot,
-    pair_weights,
-    smooth_one_hot,
-)
+from lightning_aug.device.context import BatchContext, BatchTransformHost
+from lightning_aug.device.mixing.functional import mix_targets, smooth_one_hot
+from lightning_aug.device.mixing.kernels import MixKernels
 from lightning_aug.device.mixing.sampling import MixParams, Mode, sample_mix_params
-from lightning_aug.device.normalize import memory_format_of, to_device
 from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.seeding import Stream, batch_rng, resolve_run_seed
 
@@ -71,7 +63,7 @@ class MixupCallback(BatchTransform):
     - From epoch ``off_epoch`` on (timm's ``mixup_off_epoch``) batches are no longer mixed.
 
     Speed: no Python loop over samples and no host-device sync. The parameters are drawn on the host
-    from a ``numpy.random.Generator`` of the batch (:meth:`batch_generator`: seeded from the run seed,
+    from a ``numpy.random.Generator`` of the batch (:meth:`generator_of`: seeded from the run seed,
     the global rank, the epoch and the batch's index, so DDP ranks differ and a resumed run mixes as
     the uninterrupted one) and reach the device in one copy (pinned, non-blocking on CUDA). Two
     kernels apply them (``kernel``):
@@ -213,10 +205,9 @@ class MixupCallback(BatchTransform):
         self._resolved_seed: int | None = None
         self._batch_index: int | None = None  # Lightning's batch_idx, without AugDataModule
         self._untrained_batches = 0
-        self._device_buffers: dict[str, Tensor] = {}
+        self.kernels = MixKernels()
+        self._device_buffers = self.kernels.buffers  # (the batched kernel's, kept between batches)
         self.last_params: MixParams | None = None
-        self._buffer_key: tuple[Any, ...] | None = None
-        self._chunk_buffers: tuple[Tensor, Tensor] | None = None
 
     # ---------------------------------------------------------------- state and seeding
     @property
@@ -229,7 +220,7 @@ class MixupCallback(BatchTransform):
     @override
     def state_dict(self) -> dict[str, Any]:
         """Nothing to carry over: every batch's parameters are a function of the batch
-        (:meth:`batch_generator`). Kept for Lightning's callback state."""
+        (:meth:`generator_of`). Kept for Lightning's callback state."""
         return {"per_batch_seeding": True}
 
     @override
@@ -238,6 +229,8 @@ class MixupCallback(BatchTransform):
         longer needed (each batch draws from its own generator)."""
 
     def _run_seed(self, trainer: Trainer | None) -> int:
+        """``seed``, else the trainer's DataModule's ``run_seed`` where it says one, else Lightning's
+        global seed, else a drawn one (logged)."""
         if self._resolved_seed is None:
             datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
             if self.seed is None and datamodule is not None and hasattr(datamodule, "run_seed"):
@@ -246,12 +239,11 @@ class MixupCallback(BatchTransform):
                 self._resolved_seed = resolve_run_seed(self.seed, "MixupCallback")
         return self._resolved_seed
 
-    def batch_generator(self, trainer: Trainer | None) -> np.random.Generator:
-        """The generator of the current training batch's parameters: a function of the run seed,
-        the global rank, the epoch and the batch's index in the epoch
-        (:func:`lightning_aug.seeding.batch_rng`), so a resumed run mixes as the uninterrupted one.
-        The batch is ``AugDataModule.batch_coordinates``, else the ``batch_idx`` Lightning gave
-        :meth:`on_train_batch_start`; without a trainer (preview, bench) batches 0, 1, ... of epoch 0."""
+    def context_of(self, trainer: Trainer | None) -> BatchContext:
+        """The current batch's context where no DataModule hands one to :meth:`transform_in_context`:
+        the trainer's DataModule's ``batch_coordinates`` (epoch, index) where it says them, else the
+        ``batch_idx`` Lightning gave :meth:`on_train_batch_start` in the trainer's epoch; otherwise
+        (preview, bench, direct calls) batches 0, 1, ... of epoch 0."""
         datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
         coordinates = getattr(datamodule, "batch_coordinates", None)
         if coordinates is None and trainer is not None and self._batch_index is not None:
@@ -260,7 +252,19 @@ class MixupCallback(BatchTransform):
             coordinates = (0, self._untrained_batches)
             self._untrained_batches += 1
         rank = trainer.global_rank if trainer is not None else 0
-        return batch_rng(self._run_seed(trainer), rank, Stream.MIXUP, *coordinates)
+        epoch, batch = coordinates
+        return BatchContext(self._run_seed(trainer), epoch, batch, rank, self.num_classes, trainer=trainer)
+
+    def generator_of(self, context: BatchContext) -> np.random.Generator:
+        """The generator of a batch's parameters: a function of the run seed (``seed`` where given,
+        else the context's), the global rank, the epoch and the batch's index in the epoch
+        (:func:`lightning_aug.seeding.batch_rng`), so a resumed run mixes as the uninterrupted one."""
+        seed = self.seed if self.seed is not None else context.seed
+        return batch_rng(seed, context.rank, Stream.MIXUP, context.epoch, context.batch)
+
+    def batch_generator(self, trainer: Trainer | None) -> np.random.Generator:
+        """The generator of the current batch without ``AugDataModule`` (:meth:`context_of`)."""
+        return self.generator_of(self.context_of(trainer))
 
     @override
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
@@ -276,7 +280,8 @@ class MixupCallback(BatchTransform):
                     "pass num_classes=..."
                 )
             self.num_classes = int(found)
-        self._run_seed(trainer)
+        if not isinstance(getattr(trainer, "datamodule", None), BatchTransformHost):
+            self._run_seed(trainer)  # (a host hands its own run seed with each batch)
 
     # ---------------------------------------------------------------- the transform
     def _check_batch(self, images: Tensor, targets: Tensor) -> int:
@@ -331,7 +336,16 @@ class MixupCallback(BatchTransform):
     def transform_batch(
         self, images: Tensor, targets: Tensor, trainer: Trainer | None
     ) -> tuple[Tensor, Tensor]:
-        """Mix ``images`` in place and return them with soft targets (see the class docstring)."""
+        """Mix ``images`` in place and return them with soft targets (see the class docstring), the
+        batch's context built from the trainer (:meth:`context_of`)."""
+        return self.transform_in_context(images, targets, self.context_of(trainer))
+
+    @override
+    def transform_in_context(
+        self, images: Tensor, targets: Tensor, context: BatchContext
+    ) -> tuple[Tensor, Tensor]:
+        """Mix ``images`` in place with the parameters of the batch's generator (:meth:`generator_of`)."""
+        trainer = context.trainer
         batch = self._check_batch(images, targets)
         if self.multi_label:  # timm's multi-label smoothing (towards 0.5), then mixed as soft targets
             targets = targets.float() * (1.0 - self.label_smoothing) + 0.5 * self.label_smoothing
@@ -350,15 +364,17 @@ class MixupCallback(BatchTransform):
             prob=self.prob,
             switch_prob=self.switch_prob,
             correct_lam=self.correct_lam,
-            rng=self.batch_generator(trainer),
+            rng=self.generator_of(context),
         )
         self.last_params = params
         if not params.any_applied:
             return images, self._unmixed_targets(targets)
         if self._kernel_for(images) == "batched":
-            return self._mix_batched(images, targets, params)
+            return self.kernels.batched(
+                images, targets, params, self.label_smoothing, int(self.num_classes or 0)
+            )
         lam = torch.from_numpy(params.lam).to(images.device, torch.float32, non_blocking=True)
-        self._mix_images(images, params, lam)
+        self.kernels.chunked(images, params, lam, self.chunk_fraction)
         return images, mix_targets(self._soft(targets), lam)
 
     def _kernel_for(self, images: Tensor) -> str:
@@ -367,84 +383,6 @@ class MixupCallback(BatchTransform):
         if images.device.type != "cpu":
             return "batched"
         return "chunked" if images.numel() * images.element_size() >= CPU_CHUNKED_FROM_BYTES else "batched"
-
-    def _buffer(
-        self,
-        name: str,
-        shape: tuple[int, ...],
-        dtype: torch.dtype,
-        device: torch.device,
-        like: Tensor | None = None,
-    ) -> Tensor:
-        """A persistent device buffer, made again only when the shape, dtype, device or memory layout
-        (that of ``like``: channels_last batches get channels_last buffers) changes (``"reverse"``:
-        the indices ``B-1, ..., 0``)."""
-        buffer = self._device_buffers.get(name)
-        layout = memory_format_of(like) if like is not None else torch.contiguous_format
-        if (
-            buffer is None
-            or buffer.shape != shape
-            or buffer.dtype != dtype
-            or buffer.device != device
-            or memory_format_of(buffer) != layout
-        ):
-            if name == "reverse":
-                buffer = torch.arange(shape[0] - 1, -1, -1, dtype=dtype, device=device)
-            else:
-                buffer = torch.empty(shape, dtype=dtype, device=device, memory_format=layout)
-            self._device_buffers[name] = buffer
-        return buffer
-
-    def _mix_batched(self, images: Tensor, targets: Tensor, params: MixParams) -> tuple[Tensor, Tensor]:
-        """The few-launch kernel: every parameter built on the host into one float32 array, one copy,
-        then whole-batch ops on persistent buffers."""
-        batch, _, height, width = images.shape
-        soft_input = targets.ndim == 2
-        smoothing = 0.0 if soft_input else self.label_smoothing
-        lam = params.lam
-        coefficients = np.stack([lam, 1.0 - lam], axis=1) * (1.0 - smoothing)  # own, partner
-        any_cutmix = bool(params.use_cutmix.any())
-        if params.per_batch or not any_cutmix:
-            weights = np.empty(0) if params.per_batch else 1.0 - lam
-            host = np.concatenate([weights, coefficients.ravel()]).astype(np.float32)
-        else:  # per-sample box masks as the outer product of a row and a column factor
-            rows = np.ones((batch, height))
-            cols = np.repeat((1.0 - lam)[:, None], width, axis=1)
-            cut = np.flatnonzero(params.use_cutmix)
-            ys, xs = np.arange(height), np.arange(width)
-            boxes = params.boxes[cut]
-            rows[cut] = (ys >= boxes[:, 0:1]) & (ys < boxes[:, 1:2])
-            cols[cut] = (xs >= boxes[:, 2:3]) & (xs < boxes[:, 3:4])
-            host = np.concatenate([rows.ravel(), cols.ravel(), coefficients.ravel()]).astype(np.float32)
-        device = to_device(host, images.device)
-        reverse = self._buffer("reverse", (batch,), torch.int64, images.device)
-        partner = self._buffer("partner", tuple(images.shape), images.dtype, images.device, like=images)
-        if params.per_batch:
-            own = device.view(batch, 2)
-            if bool(params.use_cutmix[0]):  # swap the one box between partners
-                y0, y1, x0, x1 = (int(v) for v in params.boxes[0])
-                box = images[:, :, y0:y1, x0:x1]
-                mix_reversed_batched_(box, 1.0, _leading(partner, box.shape), reverse)
-            else:
-                mix_reversed_batched_(images, float(1.0 - lam[0]), partner, reverse)
-        elif not any_cutmix:
-            weight = device[:batch].view(batch, 1, 1, 1).to(images.dtype)
-            own = device[batch:].view(batch, 2)
-            mix_reversed_batched_(images, weight, partner, reverse)
-        else:
-            split = batch * (height + width)
-            factors = device[:split].to(images.dtype)
-            weight = torch.mul(
-                factors[: batch * height].view(batch, 1, height, 1),
-                factors[batch * height :].view(batch, 1, 1, width),
-                out=self._buffer("weight", (batch, 1, height, width), images.dtype, images.device),
-            )
-            own = device[split:].view(batch, 2)
-            mix_reversed_batched_(images, weight, partner, reverse)
-        if soft_input:
-            return images, torch.lerp(targets.index_select(0, reverse), targets, own[:, :1])
-        num_classes = int(self.num_classes or 0)
-        return images, mixed_one_hot(targets, own, self.label_smoothing / num_classes, num_classes)
 
     def _soft(self, targets: Tensor) -> Tensor:
         if targets.ndim == 2:
@@ -456,55 +394,13 @@ class MixupCallback(BatchTransform):
             return targets
         return self._soft(targets)
 
-    def _buffers(self, images: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
-        """The two chunk buffers of :func:`mix_with_reversed_`, kept between batches of one shape."""
-        key = (tuple(images.shape[1:]), images.dtype, images.device, chunk)
-        buffers = self._chunk_buffers
-        if buffers is None or self._buffer_key != key:
-            buffers = self._chunk_buffers = chunk_buffers(images, chunk)
-            self._buffer_key = key
-        return buffers
-
-    def _mix_images(self, images: Tensor, params: MixParams, lam: Tensor) -> None:
-        sample_bytes = images[0].numel() * images.element_size()
-        # measured on a 2-core CPU (python -m lightning_aug.bench.mixup): one scalar lerp per step is
-        # fastest with ~1 MiB chunks (cache-resident copies); per-sample weights amortise building
-        # them over ~4 MiB chunks
-        cpu_bytes = (1 << 20) if params.per_batch else (4 << 20)
-        chunk = default_chunk(images.shape[0], sample_bytes, images.device, self.chunk_fraction, cpu_bytes)
-        height, width = images.shape[-2:]
-        if params.per_batch:
-            if bool(params.use_cutmix[0]):  # swap the one box between partners (box-sized buffers)
-                y0, y1, x0, x1 = (int(v) for v in params.boxes[0])
-                mix_with_reversed_(images[:, :, y0:y1, x0:x1], 1.0, chunk)
-            else:
-                mix_with_reversed_(images, 1.0 - float(params.lam[0]), chunk, self._buffers(images, chunk))
-            return
-        any_cutmix = bool(params.use_cutmix.any())
-        use_cutmix = torch.from_numpy(params.use_cutmix).to(images.device) if any_cutmix else None
-        boxes = torch.from_numpy(params.boxes).to(images.device) if any_cutmix else None
-
-        def weight(start: int, stop: int) -> Tensor:
-            return pair_weights(
-                lam[start:stop],
-                None if use_cutmix is None else use_cutmix[start:stop],
-                None if boxes is None else boxes[start:stop],
-                height,
-                width,
-                images.dtype,
-            )
-
-        mix_with_reversed_(images, weight, chunk, self._buffers(images, chunk))
-
     # ---------------------------------------------------------------- Lightning glue
     @override
     def on_train_batch_start(
         self, trainer: Trainer, pl_module: LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        from lightning_aug.datamodule import AugDataModule
-
-        if isinstance(getattr(trainer, "datamodule", None), AugDataModule):
-            return  # already mixed in AugDataModule.on_after_batch_transfer
+        if isinstance(getattr(trainer, "datamodule", None), BatchTransformHost):
+            return  # mixed in the DataModule's device stage (AugDataModule.on_after_batch_transfer)
         self._batch_index = batch_idx
         if isinstance(batch, MutableMapping):
             missing = [k for k in (self.image_key, self.target_key) if k not in batch]
@@ -544,11 +440,3 @@ class MixupCallback(BatchTransform):
             "label_smoothing",
         )
         return f"MixupCallback({', '.join(f'{f}={getattr(self, f)!r}' for f in fields)})"
-
-
-def _leading(buffer: Tensor, shape: torch.Size) -> Tensor:
-    """A dense tensor of ``shape`` in the first elements of ``buffer``, in the buffer's layout."""
-    if memory_format_of(buffer) == torch.channels_last:
-        n, c, h, w = shape
-        return buffer.permute(0, 2, 3, 1).reshape(-1)[: n * c * h * w].view(n, h, w, c).permute(0, 3, 1, 2)
-    return buffer.view(-1)[: shape.numel()].view(shape)
