@@ -35,10 +35,23 @@ def check_target_args(spec: Mapping[str, Any], where: str) -> None:
     target = spec.get("_target_")
     if not isinstance(target, str):
         raise ValueError(f"{where}: expected a mapping with a '_target_' class path, got {dict(spec)!r}")
+    import logging
+
+    quiet = logging.getLogger("hydra.utils")  # it logs the failure too: the error below says it once
+    level, quiet.level = quiet.level, logging.CRITICAL
     try:
         obj = get_object(target)
     except Exception as err:  # hydra raises ImportError or others depending on the path
-        raise ValueError(f"{where}: unknown transform target {target!r} ({err})") from None
+        hint = ""
+        if "No module named" in str(err):
+            hint = (
+                "; a module of your own is imported from the current folder (run the app from the "
+                "folder that holds it) or from PYTHONPATH"
+            )
+        said = " ".join(str(err).split())
+        raise ValueError(f"{where}: unknown transform target {target!r} ({said}){hint}") from None
+    finally:
+        quiet.setLevel(level)
     params = inspect.signature(obj).parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = sorted(k for k in spec if not k.startswith("_") and k not in params)

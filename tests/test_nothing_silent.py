@@ -326,3 +326,37 @@ def test_predict_takes_new_images_of_any_size(tmp_path: Path, real_checkpoint: d
     assert result.returncode == 0, result.stderr[-2000:]
     rows = (tmp_path / "b" / "predictions.csv").read_text().splitlines()
     assert len(rows) == 4 and all(row.endswith(",") for row in rows[1:])  # no error cell
+
+
+def test_the_apps_import_a_module_of_the_current_folder(tmp_path: Path) -> None:
+    """``model=custom model._target_=my_models.Tiny`` from the folder that holds ``my_models.py``
+    trains, as with ``python -m``; from another folder it is refused in one line saying where modules
+    are imported from."""
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "my_models.py").write_text(
+        "from lightning_aug import ImageClassifier\n\n\n"
+        "class Tiny(ImageClassifier):\n"
+        "    def __init__(self, num_classes: int) -> None:\n"
+        "        super().__init__(num_classes=num_classes, width=4)\n"
+    )
+    args = [
+        "model=custom",
+        "model._target_=my_models.Tiny",
+        "debug=fdr",
+        "data.num_classes=2",
+        "data.train_per_class=4",
+        "data.val_per_class=2",
+        "data.test_per_class=0",
+        "data.image_size=16",
+        "augment=none",
+        "loader.num_workers=0",
+        "loader.persistent_workers=false",
+        "loader.batch_size=4",
+        f"data.root={tmp_path / 'cache'}",
+    ]
+    trained = run_app("train", *args, f"hydra.run.dir={tmp_path / 'run'}", cwd=mine)
+    assert trained.returncode == 0, trained.stderr[-2000:]
+    assert (tmp_path / "run" / "metrics.json").exists()
+    line = one_error_line(run_app("train", *args, f"hydra.run.dir={tmp_path / 'elsewhere'}", cwd=tmp_path))
+    assert "No module named 'my_models'" in line and "imported from the current folder" in line, line

@@ -44,6 +44,18 @@ def unread_overrides(config_name: str, overrides: list[str]) -> list[str]:
     return lines
 
 
+def import_from_cwd() -> None:
+    """Let ``_target_`` name modules of the current folder, as ``python -m`` does (a console script's
+    ``sys.path`` starts with its own folder instead): ``model._target_=my_package.MyModule`` run from
+    the folder that holds ``my_package``."""
+    import os
+    import sys
+
+    here = os.getcwd()
+    if here not in sys.path and "" not in sys.path:
+        sys.path.insert(0, here)
+
+
 def precheck(config_name: str, app: str) -> None:
     """Compose the app's config from the command line before any heavy import, as Hydra is about to:
     an unknown option, a bad override or a missing value (``???``) becomes one line on stderr and exit
@@ -52,6 +64,7 @@ def precheck(config_name: str, app: str) -> None:
     ``-m``, ``--config-dir``, ``--help``) are left to Hydra."""
     import sys
 
+    import_from_cwd()
     sys.argv[1:] = quote_values(sys.argv[1:])
     args = sys.argv[1:]
     if any(arg.startswith("-") for arg in args):

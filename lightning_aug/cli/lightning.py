@@ -68,7 +68,11 @@ class AugLightningCLI(LightningCLI):
 
 
 def main(args: Any = None, run: bool = True) -> AugLightningCLI:
-    """Run the CLI on ``args`` (``None``: the command line)."""
+    """Run the CLI on ``args`` (``None``: the command line); ``class_path`` may name modules of the
+    current folder, as with ``python -m``."""
+    from lightning_aug.cli import import_from_cwd
+
+    import_from_cwd()
     return AugLightningCLI(
         ImageClassifier,
         AugDataModule,
