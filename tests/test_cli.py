@@ -510,8 +510,9 @@ def test_train_skips_exactly_the_unreadable_files_of_an_odd_folder(tmp_path: Pat
 
 
 def _readme_block(name: str) -> str:
-    """The code block of the README that follows ``<!-- readme-test: name -->``."""
-    text = (Path(__file__).parents[1] / "README.md").read_text()
+    """The code block of the README or a docs page that follows ``<!-- readme-test: name -->``."""
+    root = Path(__file__).parents[1]
+    text = "".join(page.read_text() for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
     after = text.split(f"<!-- readme-test: {name} -->", 1)[1]
     return after.split("```python\n", 1)[1].split("```", 1)[0]
 

@@ -17,11 +17,17 @@ from PIL import Image
 from lightning_aug.data.datasets import ImageFolder
 
 README = Path(__file__).resolve().parents[1] / "README.md"
+# the README and the docs site's pages: every command they show runs or composes here
+DOCS = [README, *sorted((README.parent / "docs").glob("**/*.md"))]
+
+
+def _doc_lines() -> list[str]:
+    return [line for page in DOCS for line in page.read_text().splitlines()]
 
 
 def _readme_command(marker: str) -> list[str]:
     """The README command line holding ``marker``, without its comment."""
-    line = next(line for line in README.read_text().splitlines() if marker in line)
+    line = next(line for line in _doc_lines() if marker in line)
     return shlex.split(line.split("#", 1)[0])
 
 
@@ -117,9 +123,10 @@ def test_hydra_errors_are_one_line_and_exit_2(tmp_path: Path, override: str, mes
 
 
 def _readme_commands() -> list[list[str]]:
-    """Every command of the README's bash blocks, continuation lines joined, comments dropped."""
+    """Every command of the bash blocks of the README and the docs, continuation lines joined,
+    comments dropped."""
     commands, block = [], None
-    for line in README.read_text().splitlines():
+    for line in _doc_lines():
         if line.strip().startswith("```"):
             block = [] if line.strip() == "```bash" and block is None else None
             continue
@@ -216,3 +223,14 @@ def test_every_docstring_command_runs_or_composes(tmp_path: Path) -> None:
         assert result.returncode == 0, f"{line}: {result.stderr[-1500:]}"
         checked += 1
     assert checked >= 20
+
+
+def test_the_readme_is_short_and_its_links_lead_somewhere() -> None:
+    """The README is read in five minutes (at most 250 lines); every page it links to exists (the docs
+    site's own links are checked by its strict build in CI)."""
+    import re
+
+    text = README.read_text()
+    assert len(text.splitlines()) <= 250
+    targets = [t for t in re.findall(r"\]\(([^)#]+)\)", text) if "://" not in t]
+    assert len(targets) >= 8 and all((README.parent / t).is_file() for t in targets), targets

@@ -7,7 +7,7 @@ Usage::
     python -m lightning_aug.bench.worker_profile --augment imagenet_tv --images 540 --top 25
 
 Prints the wall time per image (unprofiled) and the functions with the most own time, in ms per
-image: what the README's "Why the per-worker targets are not met" reads.
+image: what docs/performance.md's "Why the per-worker targets are not met" reads.
 """
 
 from __future__ import annotations

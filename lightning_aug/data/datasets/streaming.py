@@ -45,7 +45,7 @@ from lightning_aug.secrets import REDACTED
 
 __all__ = ["ShardDataset", "StreamingShards", "prepare_shards", "read_metadata"]
 
-SHUFFLE_CHUNKS = 4  # chunks whose samples are shuffled together (see the README's measurements)
+SHUFFLE_CHUNKS = 4  # chunks whose samples are shuffled together (see docs/shards.md's measurements)
 
 
 def prepare_shards(*args: Any, **kwargs: Any) -> dict[str, Any]:

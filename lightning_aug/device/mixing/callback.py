@@ -77,7 +77,7 @@ class MixupCallback(BatchTransform):
       chunk buffers (about ``2 * chunk_fraction`` of the batch, never a batch copy): fastest on CPUs
       for large batches (cache-resident chunks), but ops in proportion to the batch.
     - ``"auto"`` (default): batched on any device but the CPU; on the CPU chunked for batches of at
-      least 64 MiB, batched below (measured, see the README's Performance).
+      least 64 MiB, batched below (measured, see docs/performance.md).
 
     Out-of-range class indices raise a clear error on the CPU; on a GPU no check is made before the
     targets are built (that would cost ops), and the one-hot scatter's own bounds check fails instead.
