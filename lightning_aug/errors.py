@@ -9,11 +9,17 @@ is raised (also inside a DataLoader worker, whose traceback torch folds into the
 
 from __future__ import annotations
 
-__all__ = ["DataError", "one_line"]
+__all__ = ["DataError", "SettingError", "one_line"]
 
 
 class DataError(ValueError):
     """Input data that cannot be used as it is; the message names the file and what is wrong."""
+
+
+class SettingError(ValueError):
+    """A setting that cannot run with the data or with another setting, found only while running
+    (a train split smaller than one batch); the message names the keys to change. The apps print it
+    as one line (``config error:``) and exit with status 2."""
 
 
 def one_line(error: BaseException) -> str:

@@ -78,8 +78,10 @@ def precheck(config_name: str, app: str) -> None:
     try:
         with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
             cfg = compose(config_name, overrides=overrides)
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-        message = _unread_top_level(cfg, config_name, overrides)
+        message = _missing_path(cfg)  # before resolving: augment=auto would read the data first
+        if message is None:
+            OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+            message = _unread_top_level(cfg, config_name, overrides)
     except (HydraException, OmegaConfBaseException) as err:
         message = " ".join(str(err).split())  # Hydra's list of options, on one line
         message = message.split(" Config search path:")[0]
@@ -89,6 +91,33 @@ def precheck(config_name: str, app: str) -> None:
         raise SystemExit(2) from None
     for line in unread_overrides(config_name, overrides):
         print(f"{app}: warning: {line}", file=sys.stderr)
+
+
+# the paths a config names that must exist before anything is imported: (data target, key, message)
+_PATHS = (
+    ("lightning_aug.data.datasets.ImageFolder", "root", "image folder root {!r} does not exist (data.root)"),
+    ("lightning_aug.data.datasets.FileList", "file", "file list {!r} does not exist (data.file)"),
+)
+
+
+def _missing_path(cfg: Any) -> str | None:
+    """A local path of the config that does not exist (the data's folder or file, a checkpoint to
+    resume or predict with), said in about a second instead of after importing torch; ``None``
+    where all are there (URLs and other sources are checked where they are read)."""
+    import os
+
+    data = cfg.get("data")
+    target = data.get("_target_") if data is not None and hasattr(data, "get") else None
+    named = [(data.get(key) if target == name else None, message) for name, key, message in _PATHS]
+    if data is not None and hasattr(data, "get") and "predict_root" in data:  # predict's, ImageFolder's
+        named.append((data.get("predict_root"), "predict folder {!r} does not exist (data.predict_root)"))
+    for value, message in named:
+        if isinstance(value, str) and "://" not in value and not os.path.exists(os.path.expanduser(value)):
+            return message.format(os.path.expanduser(value))
+    checkpoint = cfg.get("ckpt_path")
+    if isinstance(checkpoint, str) and "://" not in checkpoint and not os.path.exists(checkpoint):
+        return f"ckpt_path {checkpoint!r} does not exist (a run's checkpoint: <run>/checkpoints/*.ckpt)"
+    return None
 
 
 def _unread_top_level(cfg: Any, config_name: str, overrides: list[str]) -> str | None:

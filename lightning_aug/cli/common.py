@@ -370,15 +370,20 @@ def config_errors(app: str) -> Iterator[None]:
 
 @contextmanager
 def data_errors(app: str) -> Iterator[None]:
-    """Turn a :class:`~lightning_aug.errors.DataError` (bad input data found while running: a
-    missing or corrupt shard, a label outside the classes), also one raised in a DataLoader worker,
-    into one line on stderr and exit status 2, like a configuration error."""
-    from lightning_aug.errors import DataError, one_line
+    """Turn what a user fixes that is found while running into one line on stderr, on a line of its
+    own (after a progress bar), and exit status 2, like a configuration error: a
+    :class:`~lightning_aug.errors.DataError` (a missing or corrupt shard, a label outside the classes;
+    also one raised in a DataLoader worker) or a missing file (``data error:``), a
+    :class:`~lightning_aug.errors.SettingError` (``config error:``)."""
+    from lightning_aug.errors import DataError, SettingError, one_line
 
     try:
         yield
-    except DataError as err:
-        print(f"{app}: data error: {clean(one_line(err))}", file=sys.stderr)
+    except (DataError, FileNotFoundError, SettingError) as err:
+        if sys.stdout.isatty():  # the progress bar's line ends first
+            print(file=sys.stdout, flush=True)
+        kind = "config error" if isinstance(err, SettingError) else "data error"
+        print(f"{app}: {kind}: {clean(one_line(err))}", file=sys.stderr)
         raise SystemExit(2) from None
 
 

@@ -169,9 +169,12 @@ class LoaderSettings:
         else:
             pin = bool(self.pin_memory)
         if train and self.drop_last and len(dataset) < self.batch_size:
-            raise ValueError(
+            from lightning_aug.errors import SettingError
+
+            raise SettingError(
                 f"the train split has {len(dataset)} samples, fewer than batch_size={self.batch_size} with "
-                "drop_last=True: there would be no training batch; lower batch_size or set drop_last=False"
+                "drop_last=True: there would be no training batch; lower batch_size (loader.batch_size) or "
+                "set drop_last=False (loader.drop_last=false)"
             )
         num_workers = self.resolve_num_workers(num_devices)
         kwargs = self.dataloader_kwargs(train=train, num_workers=num_workers, pin_memory=pin, rank=rank)

@@ -1,0 +1,108 @@
+"""One error style in every app (issue 33): what a user can fix is one line on stderr, exit 2, found
+before torch is imported where it needs no data (a missing folder, file or checkpoint), and also
+where it is found while running (a dataset to download, a split smaller than a batch)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from helpers import one_error_line, run_app
+
+EARLY = (
+    "import sys\n"
+    "sys.argv = ['lightning-aug-{app}', *{args!r}]\n"
+    "from lightning_aug.cli.{app} import main\n"
+    "try:\n"
+    "    main()\n"
+    "except SystemExit as stop:\n"
+    "    heavy = sorted(m for m in ('torch', 'lightning', 'albumentations', 'cv2') if m in sys.modules)\n"
+    "    print(stop.code, heavy)\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("app", "args", "said"),
+    [
+        (
+            "train",
+            ["data=imagefolder", "data.root={tmp}/nope"],
+            "image folder root '{tmp}/nope' does not exist (data.root)",
+        ),
+        (
+            "train",
+            ["data=filelist", "data.file={tmp}/nope.csv"],
+            "file list '{tmp}/nope.csv' does not exist (data.file)",
+        ),
+        ("train", ["ckpt_path={tmp}/last.ckpt"], "ckpt_path '{tmp}/last.ckpt' does not exist"),
+        (
+            "predict",
+            ["ckpt_path={tmp}/last.ckpt", "data.predict_root={tmp}"],
+            "ckpt_path '{tmp}/last.ckpt' does not exist",
+        ),
+        (
+            "predict",
+            ["ckpt_path={tmp}", "data.predict_root={tmp}/new"],
+            "predict folder '{tmp}/new' does not exist (data.predict_root)",
+        ),
+        (
+            "preview",
+            ["data=imagefolder", "data.root={tmp}/nope"],
+            "image folder root '{tmp}/nope' does not exist",
+        ),
+    ],
+)
+def test_a_missing_path_is_one_line_before_torch_is_imported(
+    tmp_path: Path, app: str, args: list[str], said: str
+) -> None:
+    script = EARLY.format(app=app, args=[a.format(tmp=tmp_path) for a in args])
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False
+    )
+    assert done.stdout.strip() == "2 []", done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"config error: {said.format(tmp=tmp_path)}" in lines[0], lines
+
+
+def test_the_neighbours_of_a_missing_path_run(tmp_path: Path) -> None:
+    """An existing folder, a URL (read where it is used) and no checkpoint pass the early check."""
+    from hydra import compose, initialize_config_module
+
+    from lightning_aug.cli import _missing_path
+
+    with initialize_config_module(config_module="lightning_aug.conf", version_base="1.3"):
+        for overrides in (
+            ["data=imagefolder", f"data.root={tmp_path}"],
+            ["data=filelist", "data.file=s3://bucket/labels.csv"],
+            [f"ckpt_path={tmp_path}"],
+            [],
+        ):
+            assert _missing_path(compose("train", overrides=overrides)) is None, overrides
+
+
+def test_a_dataset_to_download_is_one_line_naming_the_key(tmp_path: Path) -> None:
+    line = one_error_line(
+        run_app(
+            "train",
+            "experiment=cifar10_resnet18",
+            "trainer=cpu",
+            f"data.root={tmp_path / 'cifar'}",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            cwd=tmp_path,
+        )
+    )
+    assert (
+        line.startswith("lightning-aug-train: data error: CIFAR10 not found") and "data.download=true" in line
+    )
+
+
+def test_a_split_smaller_than_a_batch_is_one_line_naming_the_keys(tmp_path: Path) -> None:
+    args = ["data.num_classes=2", "data.train_per_class=2", "data.val_per_class=1", "data.test_per_class=0"]
+    result = run_app(
+        "train", *args, f"data.root={tmp_path / 'cache'}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path
+    )
+    line = one_error_line(result)
+    assert line.startswith("lightning-aug-train: config error: the train split has 4 samples, fewer than")
+    assert "loader.batch_size" in line and "loader.drop_last=false" in line
