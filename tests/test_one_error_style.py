@@ -106,3 +106,18 @@ def test_a_split_smaller_than_a_batch_is_one_line_naming_the_keys(tmp_path: Path
     line = one_error_line(result)
     assert line.startswith("lightning-aug-train: config error: the train split has 4 samples, fewer than")
     assert "loader.batch_size" in line and "loader.drop_last=false" in line
+
+
+def test_a_file_lists_held_out_split_is_said_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The apps build the factory twice (augment=auto reads its image sizes first): one line, not two."""
+    import logging
+
+    from lightning_aug.data.datasets import FileList
+
+    (tmp_path / "list.csv").write_text("path,label\n" + "".join(f"{i}.png,{i % 2}\n" for i in range(20)))
+    with caplog.at_level(logging.INFO):
+        FileList(tmp_path / "list.csv", on_bad_image="skip")
+        FileList(tmp_path / "list.csv", on_bad_image="skip")
+        FileList(tmp_path / "list.csv", on_bad_image="skip", seed=1)  # another split: said
+    said = [r.getMessage() for r in caplog.records if "has no split column" in r.getMessage()]
+    assert len(said) == 2 and "seed 0" in said[0] and "seed 1" in said[1]

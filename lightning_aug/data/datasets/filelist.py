@@ -52,6 +52,10 @@ SPLIT_NAMES = {
 JSON_LINES = (".jsonl", ".ndjson")  # a file list of one JSON object a line
 
 
+# the held-out splits already said in this process (the apps build the factory twice)
+_SAID: set[tuple[str, float, int]] = set()
+
+
 class FileList(DatasetFactory):
     """Dataset factory of images listed in a CSV/TSV file (or a Python list of rows).
 
@@ -278,9 +282,11 @@ class FileList(DatasetFactory):
             named = np.array([SPLIT_NAMES[str(v).lower()] for v in values])
             return {split: np.flatnonzero(named == split) for split in ("train", "val", "test")}
         fraction = self.val_split if self.val_split is not None else DEFAULT_VAL_SPLIT
-        if self.val_split is None:
+        said = (self._where(), fraction, self.seed)
+        if self.val_split is None and said not in _SAID:  # once a process (augment=auto reads it too)
             from lightning.pytorch.utilities import rank_zero_info
 
+            _SAID.add(said)
             rank_zero_info(
                 f"FileList: {self._where()} has no split column: {fraction:.0%} of each class held out for "
                 f"validation (seed {self.seed}; val_split, data.val_split in the apps, sets it)"
