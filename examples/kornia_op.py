@@ -25,7 +25,13 @@ KorniaOp = ModuleOp  # any kornia.augmentation module (or AugmentationSequential
 
 def main() -> float:
     """Two epochs on the built-in shapes with kornia's colour jitter and a random affine on the device;
-    returns the validation accuracy."""
+    prints and returns the validation accuracy.
+
+    What it shows: the ops run on whole batches on the device, drawn from each batch's generator
+    (the same number in every run). Its number is near chance (0.1: ten classes), by design: 240
+    images for two epochs (14 steps, about 10 s on a 2-core CPU) are far too few to learn the shapes;
+    the default recipe (``lightning-aug-train``, 3,000 images, five epochs) reaches about 0.96.
+    """
     import kornia.augmentation as K
     from lightning.pytorch import Trainer, seed_everything
 
@@ -46,7 +52,9 @@ def main() -> float:
     trainer = Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule)
     accuracy = float(trainer.callback_metrics["val/acc"])
-    print(f"val/acc {accuracy:.3f}")
+    print(
+        f"val/acc {accuracy:.3f} (chance 0.1: two epochs of 240 images show the ops run, not a trained model)"
+    )
     return accuracy
 
 
