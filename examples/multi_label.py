@@ -4,6 +4,10 @@ class names, mixup of the multi-hot targets on the device, ``BCEWithLogitsLoss``
 The data: scikit-learn's digits as PNGs, each labelled with its digit, ``even`` or ``odd``, and
 ``round`` where the digit has a loop (0, 6, 8, 9): two or three labels per image.
 
+Its number: the per-label accuracy after three epochs, 0.893 on a 2-core CPU (about 10 s). Each image
+has 2.4 of the 13 labels on average, so predicting no label at all scores 0.815: three epochs learn
+part of the way from there.
+
 Run:  .venv/bin/python examples/multi_label.py [work folder]   (needs scikit-learn, the bench extra)
 """
 
@@ -89,7 +93,7 @@ def main(work: Path) -> float:
     trainer.fit(MultiLabelNet(factory.num_classes), datamodule)
     accuracy = float(trainer.callback_metrics["val/acc"])
     print(f"classes: {factory.classes}")
-    print(f"val/acc (per label): {accuracy:.3f}")
+    print(f"val/acc (per label): {accuracy:.3f} (no label at all scores 0.815)")
     return accuracy
 
 

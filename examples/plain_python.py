@@ -1,5 +1,9 @@
 """Plain Python, no Hydra: AugDataModule on the built-in dataset with a small CNN.
 
+Its number: test accuracy 0.572 after two epochs of a width-16 CNN (about 15 s on a 2-core CPU): ten
+classes, so chance is 0.1; the default recipe (``lightning-aug-train``, five epochs, width 32) reaches
+about 0.96.
+
 Run:  .venv/bin/python examples/plain_python.py   (any Python with lightning-aug installed)
 """
 
@@ -25,7 +29,8 @@ def main() -> None:
     model = ImageClassifier(num_classes=datamodule.num_classes, arch="small_cnn", width=16)
     trainer = Trainer(max_epochs=2, accelerator="auto", devices=1, logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule)
-    trainer.test(model, datamodule)
+    tested = trainer.test(model, datamodule, verbose=False)[0]["test/acc"]
+    print(f"test/acc {tested:.3f} (ten classes: chance 0.1)")
 
 
 if __name__ == "__main__":
