@@ -9,7 +9,7 @@ is raised (also inside a DataLoader worker, whose traceback torch folds into the
 
 from __future__ import annotations
 
-__all__ = ["DataError", "SettingError", "one_line"]
+__all__ = ["DataError", "DownloadError", "SettingError", "download_error", "one_line"]
 
 
 class DataError(ValueError):
@@ -20,6 +20,33 @@ class SettingError(ValueError):
     """A setting that cannot run with the data or with another setting, found only while running
     (a train split smaller than one batch); the message names the keys to change. The apps print it
     as one line (``config error:``) and exit with status 2."""
+
+
+class DownloadError(OSError):
+    """Something to download (a dataset, pretrained weights) could not be fetched: no network, a
+    proxy, a server down. The message names what, from where, why, and how to do without; the apps
+    print it as one line (``download error:``) and exit with status 2."""
+
+
+# what a failed download raises beneath urllib, requests, huggingface_hub: the network, not our code
+_NETWORK = (
+    "URLError",
+    "HTTPError",
+    "ConnectionError",
+    "ConnectTimeout",
+    "ReadTimeout",
+    "LocalEntryNotFoundError",
+)
+
+
+def download_error(error: BaseException) -> bool:
+    """Whether ``error`` (or what it was raised from) is a failed download rather than a bug."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if type(seen).__name__ in _NETWORK or isinstance(seen, (TimeoutError, ConnectionError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def one_line(error: BaseException) -> str:

@@ -7,7 +7,8 @@ so it trains with or without mixing.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any, Literal, cast
 
 import torch
@@ -44,7 +45,9 @@ def resnet18(num_classes: int, cifar_stem: bool, pretrained: bool = False) -> nn
     """torchvision's ResNet-18; ``pretrained``: ImageNet weights (downloaded once into the torch hub
     cache), with a new classification head; ``cifar_stem``: 3x3 stride-1 stem, no max-pool (32x32)."""
     if pretrained:
-        net = torchvision.models.resnet18(weights=torchvision.models.ResNet18_Weights.IMAGENET1K_V1)
+        weights = torchvision.models.ResNet18_Weights.IMAGENET1K_V1
+        with _downloading(f"the pretrained weights of resnet18 ({weights.url})", "TORCH_HOME"):
+            net = torchvision.models.resnet18(weights=weights)
         net.fc = nn.Linear(net.fc.in_features, num_classes)
     else:
         net = torchvision.models.resnet18(num_classes=num_classes)
@@ -74,7 +77,29 @@ def timm_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Modu
         close = difflib.get_close_matches(str(name), timm.list_models(), n=5, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else " (timm.list_models() lists them)"
         raise ValueError(f"name must be a timm model name with arch='timm', got {name!r}{hint}")
-    return cast(nn.Module, timm.create_model(name, pretrained=pretrained, num_classes=num_classes))
+    if not pretrained:
+        return cast(nn.Module, timm.create_model(name, num_classes=num_classes))
+    with _downloading(f"timm's pretrained weights of {name}", "HF_HOME"):
+        return cast(nn.Module, timm.create_model(name, pretrained=True, num_classes=num_classes))
+
+
+@contextmanager
+def _downloading(what: str, cache: str) -> Iterator[None]:
+    """A failed download of ``what`` (no network, a proxy, a server down) as one
+    :class:`~lightning_aug.errors.DownloadError` naming it and how to do without; other errors pass."""
+    from lightning_aug.errors import DownloadError, download_error
+
+    try:
+        yield
+    except Exception as err:
+        if not download_error(err):
+            raise
+        said = " ".join(str(err).split())[:300]
+        raise DownloadError(
+            f"cannot download {what} ({type(err).__name__}: {said}): no network here? Download them once "
+            f"where there is one (they are cached under ${cache}, which you can copy), or "
+            "model.pretrained=false"
+        ) from None
 
 
 class ImageClassifier(LightningModule):

@@ -121,3 +121,37 @@ def test_a_file_lists_held_out_split_is_said_once(tmp_path: Path, caplog: pytest
         FileList(tmp_path / "list.csv", on_bad_image="skip", seed=1)  # another split: said
     said = [r.getMessage() for r in caplog.records if "has no split column" in r.getMessage()]
     assert len(said) == 2 and "seed 0" in said[0] and "seed 1" in said[1]
+
+
+OFFLINE = {"https_proxy": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
+
+
+def test_a_dataset_download_without_network_is_one_error_saying_how_to_do_without(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """torchvision's download fails with a URLError (91 lines from the app before); here a closed port
+    stands for no network."""
+    import torchvision
+
+    from lightning_aug.data.datasets import CIFAR10
+    from lightning_aug.errors import DownloadError
+
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setattr(torchvision.datasets.CIFAR10, "url", "http://127.0.0.1:9/cifar-10-python.tar.gz")
+    with pytest.raises(
+        DownloadError, match=r"cannot download CIFAR10 from http://127\.0\.0\.1:9/.*URLError.*data\.root"
+    ):
+        CIFAR10(tmp_path / "cifar", download=True).prepare()
+    with pytest.raises(FileNotFoundError, match="data.download=true"):  # the neighbour: no download asked
+        CIFAR10(tmp_path / "cifar", download=False).prepare()
+
+
+def test_pretrained_weights_without_network_are_one_line_naming_the_way_out(tmp_path: Path) -> None:
+    args = ["model=resnet18", "model.pretrained=true", "debug=fdr", f"hydra.run.dir={tmp_path / 'run'}"]
+    line = one_error_line(
+        run_app("train", *args, cwd=tmp_path, TORCH_HOME=str(tmp_path / "torch"), **OFFLINE)
+    )
+    assert line.startswith(
+        "lightning-aug-train: download error: cannot download the pretrained weights of resnet18"
+    )
+    assert "model.pretrained=false" in line and "$TORCH_HOME" in line

@@ -353,18 +353,28 @@ def config_errors(app: str) -> Iterator[None]:
     """Turn a bad configuration found while building (a missing value, an unknown target or
     argument, a value our constructors reject) into one clear line on stderr and exit status 2,
     instead of a traceback. Errors during training are not caught."""
+    from lightning_aug.errors import DownloadError
+
     try:
         yield
-    except (InstantiationException, OmegaConfBaseException, ValueError, TypeError, FileNotFoundError) as err:
+    except (
+        InstantiationException,
+        OmegaConfBaseException,
+        ValueError,
+        TypeError,
+        FileNotFoundError,
+        DownloadError,
+    ) as err:
         message = str(err).strip()
+        cause: BaseException = err
         if isinstance(err, InstantiationException):
-            cause: BaseException = err
             while isinstance(cause, InstantiationException) and cause.__cause__ is not None:
                 cause = cause.__cause__  # Hydra wraps each nested target's error again
             if cause is not err:  # ours name the argument and value: say only that
                 message = str(cause).strip()
+        kind = "download error" if isinstance(cause, DownloadError) else "config error"
         message = " ".join(message.split())  # one line
-        print(f"{app}: config error: {clean(message)}", file=sys.stderr)
+        print(f"{app}: {kind}: {clean(message)}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -375,14 +385,15 @@ def data_errors(app: str) -> Iterator[None]:
     :class:`~lightning_aug.errors.DataError` (a missing or corrupt shard, a label outside the classes;
     also one raised in a DataLoader worker) or a missing file (``data error:``), a
     :class:`~lightning_aug.errors.SettingError` (``config error:``)."""
-    from lightning_aug.errors import DataError, SettingError, one_line
+    from lightning_aug.errors import DataError, DownloadError, SettingError, one_line
 
     try:
         yield
-    except (DataError, FileNotFoundError, SettingError) as err:
+    except (DataError, FileNotFoundError, SettingError, DownloadError) as err:
         if sys.stdout.isatty():  # the progress bar's line ends first
             print(file=sys.stdout, flush=True)
-        kind = "config error" if isinstance(err, SettingError) else "data error"
+        kinds = {SettingError: "config error", DownloadError: "download error"}
+        kind = next((v for k, v in kinds.items() if isinstance(err, k)), "data error")
         print(f"{app}: {kind}: {clean(one_line(err))}", file=sys.stderr)
         raise SystemExit(2) from None
 

@@ -89,10 +89,20 @@ class CIFAR10(DatasetFactory):
     def _load(self, train: bool, download: bool = False) -> torchvision.datasets.CIFAR10:
         try:
             return self.tv_class(str(self.root), train=train, download=download)
-        except RuntimeError as err:
-            raise FileNotFoundError(
-                f"{self.tv_class.__name__} not found or corrupted under root={str(self.root)!r} ({err}); "
-                "set download=True (data.download=true) to fetch it"
+        except Exception as err:
+            from lightning_aug.errors import DownloadError, download_error
+
+            if not download_error(err):
+                if isinstance(err, RuntimeError):
+                    raise FileNotFoundError(
+                        f"{self.tv_class.__name__} not found or corrupted under root={str(self.root)!r} "
+                        f"({err}); set download=True (data.download=true) to fetch it"
+                    ) from None
+                raise
+            raise DownloadError(
+                f"cannot download {self.tv_class.__name__} from {self.tv_class.url} ({type(err).__name__}: "
+                f"{' '.join(str(err).split())}): no network here? Fetch {self.tv_class.filename} elsewhere "
+                f"into data.root ({str(self.root)!r}); it is used from there without a download"
             ) from None
 
     def image_sizes(self, limit: int = 64, seed: int = 0) -> list[tuple[str, tuple[int, int]]]:
