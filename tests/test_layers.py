@@ -3,7 +3,8 @@ no module over 450 lines, and ``AugDataModule`` a composer of at most 300 lines.
 
 Layers, lowest first: the base (``_checks``, ``errors``, ``seeding``, ``secrets``, ``hparams``,
 ``trust``, ``targets``); ``data`` and ``device`` (neither imports the other); ``presets``,
-``datamodule``, ``models`` and ``consistency``; the apps (``cli``, ``bench``); the package's public names.
+``datamodule``, ``models`` and ``consistency``; the apps (``cli``, ``bench``, their config tree ``conf``);
+the package's public names.
 Imports inside functions count: a lazy import that runs back up is still a circle.
 """
 
@@ -17,6 +18,7 @@ import lightning_aug.datamodule
 
 PACKAGE = Path(lightning_aug.datamodule.__file__).resolve().parent
 LAYERS = [
+    ("lightning_aug.conf", 4),  # the apps' config tree (its resolvers call the presets)
     ("lightning_aug.cli", 4),
     ("lightning_aug.bench", 4),
     ("lightning_aug.datamodule", 3),
