@@ -38,7 +38,8 @@ def check_target_args(spec: Mapping[str, Any], where: str) -> None:
     import logging
 
     quiet = logging.getLogger("hydra.utils")  # it logs the failure too: the error below says it once
-    level, quiet.level = quiet.level, logging.CRITICAL
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)  # (setLevel: it clears the loggers' cached levels too)
     try:
         obj = get_object(target)
     except Exception as err:  # hydra raises ImportError or others depending on the path
