@@ -188,7 +188,8 @@ class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost):
         self.order = TrainingOrder(
             sampler, num_aug_repeats, repeated_epoch, partial(getattr, self, "run_seed")
         )
-        self.sampler, self.num_aug_repeats, self.repeated_epoch = sampler, num_aug_repeats, repeated_epoch
+        self.sampler, self.num_aug_repeats = self.order.sampler, self.order.num_aug_repeats  # (its checked)
+        self.repeated_epoch = self.order.repeated_epoch
         self.progressive_resize = ProgressiveResize.of(progressive_resize)
         self.path = data_path(
             self.in_memory,
