@@ -1,12 +1,15 @@
-"""Shared fixtures: a small generated synthetic set and a private cache folder for every test session."""
+"""Shared fixtures, made once per test session: a small generated synthetic set, a private cache folder,
+one real checkpoint, the digits as a folder, shards and tars, and the seeded recipe's accuracy on each
+data path."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from helpers import RepeatedImageFactory
+from helpers import DigitsRecipe, RepeatedImageFactory, digits_folder, write_webdataset
 from lightning.pytorch import Trainer
 
 from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
@@ -65,3 +68,35 @@ def real_checkpoint(tmp_path_factory: pytest.TempPathFactory, small_shapes: Any)
     trainer.fit(ImageClassifier(num_classes=4, width=8), datamodule)
     trainer.save_checkpoint(folder / "real.ckpt")
     return torch.load(folder / "real.ckpt", weights_only=True)
+
+
+# ---------------------------------------------------------------- the digits, once per test session
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """scikit-learn's digits as a class-sorted folder of 32x32 PNGs (train/<digit>, val/<digit>); the
+    tests read it, none writes into it."""
+    return digits_folder(tmp_path_factory.mktemp("digits") / "digits")
+
+
+@pytest.fixture(scope="session")
+def digit_shards(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits folder prepared as shards with the default options (one shard set per test run)."""
+    from lightning_aug.data.datasets import ImageFolder
+    from lightning_aug.data.shards.prepare import prepare_shards
+
+    out = tmp_path_factory.mktemp("digit-shards") / "shards"
+    prepare_shards(ImageFolder(digits), out, num_workers=2)
+    return out
+
+
+@pytest.fixture(scope="session")
+def digit_tars(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The digits as WebDataset tars of 400 samples, in the folder's class-sorted order."""
+    return write_webdataset(digits, tmp_path_factory.mktemp("digit-tars") / "tars", per_tar=400)
+
+
+@pytest.fixture(scope="session")
+def digits_recipe(tmp_path_factory: pytest.TempPathFactory) -> DigitsRecipe:
+    return DigitsRecipe(tmp_path_factory.mktemp("recipe"))

@@ -4,11 +4,13 @@ datasets and folders written on the fly, composing the shipped configs and runni
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import pickle
 import subprocess
 import sys
 import tarfile
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -90,14 +92,67 @@ def compose_config(config: str, overrides: list[str]) -> DictConfig:
         return compose(config, overrides=overrides)
 
 
+class AppServer:
+    """The client of ``app_server.py``: one process per test session that has imported the apps and
+    forks a fresh child for each app command (the same process a user starts, without paying the
+    imports again: about 4 s a command on the 2-core CI machine)."""
+
+    _server: subprocess.Popen[str] | None = None
+    _replies: Any = None
+
+    @classmethod
+    def run(
+        cls,
+        args: list[str],
+        cwd: Path | None,
+        timeout: int,
+        environment: dict[str, str],
+        base: dict[str, str],
+    ) -> subprocess.CompletedProcess[str]:
+        if cls._server is None or cls._server.poll() is not None:
+            read, write = os.pipe()
+            # the server starts with Python's default warning filters; each command applies its own
+            # PYTHONWARNINGS. What the imports print goes to a log, shown if the server cannot start.
+            handle, log = tempfile.mkstemp(prefix="app_server_", suffix=".log")
+            cls._server = subprocess.Popen(
+                [sys.executable, str(Path(__file__).with_name("app_server.py")), str(write)],
+                stdin=subprocess.PIPE,
+                stdout=handle,
+                stderr=handle,
+                text=True,
+                pass_fds=(write,),
+                env={k: v for k, v in base.items() if k != "PYTHONWARNINGS"},
+            )
+            os.close(handle)
+            os.close(write)
+            cls._replies = os.fdopen(read, "r")
+            ready = cls._replies.readline()
+            assert ready, f"the app server did not start: {Path(log).read_text()[-3000:]}"
+        assert cls._server.stdin is not None
+        request = {"argv": args, "cwd": str(cwd or Path.cwd()), "env": environment, "timeout": timeout}
+        cls._server.stdin.write(json.dumps(request) + "\n")
+        cls._server.stdin.flush()
+        reply = json.loads(cls._replies.readline())
+        if reply["returncode"] == "timeout":
+            raise subprocess.TimeoutExpired(args, timeout)
+        out, err = (Path(reply[k]).read_text(errors="replace") for k in ("stdout", "stderr"))
+        for k in ("stdout", "stderr"):
+            Path(reply[k]).unlink()
+        return subprocess.CompletedProcess(args, reply["returncode"], out, err)
+
+
 def run_command(
-    args: list[str], cwd: Path | None = None, timeout: int = 900, **env: str
+    args: list[str], cwd: Path | None = None, timeout: int = 900, fresh: bool = False, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run a command (an app: ``[str(BIN / "lightning-aug-train"), ...]``) with warnings quiet and
-    Hydra's short errors; the result, whatever its exit code."""
+    Hydra's short errors; the result, whatever its exit code. An app runs in a fork of the session's
+    app server (``AppServer``) unless ``fresh`` (a new interpreter: for what measures start-up)."""
     # WANDB_SERVICE: a W&B service an in-process test started; a command starts its own
     inherited = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
-    environment = {**inherited, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore", **env}
+    base = {**inherited, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
+    environment = {**base, **env}
+    if not fresh and Path(args[0]).parent == BIN and Path(args[0]).name.startswith("lightning-aug-"):
+        return AppServer.run(args, cwd, timeout, environment, base)
     return subprocess.run(
         args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment, check=False
     )
@@ -272,11 +327,13 @@ def flip_bytes(path: Path, count: int, seed: int = 0, skip: int = 0) -> None:
 
 
 def run_app(
-    app: str, *args: str, cwd: Path, timeout: int = 900, **env: str
+    app: str, *args: str, cwd: Path, timeout: int = 900, fresh: bool = False, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run an installed console script (``"train"``: ``lightning-aug-train``) with these arguments, as
-    a user types them; the result, whatever its exit code."""
-    return run_command([str(BIN / f"lightning-aug-{app}"), *args], cwd=cwd, timeout=timeout, **env)
+    a user types them; the result, whatever its exit code (``fresh``: see ``run_command``)."""
+    return run_command(
+        [str(BIN / f"lightning-aug-{app}"), *args], cwd=cwd, timeout=timeout, fresh=fresh, **env
+    )
 
 
 def one_error_line(result: subprocess.CompletedProcess[str], status: int = 2) -> str:
@@ -449,3 +506,32 @@ def fit_digits(factory: Any, seed: int) -> float:
     )
     trainer.fit(model, datamodule)
     return float(trainer.callback_metrics["val/acc"])
+
+
+class DigitsRecipe:
+    """One seeded recipe of the train app (``augment=auto``, 8 epochs, batches of 64, 2 workers, seed
+    0) on the digits, by data path; each path is trained once per test session, whichever tests ask for
+    it, and gives its validation accuracy."""
+
+    EPOCHS = 8
+    ARGS = (
+        f"trainer.max_epochs={EPOCHS}",
+        "loader.num_workers=2",
+        "loader.batch_size=64",
+        "seed=0",
+        "+trainer.enable_progress_bar=false",
+    )
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.accuracy: dict[str, float] = {}
+
+    def app(self, name: str, *data: str) -> float:
+        """The validation accuracy of the recipe run by the train app on ``data`` (its overrides)."""
+        if name not in self.accuracy:
+            run = self.folder / name.replace(" ", "_")
+            result = run_app("train", *data, *self.ARGS, f"hydra.run.dir={run}", cwd=self.folder)
+            assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+            assert "augment=auto: cifar_tv at 32x32" in result.stdout + result.stderr, name
+            self.accuracy[name] = json.loads((run / "metrics.json").read_text())["val/acc"]
+        return self.accuracy[name]

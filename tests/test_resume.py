@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import DDP_ON_CPU, Recorder, digits_folder, run_app, tiny_trainer
+from helpers import DDP_ON_CPU, Recorder, run_app, tiny_trainer
 from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.transforms import v2
@@ -24,11 +24,6 @@ from lightning_aug.data.datasets import ImageFolder
 from lightning_aug.device.augment import HorizontalFlip, RandomCrop
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return digits_folder(tmp_path_factory.mktemp("digits") / "digits")
 
 
 class Killed(Exception):

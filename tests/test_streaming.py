@@ -24,8 +24,6 @@ from helpers import (
     LoopbackS3,
     Recorder,
     ScheduledRecorder,
-    digits_folder,
-    fit_digits,
     flip_bytes,
     one_error_line,
     run_app,
@@ -57,20 +55,6 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     prepare_shards(factory, root / "shards", num_workers=2, chunk_bytes="4KB")
     return root / "shards"
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scikit-learn's digits as a class-sorted folder of 32x32 PNGs (train/<digit>, val/<digit>)."""
-    return digits_folder(tmp_path_factory.mktemp("digits") / "images")
-
-
-@pytest.fixture(scope="module")
-def digit_shards(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The digits folder prepared with the default options."""
-    out = tmp_path_factory.mktemp("digit-shards") / "shards"
-    prepare_shards(ImageFolder(digits), out, num_workers=2)
-    return out
 
 
 def _metadata(folder: Path) -> dict[str, Any]:
@@ -143,15 +127,6 @@ def test_every_chunk_holds_every_class(digits: Path, tmp_path: Path) -> None:
     prepare_shards(ImageFolder(digits), tmp_path / "b", num_workers=2, chunk_bytes="64KB", splits=["train"])
     assert sorted(samples) == sorted(_all_samples(tmp_path / "b"))  # every image once
     assert [name for name, _ in samples] == [name for name, _ in _all_samples(tmp_path / "b")]
-
-
-@pytest.mark.slow
-def test_the_same_recipe_reaches_the_same_accuracy_from_the_folder_and_its_shards(
-    digits: Path, digit_shards: Path
-) -> None:
-    folder = fit_digits(ImageFolder(digits), seed=0)
-    shards = fit_digits(StreamingShards(str(digit_shards)), seed=0)
-    assert folder > 0.9 and shards > 0.9 and abs(folder - shards) <= 0.02, (folder, shards)
 
 
 # ---------------------------------------------------------------- never stale

@@ -13,8 +13,6 @@ import pytest
 import torch
 from helpers import (
     ScheduledRecorder,
-    digits_folder,
-    fit_digits,
     samples_per_rank,
     write_image_folder,
     write_webdataset,
@@ -28,18 +26,6 @@ from lightning_aug.data.datasets.webdataset import WebDataset
 from lightning_aug.errors import DataError
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scikit-learn's digits as a class-sorted folder of 32x32 PNGs (train/<digit>, val/<digit>)."""
-    return digits_folder(tmp_path_factory.mktemp("digits") / "images")
-
-
-@pytest.fixture(scope="module")
-def digit_tars(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The digits as tars of 400 samples, in the folder's class-sorted order."""
-    return write_webdataset(digits, tmp_path_factory.mktemp("digit-tars") / "tars", per_tar=400)
 
 
 @pytest.fixture(scope="module")
@@ -65,15 +51,6 @@ def test_every_sample_of_the_folder_is_read_once_with_its_label(digits: Path, di
             assert np.array_equal(np.asarray(a[j][0]), np.asarray(b[i][0])) and a[j][1] == b[i][1]
     assert tars("test") is None
     assert len(list(digit_tars.glob("train-*.tar"))) == 4  # 1437 samples, 400 a tar
-
-
-@pytest.mark.slow
-def test_the_same_recipe_reaches_the_same_accuracy_from_the_folder_and_its_tars(
-    digits: Path, digit_tars: Path
-) -> None:
-    folder = fit_digits(ImageFolder(digits), seed=0)
-    tars = fit_digits(WebDataset(digit_tars), seed=0)
-    assert folder > 0.9 and tars > 0.9 and abs(folder - tars) <= 0.02, (folder, tars)
 
 
 def _datamodule(tars: Path, workers: int) -> AugDataModule:

@@ -18,7 +18,6 @@ import torch
 from helpers import (
     DDP_ON_CPU,
     Recorder,
-    digits_folder,
     one_error_line,
     photo_folder,
     run_app,
@@ -34,11 +33,6 @@ from lightning_aug.errors import DataError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return digits_folder(tmp_path_factory.mktemp("digits") / "digits")
 
 
 def _train(tmp_path: Path, *args: str, **env: str) -> Any:
@@ -188,16 +182,14 @@ def test_the_multi_label_example_runs(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_the_same_recipe_reaches_the_same_accuracy_on_every_data_path(digits: Path, tmp_path: Path) -> None:
-    """The digits as a folder, a file list, a Hugging Face save_to_disk folder and parquet files, and
-    shards, with 2 workers: the same seeded recipe of the app reaches the same validation accuracy
-    (the first three train on the very same batches: the same order and augmentation)."""
+def test_the_same_recipe_reaches_the_same_accuracy_on_every_data_path(
+    digits: Path, digit_shards: Path, digit_tars: Path, digits_recipe: Any, tmp_path: Path
+) -> None:
+    """The digits as a folder, a file list, a Hugging Face save_to_disk folder and parquet files, shards
+    and WebDataset tars, with 2 workers: the same seeded recipe of the app reaches the same validation
+    accuracy (the first four train on the very same batches: the same order and augmentation)."""
     pytest.importorskip("datasets")
     pytest.importorskip("litdata")
-    from lightning_aug.data.datasets import ImageFolder
-    from lightning_aug.data.shards.prepare import prepare_shards
-
-    prepare_shards(ImageFolder(digits), tmp_path / "shards", num_workers=2)
     paths = {
         "folder": ["data=imagefolder", f"data.root={digits}"],
         "file list": [
@@ -212,26 +204,12 @@ def test_the_same_recipe_reaches_the_same_accuracy_on_every_data_path(digits: Pa
         ],
         "shards": [
             "data=streaming",
-            f"data.input_dir={tmp_path / 'shards'}",
+            f"data.input_dir={digit_shards}",
             f"data.cache_dir={tmp_path / 'cache'}",
         ],
+        "tars": ["data=webdataset", f"data.root={digit_tars}"],
     }
-    accuracy = {}
-    for name, data in paths.items():
-        run = tmp_path / name.replace(" ", "_")
-        result = run_app(
-            "train",
-            *data,
-            "trainer.max_epochs=8",
-            "loader.num_workers=2",
-            "loader.batch_size=64",
-            "+trainer.enable_progress_bar=false",
-            f"hydra.run.dir={run}",
-            cwd=tmp_path,
-        )
-        assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
-        assert "augment=auto: cifar_tv at 32x32" in result.stdout + result.stderr, name
-        accuracy[name] = json.loads((run / "metrics.json").read_text())["val/acc"]
+    accuracy = {name: digits_recipe.app(name, *data) for name, data in paths.items()}
     assert min(accuracy.values()) > 0.9, accuracy
     assert max(accuracy.values()) - min(accuracy.values()) <= 0.02, accuracy
     assert accuracy["folder"] == accuracy["file list"] == accuracy["save_to_disk"] == accuracy["parquet"]

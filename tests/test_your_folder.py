@@ -12,16 +12,11 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import digits_folder, one_error_line, photo_folder, run_app, run_command, write_image_folder
+from helpers import DigitsRecipe, one_error_line, photo_folder, run_app, run_command, write_image_folder
 
 from lightning_aug import AugDataModule, LoaderSettings
 from lightning_aug.data.datasets import ImageFolder
 from lightning_aug.errors import DataError
-
-
-@pytest.fixture(scope="module")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return digits_folder(tmp_path_factory.mktemp("digits") / "digits")
 
 
 @pytest.fixture(scope="module")
@@ -243,7 +238,7 @@ def test_predict_takes_a_checkpoint_named_as_lightning_names_them(digits: Path, 
 
 # ---------------------------------------------------------------- the same recipe on every path
 
-RECIPE_EPOCHS = 8
+RECIPE_EPOCHS = DigitsRecipe.EPOCHS
 
 
 def _python(digits: Path) -> float:
@@ -308,23 +303,10 @@ def _lightning_cli(digits: Path, tmp_path: Path) -> float:
 
 @pytest.mark.slow
 def test_the_same_recipe_reaches_the_same_accuracy_from_the_app_lightning_cli_and_python(
-    digits: Path, tmp_path: Path
+    digits: Path, digits_recipe: Any, tmp_path: Path
 ) -> None:
     pytest.importorskip("jsonargparse")
-    result = run_app(
-        "train",
-        "data=imagefolder",
-        f"data.root={digits}",
-        f"trainer.max_epochs={RECIPE_EPOCHS}",
-        "+trainer.enable_progress_bar=false",
-        "loader.batch_size=64",
-        "loader.num_workers=2",
-        "seed=0",
-        f"hydra.run.dir={tmp_path / 'app'}",
-        cwd=tmp_path,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    app = json.loads((tmp_path / "app" / "metrics.json").read_text())["val/acc"]
+    app = digits_recipe.app("folder", "data=imagefolder", f"data.root={digits}")
     cli = _lightning_cli(digits, tmp_path)
     python = _python(digits)
     accuracies = {"app": app, "LightningCLI": cli, "Python": python}
