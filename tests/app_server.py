@@ -4,20 +4,26 @@ An app command of the tests (``lightning-aug-train ...``) spends most of a short
 Lightning and the package. This server pays that once per test session: it imports the console scripts'
 modules and nothing else (no torch op has run, no thread started), then for each request forks a child
 that is the app's process as a user starts it, minus the imports: its own working directory,
-environment, ``sys.argv``, standard input from ``/dev/null``, standard output and error to files; the
-exit status is the app's. A child's state dies with it, so no run sees another's.
+environment, ``sys.argv`` and ``sys.path[0]``, standard input from ``/dev/null``, standard output and
+error to files; the exit status is the app's. A child's state dies with it, so no run sees another's.
+Besides the console scripts it runs ``python -m <module> ...`` and ``python <script>.py ...`` (the
+docstring commands, the examples) the same way.
 
-Protocol: one JSON request per line on standard input (``argv``, ``cwd``, ``env``, ``timeout``), one JSON
-reply per line on the descriptor given as the first argument (``returncode``, ``stdout``, ``stderr``:
-the paths of the two files). Commands that must measure a real start-up (the apps' error times) do not
-come here (``run_command(..., fresh=True)``).
+Protocol: one JSON request per line on standard input (``argv``, ``cwd``, ``env``, ``timeout``), one
+JSON reply per line on the descriptor given as the first argument (``returncode``, ``stdout``,
+``stderr``: the paths of the two files). Commands that must measure a real start-up do not come here
+(``run_command(..., fresh=True)``), nor do ``python -c`` checks of what a start imports.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import functools
 import importlib
 import json
 import os
+import runpy
 import shutil
 import signal
 import sys
@@ -46,20 +52,30 @@ def _child(request: dict, out: str, err: str) -> None:
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
-    extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
-    sys.path[:0] = [p for p in extra if p not in sys.path]
     options = [o for o in request["env"].get("PYTHONWARNINGS", "").split(",") if o]
     if options:  # as a new interpreter applies PYTHONWARNINGS (the server itself starts without it)
         import warnings
 
         sys.warnoptions[:] = options
         warnings._processoptions(options)  # type: ignore[attr-defined]
-    script = request["argv"][0]
-    sys.argv = [script, *request["argv"][1:]]
-    main = importlib.import_module(APPS[Path(script).name]).main
+    argv = request["argv"]
+    if Path(argv[0]).name in APPS:  # a console script: sys.path[0] is its folder
+        sys.path[0] = str(Path(argv[0]).parent)
+        sys.argv = list(argv)
+        run = importlib.import_module(APPS[Path(argv[0]).name]).main
+    elif argv[1] == "-m":  # python -m module: sys.path[0] is the working directory
+        sys.path[0] = os.getcwd()
+        sys.argv = [argv[2], *argv[3:]]
+        run = functools.partial(runpy.run_module, argv[2], run_name="__main__", alter_sys=True)
+    else:  # python script.py: sys.path[0] is the script's folder
+        sys.path[0] = str(Path(argv[1]).resolve().parent)
+        sys.argv = list(argv[1:])
+        run = functools.partial(runpy.run_path, argv[1], run_name="__main__")
+    extra = [p for p in request["env"].get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.path[1:1] = [p for p in extra if p not in sys.path]  # after sys.path[0], as Python puts them
     status = 0
     try:
-        main()
+        run()
     except SystemExit as exit_:
         code = exit_.code
         if code is None:
@@ -74,7 +90,14 @@ def _child(request: dict, out: str, err: str) -> None:
 
         traceback.print_exc()
         status = 1
-    sys.exit(status)  # a normal interpreter exit: the app's atexit hooks and buffers run as they would
+    # the exit of an interpreter, less the teardown of every module the server imported (a second or
+    # more with torch loaded): the app's atexit hooks run (logging, multiprocessing, loggers), the
+    # buffers are flushed, then the process ends with the app's status
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(status)
 
 
 # what an app run imports (the apps import them lazily, so that an early error is fast); imported once

@@ -145,13 +145,16 @@ def run_command(
     args: list[str], cwd: Path | None = None, timeout: int = 900, fresh: bool = False, **env: str
 ) -> subprocess.CompletedProcess[str]:
     """Run a command (an app: ``[str(BIN / "lightning-aug-train"), ...]``) with warnings quiet and
-    Hydra's short errors; the result, whatever its exit code. An app runs in a fork of the session's
-    app server (``AppServer``) unless ``fresh`` (a new interpreter: for what measures start-up)."""
+    Hydra's short errors; the result, whatever its exit code. An app, ``python -m <module>`` or
+    ``python <script>.py`` runs in a fork of the session's app server (``AppServer``) unless ``fresh``
+    (a new interpreter: for what measures a start-up)."""
     # WANDB_SERVICE: a W&B service an in-process test started; a command starts its own
     inherited = {k: v for k, v in os.environ.items() if k != "WANDB_SERVICE"}
     base = {**inherited, "HYDRA_FULL_ERROR": "0", "PYTHONWARNINGS": "ignore"}
     environment = {**base, **env}
-    if not fresh and Path(args[0]).parent == BIN and Path(args[0]).name.startswith("lightning-aug-"):
+    app = Path(args[0]).parent == BIN and Path(args[0]).name.startswith("lightning-aug-")
+    python = args[0] == sys.executable and len(args) > 1 and (args[1] == "-m" or args[1].endswith(".py"))
+    if not fresh and (app or python):
         return AppServer.run(args, cwd, timeout, environment, base)
     return subprocess.run(
         args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=environment, check=False
