@@ -35,7 +35,7 @@ from lightning_aug.data.source import DatasetFactory, Source, Split, as_factory,
 from lightning_aug.data.splits import data_path
 from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.context import BatchContext, BatchTransformHost
-from lightning_aug.device.normalize import statistics
+from lightning_aug.device.normalize import model_memory_format, statistics
 from lightning_aug.device.protocol import BatchTransform
 from lightning_aug.device.stage import DeviceStage
 from lightning_aug.hparams import build, is_spec, saved_arguments
@@ -352,9 +352,9 @@ class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost):
         train: bool = False,
         dtype: torch.dtype | None = None,
     ) -> tuple[Tensor, Tensor]:
-        """The work after the transfer (:class:`~lightning_aug.device.stage.DeviceStage`), each batch
-        op given the batch's :class:`~lightning_aug.device.context.BatchContext`, in ``dtype`` (``None``:
-        :func:`compute_dtype`); preview and bench call it: they show and time what training does."""
+        """The work after the transfer (:class:`~lightning_aug.device.stage.DeviceStage`) with the batch's
+        :class:`~lightning_aug.device.context.BatchContext`, in ``dtype`` (``None``: :func:`compute_dtype`)
+        and the model's layout; preview and bench call it: they show and time what training does."""
         if not (isinstance(batch, (tuple, list)) and len(batch) in (2, 3)):
             got = type(batch).__name__
             raise TypeError(f"AugDataModule expects (images, labels) batches from its own loaders, got {got}")
@@ -365,8 +365,9 @@ class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost):
             self.batch_coordinates = (0, self._untrained_batches)
             self._untrained_batches += 1
         dtype = compute_dtype(trainer) if dtype is None else dtype
+        layout = model_memory_format(self.trainer.lightning_module) if self.trainer is not None else None
         if not (train or transforms):
-            return self.stage(batch[0], batch[1], dtype=dtype)
+            return self.stage(batch[0], batch[1], dtype=dtype, memory_format=layout)
         classes = self._num_classes or self._factory.num_classes
         epoch, index = self.batch_coordinates
         context = BatchContext(
@@ -374,7 +375,7 @@ class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost):
         )
         size = self.path.device_size(epoch) if train else None  # in memory: progressive resizing
         rng = context.generator(Stream.BATCH_OPS) if train else None
-        return self.stage(batch[0], batch[1], transforms, trainer, train, rng, dtype, size, context)
+        return self.stage(batch[0], batch[1], transforms, trainer, train, rng, dtype, size, context, layout)
 
     def report_skipped(self) -> None:
         """Warn about the unreadable files skipped in the current epoch (``skipped_files`` keeps all)."""

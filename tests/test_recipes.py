@@ -190,6 +190,81 @@ def test_the_device_stage_keeps_channels_last_and_todays_values() -> None:
             assert torch.equal(plain, kept) and torch.equal(soft, soft_kept), (stage_ops, mixed)
 
 
+def _aten_ops(run: Any) -> list[tuple[str, int]]:
+    """The aten ops ``run()`` dispatches, in order, with the elements of each one's output."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Record(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.ops: list[tuple[str, int]] = []
+
+        def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+            out = func(*args, **(kwargs or {}))
+            size = out.numel() if isinstance(out, Tensor) else 0
+            self.ops.append((str(func.overloadpacket.__name__), size))
+            return out
+
+    with Record() as record:
+        run()
+    return record.ops
+
+
+@pytest.mark.parametrize("stage_ops", ["none", "moves", "colour"])
+def test_the_device_stage_writes_the_models_layout_in_its_one_conversion(stage_ops: str) -> None:
+    """A channels_last uint8 batch (as the loaders stack it) comes out in the layout asked for, equal in
+    value whatever the layout, by the same ops: the uint8 -> float conversion is the only copy, and it
+    writes the layout (no extra pass for either)."""
+    rng = np.random.default_rng(0)
+    batch = torch.from_numpy(rng.integers(0, 256, (8, 24, 20, 3), dtype=np.uint8)).permute(0, 3, 1, 2)
+    ops = {"none": [], "moves": [RandomCrop(padding=2), HorizontalFlip()], "colour": [ColorJitter(0.4)]}
+    stage = DeviceStage((0.5, 0.4, 0.3), (0.2, 0.25, 0.3), ops[stage_ops])
+    stage(batch, torch.zeros(8), (), None, True, np.random.default_rng(3))  # its affine, made once
+    out, recorded = {}, {}
+    for layout in (torch.contiguous_format, torch.channels_last):
+
+        def run(layout: torch.memory_format = layout) -> None:
+            out[layout] = stage(
+                batch, torch.zeros(8), (), None, True, np.random.default_rng(3), memory_format=layout
+            )[0]
+
+        recorded[layout] = _aten_ops(run)
+    assert out[torch.contiguous_format].is_contiguous()
+    last = out[torch.channels_last]
+    assert last.is_contiguous(memory_format=torch.channels_last) and not last.is_contiguous()
+    assert torch.equal(out[torch.contiguous_format], last)
+    assert recorded[torch.contiguous_format] == recorded[torch.channels_last]
+    copying = ("_to_copy", "copy_", "clone", "contiguous", "empty_like")
+    whole = [op for op, size in recorded[torch.channels_last] if op in copying and size >= last.numel()]
+    assert whole == ["_to_copy"], recorded[torch.channels_last]  # the batch copied once, converting
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_fit_gives_the_model_its_own_layout(channels_last: bool) -> None:
+    """On a CPU trainer the batches follow the model: a model left contiguous (a user's, or the apps'
+    ``model.channels_last=auto`` off a GPU) gets contiguous batches, in training and validation; one
+    converted to channels_last gets channels_last batches."""
+
+    class Layouts(ImageClassifier):
+        def __init__(self) -> None:
+            super().__init__(num_classes=10, width=8)
+            self.layouts: set[tuple[str, bool]] = set()
+
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            self.layouts.add(("train", batch[0].is_contiguous()))
+            return super().training_step(batch, batch_idx)
+
+        def validation_step(self, batch: Any, batch_idx: int) -> Any:
+            self.layouts.add(("val", batch[0].is_contiguous()))
+            return super().validation_step(batch, batch_idx)
+
+    model = Layouts()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    tiny_trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=1).fit(model, _shapes_dm())
+    assert model.layouts == {("train", not channels_last), ("val", not channels_last)}
+
+
 def test_the_loaders_stack_hwc_arrays_into_channels_last_batches(tmp_path: Path) -> None:
     samples = [(torch.from_numpy(np.full((6, 5, 3), i, np.uint8)).permute(2, 0, 1), i) for i in range(4)]
     images, labels = collate_uint8(samples)

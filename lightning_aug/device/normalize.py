@@ -76,8 +76,39 @@ def normalization_affine(
     return (1.0 / (max_value * s)).to(device, dtype), (m / s).to(device, dtype)
 
 
-def normalize_uint8(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
-    """uint8 ``(N, C, H, W)`` images to normalised float ``images * scale - shift`` in one new buffer.
+def model_memory_format(module: torch.nn.Module | None) -> torch.memory_format | None:
+    """The memory layout a model takes its batches in: ``torch.channels_last`` where its first 4-d
+    weight of unambiguous layout (the stem convolution) is channels_last (a model converted with
+    ``model.to(memory_format=torch.channels_last)``: the apps' ``model.channels_last``, ``auto`` on GPU
+    trainers), ``torch.contiguous_format`` for any other model (a contiguous model's convolutions run
+    slower on channels_last input; a flattening model would copy it); ``None`` without a model.
+
+    Example::
+
+        >>> conv = torch.nn.Conv2d(3, 8, 3)
+        >>> model_memory_format(conv)
+        torch.contiguous_format
+        >>> model_memory_format(conv.to(memory_format=torch.channels_last))
+        torch.channels_last
+        >>> model_memory_format(torch.nn.Linear(4, 2))
+        torch.contiguous_format
+    """
+    if module is None:
+        return None
+    for parameter in module.parameters():
+        if parameter.ndim == 4:
+            last = parameter.is_contiguous(memory_format=torch.channels_last)
+            if last != parameter.is_contiguous():  # a 1x1 or one-channel weight is both: look further
+                return torch.channels_last if last else torch.contiguous_format
+    return torch.contiguous_format
+
+
+def normalize_uint8(
+    images: Tensor, scale: Tensor, shift: Tensor, memory_format: torch.memory_format | None = None
+) -> Tensor:
+    """uint8 ``(N, C, H, W)`` images to normalised float ``images * scale - shift`` in one new buffer,
+    laid out in ``memory_format`` (``None``: the images' own); the conversion writes that layout, so a
+    change of layout costs no extra pass.
 
     Example::
 
@@ -94,7 +125,9 @@ def normalize_uint8(images: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
         raise ValueError(f"mean/std have {scale.shape[0]} channels, the images {images.shape[1]}")
     # measured (lightning-aug-bench, CPU): convert then two in-place passes beats a single mixed-dtype
     # addcmul (24 ms against 40 ms for (64, 3, 224, 224)), whose uint8->float promotion is slow
-    return images.to(scale.dtype).mul_(scale).sub_(shift)
+    if memory_format is None:
+        return images.to(scale.dtype).mul_(scale).sub_(shift)
+    return images.to(dtype=scale.dtype, memory_format=memory_format).mul_(scale).sub_(shift)
 
 
 def to_device(host: np.ndarray, device: torch.device) -> Tensor:

@@ -2,8 +2,10 @@
 
 uint8 ``(N, C, H, W)`` batch -> float32, the device-batched ops (training batches only) ->
 normalised with ``mean``/``std`` -> the ``BatchTransform`` callbacks in order (training batches only)
--> the dtype the model computes in (``bf16-true``: bfloat16). The batch's memory layout (channels_last
-from the loaders) is kept throughout.
+-> the dtype the model computes in (``bf16-true``: bfloat16). The float batch is written in the memory
+layout the model takes (``memory_format``: channels_last for a channels_last model, contiguous
+otherwise; :func:`~lightning_aug.device.normalize.model_memory_format`) by the uint8 -> float
+conversion itself, so either layout costs no extra copy; without one, the loaders' channels_last is kept.
 """
 
 from __future__ import annotations
@@ -49,17 +51,21 @@ class DeviceStage:
             )
         return affine
 
-    def normalize(self, images: Tensor) -> Tensor:
-        """uint8 ``(N, C, H, W)`` batch to normalised float32 on the batch's device."""
-        return normalize_uint8(images, *self._affine_on(images.device, 255.0))
+    def normalize(self, images: Tensor, memory_format: torch.memory_format | None = None) -> Tensor:
+        """uint8 ``(N, C, H, W)`` batch to normalised float32 on the batch's device, in
+        ``memory_format`` (``None``: the batch's)."""
+        return normalize_uint8(images, *self._affine_on(images.device, 255.0), memory_format)
 
-    def augment(self, images: Tensor, rng: np.random.Generator) -> Tensor:
-        """The ops on a uint8 batch (parameters drawn from ``rng``), then normalised. The leading ops
-        that only move pixels (crops, flips) run on the uint8 batch on the CPU (a quarter of the bytes
-        of floats), and as one ``grid_sample`` of the float batch elsewhere (a few launches whatever
-        the batch size); the other ops on floats in [0, 1]."""
+    def augment(
+        self, images: Tensor, rng: np.random.Generator, memory_format: torch.memory_format | None = None
+    ) -> Tensor:
+        """The ops on a uint8 batch (parameters drawn from ``rng``), then normalised, in
+        ``memory_format`` (``None``: the batch's). The leading ops that only move pixels (crops, flips)
+        run on the uint8 batch on the CPU (a quarter of the bytes of floats), and as one
+        ``grid_sample`` of the float batch elsewhere (a few launches whatever the batch size); the
+        other ops on floats in [0, 1]."""
         ops = self.ops
-        layout = memory_format_of(images)
+        layout = memory_format or memory_format_of(images)
         n, _, height, width = images.shape
         params = sample_ops(ops, n, height, width, rng)
         moving = next((i for i, op in enumerate(ops) if not op.moves_pixels_only), len(ops))
@@ -68,9 +74,10 @@ class DeviceStage:
             x, on_255 = done
         else:  # the CPU: the moves on uint8, then floats
             images = apply_ops(images, ops[:moving], params[:moving])
-            if moving == len(ops):  # in the batch's layout: a uint8 copy if the moves changed it
-                return self.normalize(images.contiguous(memory_format=layout))
-            x = apply_ops(images.to(torch.float32).mul_(1.0 / 255.0), ops[moving:], params[moving:])
+            if moving == len(ops):  # the conversion writes the layout, whatever the moves left
+                return self.normalize(images, layout)
+            floats = images.to(dtype=torch.float32, memory_format=layout).mul_(1.0 / 255.0)
+            x = apply_ops(floats, ops[moving:], params[moving:])
             on_255 = False
         scale, shift = self._affine_on(x.device, 255.0 if on_255 else 1.0)
         if memory_format_of(x) == layout:
@@ -89,21 +96,23 @@ class DeviceStage:
         dtype: torch.dtype = torch.float32,
         size: int | None = None,
         context: BatchContext | None = None,
+        memory_format: torch.memory_format | None = None,
     ) -> tuple[Tensor, Any]:
         """Training batches (``train``): the ops (parameters from ``rng``; ``None``: a generator seeded
         with 0) and normalisation, then ``transforms`` in order; other batches: normalisation only.
         Computed in float32; the images and floating targets (mixup's soft targets) are then given
         in ``dtype`` (one cast, none for float32). ``size``: the images are resized to ``size`` x
         ``size`` before the transforms where they are not (progressive resizing of in-memory data).
+        ``memory_format``: the layout the model takes (``None``: the batch's own).
 
         Each transform is given the pixels it declares (its ``pixels``: normalised, or in [0, 1] and
         normalised again after it) and, where the batch's ``context`` is given, that context
         (:meth:`~lightning_aug.device.protocol.BatchTransform.transform_in_context`); otherwise
         ``trainer`` (``transform_batch``)."""
         if train and self.ops:
-            images = self.augment(images, rng if rng is not None else np.random.default_rng(0))
+            images = self.augment(images, rng if rng is not None else np.random.default_rng(0), memory_format)
         else:
-            images = self.normalize(images)
+            images = self.normalize(images, memory_format)
         if size is not None and tuple(images.shape[-2:]) != (size, size):
             images = torch.nn.functional.interpolate(
                 images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
