@@ -174,3 +174,33 @@ def test_streaming_bench_writes_its_rows(tmp_path: Path) -> None:
     }
     rates = [row["img/s"] for name, row in rows.items() if name not in mixing]
     assert rows["prepare, 1 worker(s)"]["images"] == 90 and all(rate > 0 for rate in rates)
+
+
+def test_the_gpu_bench_says_its_plan_here_and_runs_its_parts_on_the_cpu(tmp_path: Path) -> None:
+    """``python -m lightning_aug.bench.gpu`` on a machine without CUDA prints what it would run and exits
+    0; ``--device cpu`` runs every part but the GPU tests (small sizes here) and writes JSON + PNG with
+    ours and each baseline measured, and their launches."""
+    import sys
+
+    import torch
+
+    plan = run_command([sys.executable, "-m", "lightning_aug.bench.gpu", "--output-dir", str(tmp_path)])
+    assert plan.returncode == 0, plan.stderr[-3000:]
+    if not torch.cuda.is_available():
+        assert "pytest -m gpu" in plan.stdout and "no CUDA device here: nothing run" in plan.stdout
+        assert not (tmp_path / "gpu_bench.json").exists()
+    small = ["--batch", "8", "--size", "32", "--repeats", "2", "--images", "32", "--loader-batch", "16"]
+    gpu_bench = [sys.executable, "-m", "lightning_aug.bench.gpu", "--device", "cpu", "--workers", "0"]
+    result = run_command([*gpu_bench, *small, "--output-dir", str(tmp_path / "cpu")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "cpu" / "gpu_bench.json").read_text())
+    assert (tmp_path / "cpu" / "gpu_bench.png").stat().st_size > 0
+    assert report["tests"] == {"ran": False, "why": "they need CUDA"}
+    stage = {row["case"].split(":")[0].split(" on ")[0]: row for row in report["device_stage"]}
+    assert {"ours", "torchvision v2"} <= set(stage) and all(
+        r["ms"] > 0 and r["launches"] > 0 for r in stage.values()
+    )
+    mixup = {row["case"]: row for row in report["mixup"]}
+    for case in ("ours batch mixup [chunked]", "timm-style batch mixup", "torchvision v2 MixUp"):
+        assert mixup[case]["ms"] > 0 and mixup[case]["launches"] > 0
+    assert report["photographs"]["images"] >= 32 and report["photographs"]["img_s"] > 0
