@@ -204,3 +204,22 @@ def test_the_gpu_bench_says_its_plan_here_and_runs_its_parts_on_the_cpu(tmp_path
     for case in ("ours batch mixup [chunked]", "timm-style batch mixup", "torchvision v2 MixUp"):
         assert mixup[case]["ms"] > 0 and mixup[case]["launches"] > 0
     assert report["photographs"]["images"] >= 32 and report["photographs"]["img_s"] > 0
+
+
+def test_the_end_to_end_bench_trains_the_same_recipe_with_timms_pipeline_and_ours(tmp_path: Path) -> None:
+    """``python -m lightning_aug.bench.e2e`` (tiny here: 4 photographs a class, one epoch, 32 px) fits
+    the same model both ways and reports each fit's seconds and accuracy, and the ratio."""
+    import sys
+
+    pytest.importorskip("timm")
+    pytest.importorskip("skimage")
+    tiny = ["--per-class", "8", "--val-per-class", "2", "--size", "32", "--epochs", "1", "--workers", "0"]
+    command = [sys.executable, "-m", "lightning_aug.bench.e2e", *tiny, "--root", str(tmp_path / "photos")]
+    result = run_command([*command, "--json", str(tmp_path / "e2e.json")])
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "e2e.json").read_text())
+    assert report["images"] == {"train": 72, "val": 18} and report["size"] == 32
+    for name in ("timm", "lightning_aug"):
+        assert report[name]["seconds"] > 0 and 0.0 <= report[name]["val_acc"] <= 1.0
+    assert report["speedup"] == round(report["timm"]["seconds"] / report["lightning_aug"]["seconds"], 3)
+    assert "x timm's pipeline" in result.stdout

@@ -29,6 +29,7 @@ tests on the CPU at the sizes given (the tests of this module do, at small sizes
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import platform
 import re
@@ -71,6 +72,8 @@ def _gpu_tests(timeout: float) -> dict[str, Any]:
         return {"ran": False, "why": "no tests folder next to the package (run from a checkout)"}
     start = time.perf_counter()
     command = [sys.executable, "-m", "pytest", "-m", "gpu", "-q", "-p", "no:cacheprovider", str(folder)]
+    if importlib.util.find_spec("xdist") is not None:  # the checkout's -n auto: in one process here
+        command[3:3] = ["-n", "0"]
     try:
         done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
