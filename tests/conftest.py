@@ -4,6 +4,7 @@ data path."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,20 @@ from lightning.pytorch import Trainer
 
 from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
 from lightning_aug.data.datasets import SyntheticShapes
+
+
+def _threads_per_worker() -> None:
+    """Under pytest-xdist (the test command runs ``-n auto``), each worker computes with its share of
+    the cores, and so do the apps and scripts it starts (``OMP_NUM_THREADS``): two workers each
+    spinning two OpenMP threads on two cores ran an app 10x slower."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if workers > 1:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        os.environ["OMP_NUM_THREADS"] = str(threads)
+        torch.set_num_threads(threads)
+
+
+_threads_per_worker()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -99,4 +114,6 @@ def digit_tars(digits: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def digits_recipe(tmp_path_factory: pytest.TempPathFactory) -> DigitsRecipe:
-    return DigitsRecipe(tmp_path_factory.mktemp("recipe"))
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if "PYTEST_XDIST_WORKER" in os.environ else base  # one for all workers
+    return DigitsRecipe(tmp_path_factory.mktemp("recipe"), shared / "digits_recipe")

@@ -513,8 +513,9 @@ def fit_digits(factory: Any, seed: int) -> float:
 
 class DigitsRecipe:
     """One seeded recipe of the train app (``augment=auto``, 8 epochs, batches of 64, 2 workers, seed
-    0) on the digits, by data path; each path is trained once per test session, whichever tests ask for
-    it, and gives its validation accuracy."""
+    0) on the digits, by data path; each path is trained once per test run, whichever tests (and
+    whichever pytest-xdist workers: the results are kept in ``shared``, under a file lock) ask for it,
+    and gives its validation accuracy."""
 
     EPOCHS = 8
     ARGS = (
@@ -525,16 +526,21 @@ class DigitsRecipe:
         "+trainer.enable_progress_bar=false",
     )
 
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.accuracy: dict[str, float] = {}
+    def __init__(self, folder: Path, shared: Path) -> None:
+        self.folder, self.shared = folder, shared
+        shared.mkdir(parents=True, exist_ok=True)
 
     def app(self, name: str, *data: str) -> float:
         """The validation accuracy of the recipe run by the train app on ``data`` (its overrides)."""
-        if name not in self.accuracy:
-            run = self.folder / name.replace(" ", "_")
-            result = run_app("train", *data, *self.ARGS, f"hydra.run.dir={run}", cwd=self.folder)
-            assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
-            assert "augment=auto: cifar_tv at 32x32" in result.stdout + result.stderr, name
-            self.accuracy[name] = json.loads((run / "metrics.json").read_text())["val/acc"]
-        return self.accuracy[name]
+        from filelock import FileLock
+
+        key = name.replace(" ", "_")
+        with FileLock(str(self.shared / f"{key}.lock")):
+            known = self.shared / f"{key}.json"
+            if not known.exists():
+                run = self.folder / key
+                result = run_app("train", *data, *self.ARGS, f"hydra.run.dir={run}", cwd=self.folder)
+                assert result.returncode == 0, f"{name}: {result.stderr[-3000:]}"
+                assert "augment=auto: cifar_tv at 32x32" in result.stdout + result.stderr, name
+                known.write_text((run / "metrics.json").read_text())
+            return float(json.loads(known.read_text())["val/acc"])

@@ -187,7 +187,10 @@ def test_the_device_stage_keeps_channels_last_and_todays_values() -> None:
                 outputs.append(stage(images, targets, transforms, None, True, rng_batch))
             (plain, soft), (kept, soft_kept) = outputs
             assert kept.is_contiguous(memory_format=torch.channels_last) and not kept.is_contiguous()
-            assert torch.equal(plain, kept) and torch.equal(soft, soft_kept), (stage_ops, mixed)
+            # equal up to float rounding: a reduction (the jitter's means) may sum in another order
+            # in another layout (one thread does)
+            torch.testing.assert_close(plain, kept, rtol=0, atol=1e-5, msg=str((stage_ops, mixed)))
+            assert torch.equal(soft, soft_kept), (stage_ops, mixed)
 
 
 def _aten_ops(run: Any) -> list[tuple[str, int]]:
