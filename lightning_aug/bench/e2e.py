@@ -96,7 +96,13 @@ class _TimmData:
 
         class TimmData(LightningDataModule):
             def _loader(self, split: str, train: bool) -> Any:
-                transform = create_transform(owner.size, is_training=train, color_jitter=None, crop_pct=0.875)
+                # color_jitter=None: no jitter (timm takes None, its annotation says float)
+                transform = create_transform(
+                    owner.size,
+                    is_training=train,
+                    color_jitter=None,  # type: ignore[arg-type]
+                    crop_pct=0.875,
+                )
                 dataset = ImageDataset(str(owner.photos.path / split), transform=transform)
                 return torch.utils.data.DataLoader(
                     dataset,
