@@ -61,9 +61,11 @@ def _ours(photos: Any, size: int, epochs: int, workers: int) -> dict[str, Any]:
     import albumentations as A
     from lightning.pytorch import seed_everything
 
-    from lightning_aug import AugDataModule, LoaderSettings, MixupCallback
     from lightning_aug.data.datasets import ImageFolder
+    from lightning_aug.data.loader import LoaderSettings
     from lightning_aug.data.transforms import RandomResizedCrop
+    from lightning_aug.datamodule import AugDataModule
+    from lightning_aug.device.mixing import MixupCallback
 
     seed_everything(0, workers=False)
     datamodule = AugDataModule(
