@@ -80,7 +80,36 @@ def timm_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Modu
     if not pretrained:
         return cast(nn.Module, timm.create_model(name, num_classes=num_classes))
     with _downloading(f"timm's pretrained weights of {name}", "HF_HOME"):
+        _check_hub_reachable(name)
         return cast(nn.Module, timm.create_model(name, pretrained=True, num_classes=num_classes))
+
+
+def _check_hub_reachable(name: str) -> None:
+    """Where timm would fetch ``name``'s weights from the Hugging Face Hub and they are not cached, one
+    request to the Hub, no retries (huggingface_hub retries a refused connection for about a minute,
+    logging each try).
+
+    Raises:
+        ConnectionError: the Hub cannot be reached (through the environment's proxies).
+    """
+    from huggingface_hub import constants, try_to_load_from_cache
+    from timm.models import get_pretrained_cfg
+
+    config = get_pretrained_cfg(name)
+    repo = getattr(config, "hf_hub_id", None) if config is not None else None
+    if not repo or constants.HF_HUB_OFFLINE:  # weights by URL, or the user's offline mode: timm's way
+        return
+    files = ("model.safetensors", "pytorch_model.bin", "open_clip_pytorch_model.bin")
+    if any(isinstance(try_to_load_from_cache(repo, file), str) for file in files):
+        return
+    import httpx
+
+    try:
+        httpx.head(constants.ENDPOINT, timeout=10.0)
+    except httpx.HTTPError as err:  # refused, timed out, a proxy's refusal
+        raise ConnectionError(
+            f"{constants.ENDPOINT} cannot be reached ({type(err).__name__}: {err})"
+        ) from err
 
 
 @contextmanager

@@ -155,3 +155,25 @@ def test_pretrained_weights_without_network_are_one_line_naming_the_way_out(tmp_
         "lightning-aug-train: download error: cannot download the pretrained weights of resnet18"
     )
     assert "model.pretrained=false" in line and "$TORCH_HOME" in line
+
+
+def test_timm_pretrained_weights_without_network_are_one_line_without_the_hubs_retries(
+    tmp_path: Path,
+) -> None:
+    """huggingface_hub retried a refused connection for about a minute, logging each try, before the
+    error: now one request finds the Hub unreachable (the weights not cached), and the app says so in
+    one line, warnings on (albumentations' update check is off in the apps)."""
+    pytest.importorskip("timm")
+    args = ["model=timm", "model.name=resnet18", "model.pretrained=true", "debug=fdr"]
+    result = run_app(
+        "train",
+        *args,
+        f"hydra.run.dir={tmp_path / 'run'}",
+        cwd=tmp_path,
+        HF_HOME=str(tmp_path / "hf"),
+        PYTHONWARNINGS="default",
+        **OFFLINE,
+    )
+    line = one_error_line(result)
+    assert line.startswith("lightning-aug-train: download error: cannot download timm's pretrained weights")
+    assert "huggingface.co cannot be reached" in line and "model.pretrained=false" in line

@@ -4,7 +4,12 @@ The app modules import torch and Lightning only inside their functions, so that 
 (``--help``, ``--cfg``, a bad override) answers without that start-up cost.
 """
 
+import os
 from typing import Any
+
+# albumentations asks PyPI for a newer version when imported: a network request from a training app,
+# and two warning lines before any error when offline. The apps do not ask (a user's own setting wins).
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
 CONFIG_PATH = "pkg://lightning_aug.conf"
 
