@@ -51,10 +51,11 @@ def _trainer(epochs: int, callbacks: list[Any]) -> Any:
     )
 
 
-def _model(num_classes: int) -> Any:
+def _model(num_classes: int, cls: Any = None) -> Any:
+    """The one model of both runs: ``cls`` (``ImageClassifier`` or a subclass of it) as a timm resnet18."""
     from lightning_aug.models import ImageClassifier
 
-    return ImageClassifier(num_classes=num_classes, arch="timm", name="resnet18", lr=3e-3)
+    return (cls or ImageClassifier)(num_classes=num_classes, arch="timm", name="resnet18", lr=3e-3)
 
 
 def _ours(photos: Any, size: int, epochs: int, workers: int) -> dict[str, Any]:
@@ -83,45 +84,34 @@ def _ours(photos: Any, size: int, epochs: int, workers: int) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - start, "val_acc": float(trainer.callback_metrics["val/acc"])}
 
 
-class _TimmData:
+def _timm_data(photos: Any, size: int, workers: int) -> Any:
     """timm's data pipeline as a LightningDataModule: ``ImageDataset`` + ``create_transform`` (PIL)."""
+    import torch
+    from lightning.pytorch import LightningDataModule
+    from timm.data import ImageDataset, create_transform
 
-    def __init__(self, photos: Any, size: int, workers: int) -> None:
-        self.photos, self.size, self.workers = photos, size, workers
+    def loader(split: str, train: bool) -> Any:
+        # color_jitter=None: no jitter (timm takes None, its annotation says float)
+        transform = create_transform(
+            size,
+            is_training=train,
+            color_jitter=None,  # type: ignore[arg-type]
+            crop_pct=0.875,
+        )
+        dataset = ImageDataset(str(photos.path / split), transform=transform)
+        return torch.utils.data.DataLoader(
+            dataset,
+            batch_size=64,
+            shuffle=train,
+            drop_last=train,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+        )
 
-    def module(self) -> Any:
-        import torch
-        from lightning.pytorch import LightningDataModule
-        from timm.data import ImageDataset, create_transform
-
-        owner = self
-
-        class TimmData(LightningDataModule):
-            def _loader(self, split: str, train: bool) -> Any:
-                # color_jitter=None: no jitter (timm takes None, its annotation says float)
-                transform = create_transform(
-                    owner.size,
-                    is_training=train,
-                    color_jitter=None,  # type: ignore[arg-type]
-                    crop_pct=0.875,
-                )
-                dataset = ImageDataset(str(owner.photos.path / split), transform=transform)
-                return torch.utils.data.DataLoader(
-                    dataset,
-                    batch_size=64,
-                    shuffle=train,
-                    drop_last=train,
-                    num_workers=owner.workers,
-                    persistent_workers=owner.workers > 0,
-                )
-
-            def train_dataloader(self) -> Any:
-                return self._loader("train", True)
-
-            def val_dataloader(self) -> Any:
-                return self._loader("val", False)
-
-        return TimmData()
+    data = LightningDataModule()
+    data.train_dataloader = lambda: loader("train", True)  # type: ignore[method-assign]
+    data.val_dataloader = lambda: loader("val", False)  # type: ignore[method-assign]
+    return data
 
 
 def _timm(photos: Any, size: int, epochs: int, workers: int) -> dict[str, Any]:
@@ -140,10 +130,10 @@ def _timm(photos: Any, size: int, epochs: int, workers: int) -> dict[str, Any]:
             images, labels = batch
             return super().training_step(mixup(images, labels), batch_idx)
 
-    model = MixedInTheStep(num_classes=photos.num_classes, arch="timm", name="resnet18", lr=3e-3)
+    model = _model(photos.num_classes, MixedInTheStep)
     trainer = _trainer(epochs, [])
     start = time.perf_counter()
-    trainer.fit(model, _TimmData(photos, size, workers).module())
+    trainer.fit(model, _timm_data(photos, size, workers))
     return {"seconds": time.perf_counter() - start, "val_acc": float(trainer.callback_metrics["val/acc"])}
 
 

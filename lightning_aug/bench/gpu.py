@@ -95,14 +95,13 @@ def _launches(fn: Callable[[], Any], device: Any) -> int:
 
     if device.type != "cuda":
         return count_ops(fn)
+    import torch
     from torch.profiler import ProfilerActivity, profile
 
     from lightning_aug._stdio import quiet_stderr
 
     with quiet_stderr(), profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         fn()
-        import torch
-
         torch.cuda.synchronize(device)
     return sum(1 for event in prof.events() if event.device_type.name == "CUDA")
 
