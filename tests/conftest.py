@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import DigitsRecipe, RepeatedImageFactory, digits_folder, write_webdataset
+from helpers import DIGITS_SIZE, DigitsRecipe, RepeatedImageFactory, digits_folder, write_webdataset
 from lightning.pytorch import Trainer
 
 from lightning_aug import AugDataModule, ImageClassifier, LoaderSettings
@@ -90,9 +90,9 @@ def real_checkpoint(tmp_path_factory: pytest.TempPathFactory, small_shapes: Any)
 
 @pytest.fixture(scope="session")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """scikit-learn's digits as a class-sorted folder of 32x32 PNGs (train/<digit>, val/<digit>); the
-    tests read it, none writes into it."""
-    return digits_folder(tmp_path_factory.mktemp("digits") / "digits")
+    """scikit-learn's digits as a class-sorted folder of ``DIGITS_SIZE`` PNGs (train/<digit>,
+    val/<digit>); the tests read it, none writes into it."""
+    return digits_folder(tmp_path_factory.mktemp("digits") / "digits", size=DIGITS_SIZE)
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import torch
-from helpers import DDP_ON_CPU, Recorder, run_app, tiny_trainer
+from helpers import DDP_ON_CPU, DIGITS_SIZE, Recorder, run_app, tiny_trainer
 from lightning.pytorch import Callback, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from torchvision.transforms import v2
@@ -55,7 +55,7 @@ def _datamodule(digits: Path, workers: int, in_memory: bool) -> AugDataModule:
         )
     return AugDataModule(
         ImageFolder(digits),
-        train_transforms=[v2.RandomCrop(32, padding=2), v2.RandomHorizontalFlip()],
+        train_transforms=[v2.RandomCrop(DIGITS_SIZE, padding=2), v2.RandomHorizontalFlip()],
         loader=loader,
         seed=3,
     )
@@ -146,8 +146,7 @@ def test_two_ddp_processes_resumed_mid_epoch_train_on_the_uninterrupted_batches(
     mixup) from step 10 on."""
     common = [
         "data=imagefolder",
-        f"data.root={digits}",
-        "augment=cifar_tv",
+        f"data.root={digits}",  # augment=auto: cifar_tv at the digits' size
         "mixup=mixup_cutmix",
         *DDP_ON_CPU,
         "loader.batch_size=16",

@@ -17,6 +17,7 @@ import pytest
 import torch
 from helpers import (
     DDP_ON_CPU,
+    DIGITS_SIZE,
     Recorder,
     one_error_line,
     photo_folder,
@@ -229,7 +230,7 @@ def test_hugging_face_errors_name_the_columns_and_splits(digits: Path, tmp_path:
     factory = HuggingFace(str(path))
     assert factory.classes == [str(d) for d in range(10)] and factory("test") is None
     image, label = factory("val")[0]
-    assert image.shape == (32, 32, 3) and 0 <= label < 10
+    assert image.shape == (DIGITS_SIZE, DIGITS_SIZE, 3) and 0 <= label < 10
 
 
 class DictItems:
@@ -401,7 +402,7 @@ def test_resume_mid_epoch_with_each_sampler(digits: Path, tmp_path: Path, sample
     def run(resume: Path | None = None, kill: bool = False) -> Recorder:
         datamodule = AugDataModule(
             FileList(listed, split_column="split"),
-            train_transforms=[v2.RandomCrop(32, padding=2)],
+            train_transforms=[v2.RandomCrop(DIGITS_SIZE, padding=2)],
             sampler=sampler,  # type: ignore[arg-type]
             num_aug_repeats=repeats,
             loader=LoaderSettings(batch_size=32, num_workers=2, persistent_workers=False),

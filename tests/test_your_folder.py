@@ -12,7 +12,15 @@ from typing import Any
 
 import pytest
 import yaml
-from helpers import DigitsRecipe, one_error_line, photo_folder, run_app, run_command, write_image_folder
+from helpers import (
+    DIGITS_SIZE,
+    DigitsRecipe,
+    one_error_line,
+    photo_folder,
+    run_app,
+    run_command,
+    write_image_folder,
+)
 
 from lightning_aug import AugDataModule, LoaderSettings
 from lightning_aug.data.datasets import ImageFolder
@@ -25,11 +33,11 @@ def photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return photo_folder(tmp_path_factory.mktemp("photos") / "photos")
 
 
-def _train(tmp_path: Path, *args: str) -> Any:
+def _train(tmp_path: Path, *args: str, epochs: int = 1) -> Any:
     return run_app(
         "train",
         *args,
-        "trainer.max_epochs=1",
+        f"trainer.max_epochs={epochs}",
         "+trainer.enable_progress_bar=false",
         "loader.batch_size=32",
         f"hydra.run.dir={tmp_path / 'run'}",
@@ -42,13 +50,18 @@ def test_a_same_size_png_folder_trains_with_the_default_augment_and_with_none(
     digits: Path, tmp_path: Path, augment: str | None
 ) -> None:
     result = _train(
-        tmp_path, "data=imagefolder", f"data.root={digits}", *([f"augment={augment}"] if augment else [])
+        tmp_path,
+        "data=imagefolder",
+        f"data.root={digits}",
+        *([f"augment={augment}"] if augment else []),
+        epochs=2,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert metrics["val/acc"] > 0.5
     if augment is None:
-        assert "augment=auto: cifar_tv at 32x32 (the 64 images sampled" in result.stderr + result.stdout
+        said = f"augment=auto: cifar_tv at {DIGITS_SIZE}x{DIGITS_SIZE} (the 64 images sampled"
+        assert said in result.stderr + result.stdout
 
 
 @pytest.mark.slow
@@ -250,7 +263,7 @@ def _python(digits: Path) -> float:
     seed_everything(0, workers=False)
     datamodule = AugDataModule(
         ImageFolder(digits),
-        train_transforms=[v2.RandomCrop(32, padding=4), v2.RandomHorizontalFlip()],
+        train_transforms=[v2.RandomCrop(DIGITS_SIZE, padding=4), v2.RandomHorizontalFlip()],
         loader=LoaderSettings(batch_size=64, num_workers=2),
         seed=0,
     )
@@ -286,7 +299,7 @@ def _lightning_cli(digits: Path, tmp_path: Path) -> float:
             "train_transforms": [
                 {
                     "class_path": "torchvision.transforms.v2.RandomCrop",
-                    "init_args": {"size": 32, "padding": 4},
+                    "init_args": {"size": DIGITS_SIZE, "padding": 4},
                 },
                 {"class_path": "torchvision.transforms.v2.RandomHorizontalFlip"},
             ],
