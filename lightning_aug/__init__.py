@@ -19,10 +19,12 @@ if TYPE_CHECKING:
     from lightning_aug.device.mixing import MixupCallback
     from lightning_aug.device.protocol import BatchTransform
     from lightning_aug.models import ImageClassifier
+    from lightning_aug.monitor import DataStallMonitor
 
 _EXPORTS = {
     "AugDataModule": "lightning_aug.datamodule",
     "BatchTransform": "lightning_aug.device.protocol",
+    "DataStallMonitor": "lightning_aug.monitor",
     "ImageClassifier": "lightning_aug.models",
     "LoaderSettings": "lightning_aug.data.loader",
     "MixupCallback": "lightning_aug.device.mixing",
@@ -32,6 +34,7 @@ _EXPORTS = {
 __all__ = [
     "AugDataModule",
     "BatchTransform",
+    "DataStallMonitor",
     "ImageClassifier",
     "LoaderSettings",
     "MixupCallback",

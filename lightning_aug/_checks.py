@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal, overload
 
 __all__ = ["check_bool", "check_fraction", "check_int", "check_key", "check_prob", "check_stats", "describe"]
 
@@ -14,6 +14,14 @@ def check_bool(name: str, value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be a bool, got {value!r}")
     return value
+
+
+@overload
+def check_int(name: str, value: Any, minimum: int, *, optional: Literal[False] = False) -> int: ...
+
+
+@overload
+def check_int(name: str, value: Any, minimum: int, *, optional: bool) -> int | None: ...
 
 
 def check_int(name: str, value: Any, minimum: int, *, optional: bool = False) -> int | None:

@@ -37,7 +37,7 @@ from lightning_aug.device.augment import DeviceOp, check_ops
 from lightning_aug.device.context import BatchContext, BatchTransformHost
 from lightning_aug.device.normalize import model_memory_format, statistics
 from lightning_aug.device.protocol import BatchTransform
-from lightning_aug.device.stage import DeviceStage
+from lightning_aug.device.stage import DeviceStage, StageHost
 from lightning_aug.hparams import build, is_spec, saved_arguments
 from lightning_aug.seeding import Stream, resolve_run_seed
 from lightning_aug.trust import TrustedLoading
@@ -95,7 +95,7 @@ _NO_PREDICT = (
 )
 
 
-class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost):
+class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost, StageHost):
     """A ``LightningDataModule`` built from configuration that keeps per-pixel float work on the device.
 
     Data flow: the dataset factory's ``(image, label)`` samples pass through the train or eval
@@ -290,8 +290,8 @@ class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost):
             rank=self._rank,
             sampler=sampler,
         )
-        if train and sampler is not None:
-            made.position = self._train_position
+        if train and sampler is not None:  # the stage's clock, if any, times the waits for batches
+            made.position, made.fetch_clock = self._train_position, self.stage.clock
         return made
 
     def _train_position(self) -> dict[str, int]:

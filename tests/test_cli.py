@@ -201,7 +201,7 @@ def test_every_option_composes_and_instantiates(
     elif group == "callbacks":
         built = [instantiate(v) for v in cfg.callbacks.values()]
         assert all(isinstance(c, Callback) for c in built)
-        assert len(built) == {"none": 0, "default": 1, "ema": 2}[option]
+        assert len(built) == {"none": 0, "default": 1, "ema": 2, "data_stall": 2}[option]
     elif group == "logger":
         built = build_loggers(cfg) or []
         assert all(isinstance(lg, Logger) for lg in built) and len(built) == (option != "none")

@@ -3,8 +3,8 @@ no module over 450 lines, and ``AugDataModule`` a composer of at most 300 lines.
 
 Layers, lowest first: the base (``_checks``, ``errors``, ``seeding``, ``secrets``, ``hparams``,
 ``trust``, ``targets``); ``data`` and ``device`` (neither imports the other); ``presets``,
-``datamodule``, ``models`` and ``consistency``; the apps (``cli``, ``bench``, their config tree ``conf``);
-the package's public names.
+``datamodule``, ``models``, ``consistency`` and ``monitor``; the apps (``cli``, ``bench``, their
+config tree ``conf``); the package's public names.
 Imports inside functions count: a lazy import that runs back up is still a circle.
 """
 
@@ -25,6 +25,7 @@ LAYERS = [
     ("lightning_aug.models", 3),
     ("lightning_aug.presets", 3),
     ("lightning_aug.consistency", 3),
+    ("lightning_aug.monitor", 3),
     ("lightning_aug.data", 1),
     ("lightning_aug.device", 1),
 ]

@@ -9,16 +9,25 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
+from torch.utils.data.dataloader import _MultiProcessingDataLoaderIter, _SingleProcessDataLoaderIter
 
 from lightning_aug._checks import check_bool, check_int
 from lightning_aug.data.collate import collate_labels, collate_uint8
 from lightning_aug.seeding import seed_worker
 
-__all__ = ["LoaderSettings", "ResumableLoader", "available_cpus", "collate_labels", "collate_uint8"]
+__all__ = [
+    "FetchClock",
+    "LoaderSettings",
+    "ResumableLoader",
+    "available_cpus",
+    "collate_labels",
+    "collate_uint8",
+]
 
 
 def available_cpus() -> int:
@@ -34,10 +43,23 @@ class ResumableLoader(torch.utils.data.DataLoader):
 
     ``position`` is set by its owner (``AugDataModule``): the samples trained on in the current epoch,
     ``{"epoch": e, "samples": n}``, counted where batches reach the training step (batches the workers
-    prepared ahead are not counted).
+    prepared ahead are not counted). ``fetch_clock``, when its owner sets one, is told how long each
+    ``next()`` of the loader's iterators took: the training process's wait for a batch.
     """
 
     position: Any = None
+    fetch_clock: FetchClock | None = None
+
+    def _get_iterator(self) -> Any:
+        if self.fetch_clock is None:
+            return super()._get_iterator()
+        if self.num_workers == 0:
+            iterator: Any = _TimedSingleProcessIter(self)
+        else:
+            self.check_worker_number_rationality()  # as DataLoader._get_iterator
+            iterator = _TimedMultiProcessingIter(self)
+        iterator.clock = self.fetch_clock
+        return iterator
 
     def state_dict(self) -> dict[str, int]:
         return dict(self.position()) if self.position is not None else {}
@@ -45,6 +67,43 @@ class ResumableLoader(torch.utils.data.DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         if state and hasattr(self.sampler, "set_start"):
             self.sampler.set_start(int(state["epoch"]), int(state["samples"]))
+
+
+class FetchClock(Protocol):
+    """What :class:`ResumableLoader` tells how long a batch took to come (``DataStallMonitor``'s)."""
+
+    def fetched(self, seconds: float, ended: float, ready: bool | None) -> None:
+        """A ``next()`` took ``seconds`` and returned (or ended the epoch) at ``ended``
+        (``time.perf_counter``); ``ready``: whether a worker's batch was waiting when it was called
+        (``None``: no workers, the training process loads)."""
+
+
+class _Timed:
+    """The DataLoader iterators' ``__next__``, timed for a :class:`FetchClock`."""
+
+    clock: FetchClock
+
+    def _ready(self) -> bool | None:
+        return None
+
+    def __next__(self) -> Any:
+        ready = self._ready()
+        start = time.perf_counter()
+        try:
+            return super().__next__()  # type: ignore[misc]
+        finally:
+            end = time.perf_counter()
+            self.clock.fetched(end - start, end, ready)
+
+
+class _TimedSingleProcessIter(_Timed, _SingleProcessDataLoaderIter):
+    pass
+
+
+class _TimedMultiProcessingIter(_Timed, _MultiProcessingDataLoaderIter):
+    def _ready(self) -> bool | None:
+        # a batch waits in the workers' (or the pinning thread's) queue: taking it is the hand-over
+        return not self._data_queue.empty()
 
 
 _START_METHODS = tuple(multiprocessing.get_all_start_methods())

@@ -100,7 +100,7 @@ class TrainingOrder:
         if repeated_epoch not in ("dataset", "repeats"):
             raise ValueError(f"repeated_epoch must be 'dataset' or 'repeats', got {repeated_epoch!r}")
         self.sampler: Sampling = sampler
-        self.num_aug_repeats: int = check_int("num_aug_repeats", num_aug_repeats, 1)  # type: ignore[assignment]
+        self.num_aug_repeats: int = check_int("num_aug_repeats", num_aug_repeats, 1)
         self.repeated_epoch: RepeatedEpoch = repeated_epoch
         self._run_seed = run_seed  # resolved on first use (AugDataModule.run_seed)
         self._balance: np.ndarray | None = None  # per-sample weights of the train split (balanced)

@@ -10,6 +10,7 @@ conversion itself, so either layout costs no extra copy; without one, the loader
 
 from __future__ import annotations
 
+from abc import ABC
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ import torch
 from torch import Tensor
 
 from lightning_aug.device.augment import DeviceOp, apply_ops, apply_ops_moving_first, sample_ops
+from lightning_aug.device.clock import StageClock
 from lightning_aug.device.context import BatchContext, check_pixels
 from lightning_aug.device.normalize import memory_format_of, normalization_affine, normalize_uint8
 from lightning_aug.device.protocol import BatchTransform
@@ -25,7 +27,7 @@ from lightning_aug.device.protocol import BatchTransform
 if TYPE_CHECKING:
     from lightning.pytorch import Trainer
 
-__all__ = ["DeviceStage"]
+__all__ = ["DeviceStage", "StageHost"]
 
 
 class DeviceStage:
@@ -36,10 +38,15 @@ class DeviceStage:
         ops: device-batched augmentation (:mod:`lightning_aug.device.augment`), training batches only;
             their parameters are drawn on the host from the generator each batch is given
             (:func:`lightning_aug.seeding.batch_rng` in ``AugDataModule``: a function of the batch).
+
+    Attributes:
+        clock: times every call (:class:`~lightning_aug.device.clock.StageClock`) when set;
+            ``DataStallMonitor`` sets it for a fit.
     """
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], ops: Sequence[DeviceOp]) -> None:
         self.mean, self.std, self.ops = tuple(mean), tuple(std), list(ops)
+        self.clock: StageClock | None = None
         self._affine: dict[tuple[torch.device, float], tuple[Tensor, Tensor]] = {}
 
     def _affine_on(self, device: torch.device, max_value: float) -> tuple[Tensor, Tensor]:
@@ -109,6 +116,29 @@ class DeviceStage:
         normalised again after it) and, where the batch's ``context`` is given, that context
         (:meth:`~lightning_aug.device.protocol.BatchTransform.transform_in_context`); otherwise
         ``trainer`` (``transform_batch``)."""
+        args = (images, targets, transforms, trainer, train, rng, dtype, size, context, memory_format)
+        clock = self.clock
+        if clock is None:
+            return self._run(*args)
+        mark = clock.start(images.device)
+        try:
+            return self._run(*args)
+        finally:
+            clock.stop(mark)
+
+    def _run(
+        self,
+        images: Tensor,
+        targets: Tensor,
+        transforms: Sequence[BatchTransform],
+        trainer: Trainer | None,
+        train: bool,
+        rng: np.random.Generator | None,
+        dtype: torch.dtype,
+        size: int | None,
+        context: BatchContext | None,
+        memory_format: torch.memory_format | None,
+    ) -> tuple[Tensor, Any]:
         if train and self.ops:
             images = self.augment(images, rng if rng is not None else np.random.default_rng(0), memory_format)
         else:
@@ -133,3 +163,10 @@ class DeviceStage:
             if isinstance(targets, Tensor) and targets.is_floating_point():
                 targets = targets.to(dtype)
         return images, targets
+
+
+class StageHost(ABC):  # a declaration: no method to implement
+    """Declares a DataModule that runs its batches through a :class:`DeviceStage` of its own after the
+    transfer (``AugDataModule``): ``DataStallMonitor`` times that stage through its ``clock``."""
+
+    stage: DeviceStage

@@ -95,9 +95,9 @@ class StreamingShards(DatasetFactory):
         prefetch: int = 2,
     ) -> None:
         self.decoder, _, self.max_image_pixels = check_decoding_options(decoder, "raise", max_image_pixels)
-        self.shuffle_chunks: int = check_int("shuffle_chunks", shuffle_chunks, 1)  # type: ignore[assignment]
-        self.retries: int = check_int("retries", retries, 1)  # type: ignore[assignment]
-        self.prefetch: int = check_int("prefetch", prefetch, 0)  # type: ignore[assignment]
+        self.shuffle_chunks: int = check_int("shuffle_chunks", shuffle_chunks, 1)
+        self.retries: int = check_int("retries", retries, 1)
+        self.prefetch: int = check_int("prefetch", prefetch, 0)
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
             raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self.timeout = float(timeout)
