@@ -18,6 +18,7 @@ from lightning_aug.bench.data_path import (
     DECODE_OPENCV,
     EVAL_BASELINE,
     EVAL_CONFIGURED,
+    FLOOR,
     baseline_transform,
     bench,
 )
@@ -55,6 +56,7 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
     if experiment == "bench_imagenet":  # photographs: both backends, train and eval, and OpenCV's decode
         assert set(rates) == common | {
             DECODE_OPENCV,
+            FLOOR,
             "pipeline (augment=imagenet_tv)",
             EVAL_BASELINE,
             EVAL_CONFIGURED,
@@ -223,3 +225,16 @@ def test_the_end_to_end_bench_trains_the_same_recipe_with_timms_pipeline_and_our
         assert report[name]["seconds"] > 0 and 0.0 <= report[name]["val_acc"] <= 1.0
     assert report["speedup"] == round(report["timm"]["seconds"] / report["lightning_aug"]["seconds"], 3)
     assert "x timm's pipeline" in result.stdout
+
+
+def test_the_floor_draws_crops_as_random_resized_crop_does() -> None:
+    from lightning_aug.bench.floor import resized_crop_box
+
+    rng = np.random.default_rng(0)
+    areas = []
+    for _ in range(500):
+        y0, x0, y1, x1 = resized_crop_box((375, 500), rng)
+        assert 0 <= y0 < y1 <= 375 and 0 <= x0 < x1 <= 500
+        areas.append((y1 - y0) * (x1 - x0) / (375 * 500))
+        assert 3 / 4 * 0.97 <= (x1 - x0) / (y1 - y0) <= 4 / 3 * 1.03 or areas[-1] > 0.5
+    assert min(areas) >= 0.08 * 0.97 and max(areas) <= 1.0 and 0.4 < float(np.mean(areas)) < 0.6

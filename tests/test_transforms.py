@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
+from typing import Any
 
 import albumentations as A
 import numpy as np
@@ -138,18 +139,21 @@ def _head_output(head, path: Path, decoder: ImageDecoder):  # type: ignore[no-un
 
 
 @pytest.mark.parametrize("decoder", DECODERS)
-@pytest.mark.parametrize("p", [1.0, 0.5])
-def test_decode_crop_without_reduction_equals_albumentations(tmp_path: Path, p: float, decoder: str) -> None:
+@pytest.mark.parametrize(("p", "area"), [(1.0, None), (0.5, None), (1.0, "image")])
+def test_decode_crop_without_reduction_equals_albumentations(
+    tmp_path: Path, p: float, area: str | None, decoder: str
+) -> None:
     """Same draws, same output: the crop comes from the header's size, exactly as from the image's,
-    and the region decoded alone has the pixels of the whole decode's crop."""
+    the region decoded alone has the pixels of the whole decode's crop, and the resize is
+    albumentations' (its interpolation, INTER_AREA for downscaling where ``area_for_downscale`` says)."""
     root = _folder(tmp_path, [(120, 90), (64, 200), (300, 260)], png=True)
     exif_path = root / "c1" / "rotated.jpg"
     Image.fromarray(_photo(50, 70)).save(exif_path, exif=_exif(6), quality=92)
     Image.fromarray(_photo(90, 110)).save(root / "c1" / "progressive.jpg", progressive=True, quality=90)
     paths = [s[0] for s in ImageFolderDataset(root).samples]
-    crop = _seeded(RandomResizedCrop(size=(40, 48), p=p, reduced_decoding=False), 3)
+    crop = _seeded(RandomResizedCrop(size=(40, 48), p=p, area_for_downscale=area, reduced_decoding=False), 3)
     head = decode_head([crop], "albumentations")
-    plain = _seeded(A.RandomResizedCrop(size=(40, 48), p=p), 3)
+    plain = _seeded(A.RandomResizedCrop(size=(40, 48), p=p, area_for_downscale=area), 3)
     impl = _decoder(decoder)
     for _ in range(3):
         for path in paths:
@@ -435,3 +439,45 @@ def test_jpeg_decoders_give_the_image_pil_gives(tmp_path: Path, decoder: str, mo
     y1, x1 = want.shape[0] - 5, want.shape[1] - 9
     region = impl.decode(data, path, (3, 4, y1, x1)).astype(int)
     assert np.abs(region - want[3:y1, 4:x1]).max() <= 2
+
+
+@pytest.mark.parametrize("backend", ["albumentations", "torchvision"])
+def test_a_lone_flip_after_the_crop_runs_without_the_framework_and_gives_its_samples(
+    tmp_path: Path, backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crop while decoding, then one flip: the flip's own draw and kernel, no ``Compose`` call per
+    sample, and the samples of the whole pipeline run unfused, bit for bit."""
+    from torchvision.transforms import v2
+
+    root = _folder(tmp_path, [(100 + 7 * i, 90 + 5 * i) for i in range(8)])
+
+    def transforms() -> list:  # new objects for each pipeline (a Compose sets its transforms' generators)
+        if backend == "albumentations":
+            return [A.RandomResizedCrop(size=(32, 32)), A.HorizontalFlip(p=0.5)]
+        return [v2.RandomResizedCrop(32, antialias=True), v2.RandomHorizontalFlip(p=0.5)]
+
+    # first: no draw, and the pipeline no longer starts with the crop (the whole Compose runs)
+    first: Any = A.NoOp(p=1.0) if backend == "albumentations" else v2.Identity()
+    fused = TransformedDataset(
+        ImageFolderDataset(root, decoder="cv2"), Pipeline(transforms(), backend), seed=5
+    )
+    plain = TransformedDataset(
+        ImageFolderDataset(root, decoder="cv2"), Pipeline([first, *transforms()], backend), seed=5
+    )
+    calls = {"n": 0}
+    compose = A.Compose if backend == "albumentations" else v2.Compose
+    method = "__call__" if backend == "albumentations" else "forward"
+    original = getattr(compose, method)
+
+    def counted(self: Any, *args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(compose, method, counted)
+    assert fused.fused and not plain.fused
+    got = [fused[i][0] for i in range(len(fused))]
+    assert calls["n"] == 0  # no framework dispatch per sample
+    expected = [plain[i][0] for i in range(len(plain))]
+    assert calls["n"] == len(plain)
+    for a, b in zip(got, expected, strict=True):
+        assert a.shape == (3, 32, 32) and torch.equal(a, b)

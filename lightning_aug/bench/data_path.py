@@ -34,7 +34,15 @@ import numpy as np
 from omegaconf import DictConfig
 from PIL import Image
 
-from lightning_aug.bench.cases import BASELINE, CONFIGURED, DECODE_OPENCV, EVAL_BASELINE, EVAL_CONFIGURED
+from lightning_aug.bench.cases import (
+    BASELINE,
+    CONFIGURED,
+    DECODE_OPENCV,
+    EVAL_BASELINE,
+    EVAL_CONFIGURED,
+    FLOOR,
+)
+from lightning_aug.bench.floor import floor_case, is_jpeg
 from lightning_aug.bench.timing import median_ms, per_worker_rates
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "DECODE_OPENCV",
     "EVAL_BASELINE",
     "EVAL_CONFIGURED",
+    "FLOOR",
     "baseline_transform",
     "bench",
 ]
@@ -293,6 +302,9 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             opencv.decode(read_image_bytes(files[i]), files[i]) is not None for i in range(a, b)
         )
     cases[f"decode only ({getattr(raw, 'decoder_name', 'dataset')})"] = each(raw)
+    size = dm.train_pipeline.output_size
+    if files and getattr(raw, "image_decoder", None) is not None and size is not None and is_jpeg(files[0]):
+        cases[FLOOR] = floor_case(files, raw.image_decoder, size)  # what per-sample work cannot go below
     cases[BASELINE] = each(baseline)
     if hasattr(train, "__getitems__"):  # a batch at a time, as the DataLoader asks
         from lightning_aug.data.collate import PreCollated

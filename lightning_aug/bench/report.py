@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from lightning_aug.bench.cases import BASELINE, DECODE_OPENCV, EVAL_BASELINE
+from lightning_aug.bench.cases import BASELINE, DECODE_OPENCV, EVAL_BASELINE, FLOOR
 
 __all__ = ["table", "write"]
 
@@ -39,12 +39,16 @@ def title(results: dict[str, Any]) -> str:
 def table(results: dict[str, Any]) -> str:
     lines = [title(results), f"  machine: {results.get('config', {}).get('machine', '?')}"]
     lines += spread_warnings(results)
-    lines.append("per worker (one process)                   img/s  x classic  x OpenCV decode")
     rates = results["per_worker_img_s"]
-    decode = rates.get(DECODE_OPENCV)
+    decode, floor = rates.get(DECODE_OPENCV), rates.get(FLOOR)
+    lines.append(
+        "per worker (one process)                   img/s  x classic  x OpenCV decode"
+        + ("  x floor" if floor else "")
+    )
     for k, v in rates.items():
         base = rates[EVAL_BASELINE] if k.startswith("eval") else rates[BASELINE]
         versus = f"{v / decode:>15.2f}" if decode else ""
+        versus += f"{v / floor:>9.2f}" if floor and not k.startswith("eval") else ""
         lines.append(f"  {k:<40} {v:>6.0f} {v / base:>9.2f}{versus}")
     if results.get("crop_while_decoding"):
         lines.append("  (the configured pipeline crops while decoding: only the crop's region is decoded)")

