@@ -203,18 +203,6 @@ def _fixed_size_classes() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return always, (v2.Resize, v1.Resize)
 
 
-def _is_plain_flip(transform: Any, backend: str) -> bool:
-    """Whether ``transform`` is exactly the library's horizontal flip (not a subclass: its own draw
-    and kernel are what :meth:`Pipeline.after_decode` runs without the framework around them)."""
-    if backend == "albumentations":
-        import albumentations as A
-
-        return type(transform) is A.HorizontalFlip
-    from torchvision.transforms import v2
-
-    return type(transform) is v2.RandomHorizontalFlip
-
-
 def gives_fixed_size(transform: Any) -> bool:
     """Whether ``transform`` outputs one size whatever its input's, decided on what it is: its own
     declaration (a ``gives_fixed_size`` attribute: your own transforms say it), else the crops and
@@ -289,7 +277,7 @@ class Pipeline:
         self._compose: Any
         self._rest: Any = None
         self._flip: Any = None  # the rest is one horizontal flip: run without the framework's dispatch
-        from lightning_aug.data.transforms import decode_head
+        from lightning_aug.data.transforms import decode_head, is_plain_flip
 
         self.decode_head = decode_head(built, backend)
         rest = built[len(self.decode_head.transforms) :] if self.decode_head is not None else []
@@ -304,7 +292,7 @@ class Pipeline:
 
             self._compose = v2.Compose(built) if built else None
             self._rest = v2.Compose(rest) if rest else None
-        if self.decode_head is not None and len(rest) == 1 and _is_plain_flip(rest[0], backend):
+        if self.decode_head is not None and len(rest) == 1 and is_plain_flip(rest[0], backend):
             self._flip = rest[0]
 
     @property

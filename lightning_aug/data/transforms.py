@@ -34,7 +34,7 @@ from lightning_aug._checks import check_bool
 from lightning_aug.data.decoders import UNPARSED, ImageDecoder, parse_header
 from lightning_aug.data.jpeg import REDUCTIONS
 
-__all__ = ["DecodeHead", "RandomResizedCrop", "decode_head", "reduction_for"]
+__all__ = ["DecodeHead", "RandomResizedCrop", "decode_head", "is_plain_flip", "reduction_for"]
 
 
 def reduction_for(crop_size: tuple[int, int], output_size: tuple[int, int]) -> int:
@@ -276,6 +276,15 @@ class _ResizeCenterCrop(DecodeHead):
         if self.backend == "albumentations":
             return scaled[top : top + ch, left : left + cw]
         return scaled[:, top : top + ch, left : left + cw]
+
+
+def is_plain_flip(transform: Any, backend: str) -> bool:
+    """Whether ``transform`` is exactly the library's horizontal flip (not a subclass): its own draw
+    and kernel are what :meth:`~lightning_aug.data.pipeline.Pipeline.after_decode` runs, without the
+    framework's dispatch around them."""
+    if backend == "albumentations":
+        return type(transform) is A.HorizontalFlip
+    return type(transform) is v2.RandomHorizontalFlip
 
 
 def decode_head(transforms: list[Any], backend: str) -> DecodeHead | None:

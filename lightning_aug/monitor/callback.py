@@ -197,7 +197,7 @@ class DataStallMonitor(Callback):
             self._recent.append((wait, stage, interval))
             if self._clock is not None:
                 self._stage_gpu_ms.extend(self._clock.poll())
-            if self._seen % max(1, trainer.log_every_n_steps) == 0:  # Lightning's own cadence
+            if self._seen % max(1, trainer.log_every_n_steps) == 0:  # type: ignore[attr-defined]  # Lightning's own cadence
                 self._log(pl_module)
         if len(self._cached) >= self.headspace_steps:
             self._headspace_ms = replay_steps(trainer, pl_module, self._cached) * 1e3
