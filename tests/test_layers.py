@@ -138,3 +138,19 @@ def test_no_module_is_over_450_lines_and_the_datamodule_composes_in_300() -> Non
     assert long == {}
     source, _ = inspect.getsourcelines(lightning_aug.datamodule.AugDataModule)
     assert len(source) <= 300
+
+
+def test_every_package_of_the_checkout_ships_in_the_wheel() -> None:
+    """Each folder of ``lightning_aug/`` with an ``__init__.py`` is in pyproject's package list (the
+    wheel has only those: a new subpackage missing there imports in the checkout and nowhere else)."""
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    listed = set(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    source = root / "lightning_aug"
+    found = {
+        ".".join(("lightning_aug", *init.parent.relative_to(source).parts))
+        for init in source.rglob("__init__.py")
+    }
+    assert found - listed == set()
+    assert listed - found <= {"lightning_aug.conf"}  # conf/ at the top, mapped in package-dir
