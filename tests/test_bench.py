@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +239,22 @@ def test_the_floor_draws_crops_as_random_resized_crop_does() -> None:
         areas.append((y1 - y0) * (x1 - x0) / (375 * 500))
         assert 3 / 4 * 0.97 <= (x1 - x0) / (y1 - y0) <= 4 / 3 * 1.03 or areas[-1] > 0.5
     assert min(areas) >= 0.08 * 0.97 and max(areas) <= 1.0 and 0.4 < float(np.mean(areas)) < 0.6
+
+
+def test_the_decode_stage_bench_decodes_the_same_pixels_every_way(tmp_path: Path) -> None:
+    """Batched, nvImageCodec's threads, Python threads, processes: each the per-image pixels."""
+    if not nvimgcodec_available():
+        pytest.skip("needs nvImageCodec (the fast extra)")
+    out = tmp_path / "decode.json"
+    args = ["--images", "24", "--batch", "8", "--repeats", "1", "--threads", "2", "--out", str(out)]
+    result = run_command([sys.executable, "-m", "lightning_aug.bench.decode_stage", *args], cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert {
+        "per image, 1 process",
+        "batched, 1 thread",
+        "batched, nvImageCodec's 2 threads",
+        "batched, 2 Python threads",
+        "per image, 2 processes",
+    } <= set(rows)
+    assert all(row["same_pixels"] and row["img_s"] > 0 and row["added_rss_mib"] >= 0 for row in rows.values())
