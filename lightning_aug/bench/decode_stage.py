@@ -66,18 +66,13 @@ def _photo_regions(images: int) -> tuple[list[np.ndarray], list[tuple[int, int, 
 
 
 def _decoder(threads: int, gpu: bool = False) -> tuple[Any, Any, Any]:
-    from lightning_aug.data.decoders import _nvimgcodec
+    """``(nvimgcodec, decoder, params)``: the package's CPU decoder with ``threads`` threads, or
+    nvImageCodec's default (GPU) backends with the same params."""
+    from lightning_aug.data.decoders import _nvimgcodec, nvimgcodec_cpu_decoder
 
     nv = _nvimgcodec()
-    params = nv.DecodeParams(apply_exif_orientation=True, color_spec=nv.SRGB, sample_format=nv.I_RGB)
-    if gpu:
-        return nv, nv.Decoder(), params
-    cpu = nv.Decoder(
-        device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY,
-        max_num_cpu_threads=threads,
-        backends=[nv.Backend(nv.BackendKind.CPU_ONLY)],
-    )
-    return nv, cpu, params
+    cpu, params = nvimgcodec_cpu_decoder(threads)
+    return nv, nv.Decoder() if gpu else cpu, params
 
 
 def _streams(nv: Any, data: list[np.ndarray], boxes: list[tuple[int, int, int, int]]) -> list[Any]:

@@ -53,6 +53,7 @@ __all__ = [
     "load_rgb",
     "make_decoder",
     "nvimgcodec_available",
+    "nvimgcodec_cpu_decoder",
 ]
 
 DecoderName = Literal["auto", "pil", "cv2", "nvimgcodec"]
@@ -258,6 +259,18 @@ def _nvimgcodec() -> Any:
     return nvimgcodec
 
 
+def nvimgcodec_cpu_decoder(threads: int = 1) -> tuple[Any, Any]:
+    """``(decoder, decode params)`` of nvImageCodec's CPU backend with ``threads`` threads of its own:
+    RGB, sRGB, EXIF orientation applied (what :class:`NvImageCodecDecoder` decodes with, one thread)."""
+    nv = _nvimgcodec()
+    decoder = nv.Decoder(
+        device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY,
+        max_num_cpu_threads=threads,
+        backends=[nv.Backend(nv.BackendKind.CPU_ONLY)],
+    )
+    return decoder, nv.DecodeParams(apply_exif_orientation=True, color_spec=nv.SRGB, sample_format=nv.I_RGB)
+
+
 def nvimgcodec_available() -> bool:
     """Whether nvImageCodec (the ``fast`` extra: ``nvidia-nvimgcodec-cu12`` or ``-cu13``) imports."""
     return _nvimgcodec() is not None
@@ -291,14 +304,7 @@ class NvImageCodecDecoder(ImageDecoder):
 
     def _decoder(self) -> tuple[Any, Any]:
         if self._state is None or self._state[0] != os.getpid():
-            nv = _nvimgcodec()
-            decoder = nv.Decoder(
-                device_id=nv.NVIMGCODEC_DEVICE_CPU_ONLY,
-                max_num_cpu_threads=1,
-                backends=[nv.Backend(nv.BackendKind.CPU_ONLY)],
-            )
-            params = nv.DecodeParams(apply_exif_orientation=True, color_spec=nv.SRGB, sample_format=nv.I_RGB)
-            self._state = (os.getpid(), decoder, params)
+            self._state = (os.getpid(), *nvimgcodec_cpu_decoder())
         return self._state[1], self._state[2]
 
     def _decode(
