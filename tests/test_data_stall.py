@@ -216,6 +216,7 @@ def test_the_stage_clock_reads_cuda_events_without_waiting() -> None:
     images = torch.zeros((64, 3, 224, 224), dtype=torch.uint8, device="cuda")
     stage(images, torch.zeros(64, dtype=torch.long, device="cuda"))
     torch.cuda.synchronize()
+    clock.claim()
     (gpu_ms,) = clock.poll()
     assert gpu_ms > 0 and clock.poll() == []
 

@@ -1,17 +1,20 @@
 """The clock of a DataModule's batches: how long the training process waited for each batch (its
 loader tells :meth:`StageClock.fetched`) and how long its device stage took, without a host sync.
 
-:class:`~lightning_aug.device.stage.DeviceStage` calls :meth:`StageClock.start` and
-:meth:`StageClock.stop` around its work when it is given a clock (``DataStallMonitor`` gives it one).
-On the host the clock reads ``time.perf_counter``; on a CUDA batch it also records a pair of CUDA
-events on the current stream, read only once the GPU has passed the second one (:meth:`StageClock.poll`
-asks, it never waits), so the timing adds no synchronisation to a step.
+:class:`~lightning_aug.device.stage.DeviceStage` runs its work inside :meth:`StageClock.timing` when
+it is given a clock (``DataStallMonitor`` gives it one). On the host the clock reads
+``time.perf_counter``; on a CUDA batch it also records a pair of CUDA events on the current stream.
+The runs the monitor claims (:meth:`StageClock.claim`) are read only once the GPU has passed their
+second event (:meth:`StageClock.poll` asks, it never waits), so the timing adds no synchronisation to
+a step.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -36,16 +39,28 @@ class StageClock:
         self.fetch_s = 0.0
         self.fetch_ended = 0.0
         self.fetch_ready: bool | None = None
+        self.events: tuple[Any, Any] | None = None  # the last run's CUDA events, until claimed
         self._pending: deque[tuple[Any, Any]] = deque(maxlen=pending)  # oldest dropped beyond this
 
-    def start(self, device: torch.device) -> Any:
-        """Mark the start of a stage run on ``device``; the returned mark goes to :meth:`stop`."""
+    @contextmanager
+    def timing(self, device: torch.device) -> Iterator[None]:
+        """Time the stage run inside the block, on the host and, on a CUDA ``device``, with a pair of
+        events recorded on the current stream (kept as :attr:`events` until :meth:`claim` or the next
+        run)."""
         self.started = time.perf_counter()
-        if device.type != "cuda":
-            return None
-        event = torch.cuda.Event(enable_timing=True)
-        event.record()
-        return event
+        start = None
+        if device.type == "cuda":
+            start = torch.cuda.Event(enable_timing=True)
+            start.record()
+        try:
+            yield
+        finally:
+            self.events = None
+            if start is not None:
+                end = torch.cuda.Event(enable_timing=True)
+                end.record()
+                self.events = (start, end)
+            self.host_ms = (time.perf_counter() - self.started) * 1e3
 
     def fetched(self, seconds: float, ended: float, ready: bool | None) -> None:
         """The training loader's last ``next()`` took ``seconds`` and returned at ``ended``, with a
@@ -53,17 +68,16 @@ class StageClock:
         loader tells it)."""
         self.fetch_s, self.fetch_ended, self.fetch_ready = seconds, ended, ready
 
-    def stop(self, mark: Any) -> None:
-        """Mark the end of the stage run that :meth:`start` gave ``mark`` for."""
-        if mark is not None:
-            end = torch.cuda.Event(enable_timing=True)
-            end.record()
-            self._pending.append((mark, end))
-        self.host_ms = (time.perf_counter() - self.started) * 1e3
+    def claim(self) -> None:
+        """Keep the last run's CUDA events for :meth:`poll` (the runs of measured training steps;
+        validation's and the skipped steps' are never claimed)."""
+        if self.events is not None:
+            self._pending.append(self.events)
+            self.events = None
 
     def poll(self) -> list[float]:
-        """The GPU milliseconds of the stage runs finished since the last call, oldest first; runs the
-        GPU has not reached yet stay for a later call (nothing waits for the GPU)."""
+        """The GPU milliseconds of the claimed stage runs finished since the last call, oldest first;
+        runs the GPU has not reached yet stay for a later call (nothing waits for the GPU)."""
         done = []
         while self._pending and self._pending[0][1].query():
             start, end = self._pending.popleft()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -116,53 +117,33 @@ class DeviceStage:
         normalised again after it) and, where the batch's ``context`` is given, that context
         (:meth:`~lightning_aug.device.protocol.BatchTransform.transform_in_context`); otherwise
         ``trainer`` (``transform_batch``)."""
-        args = (images, targets, transforms, trainer, train, rng, dtype, size, context, memory_format)
-        clock = self.clock
-        if clock is None:
-            return self._run(*args)
-        mark = clock.start(images.device)
-        try:
-            return self._run(*args)
-        finally:
-            clock.stop(mark)
-
-    def _run(
-        self,
-        images: Tensor,
-        targets: Tensor,
-        transforms: Sequence[BatchTransform],
-        trainer: Trainer | None,
-        train: bool,
-        rng: np.random.Generator | None,
-        dtype: torch.dtype,
-        size: int | None,
-        context: BatchContext | None,
-        memory_format: torch.memory_format | None,
-    ) -> tuple[Tensor, Any]:
-        if train and self.ops:
-            images = self.augment(images, rng if rng is not None else np.random.default_rng(0), memory_format)
-        else:
-            images = self.normalize(images, memory_format)
-        if size is not None and tuple(images.shape[-2:]) != (size, size):
-            images = torch.nn.functional.interpolate(
-                images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
-            )
-        for transform in transforms:
-            unit = check_pixels(transform) == "unit"
-            if unit:  # back to [0, 1] in place: normalised = unit * scale - shift
-                scale, shift = self._affine_on(images.device, 1.0)
-                images = images.add_(shift).div_(scale)
-            if context is not None:
-                images, targets = transform.transform_in_context(images, targets, context)
+        with self.clock.timing(images.device) if self.clock is not None else nullcontext():
+            if train and self.ops:
+                images = self.augment(
+                    images, rng if rng is not None else np.random.default_rng(0), memory_format
+                )
             else:
-                images, targets = transform.transform_batch(images, targets, trainer)
-            if unit:
-                images = images.mul_(scale).sub_(shift)
-        if dtype != images.dtype:
-            images = images.to(dtype)
-            if isinstance(targets, Tensor) and targets.is_floating_point():
-                targets = targets.to(dtype)
-        return images, targets
+                images = self.normalize(images, memory_format)
+            if size is not None and tuple(images.shape[-2:]) != (size, size):
+                images = torch.nn.functional.interpolate(
+                    images, size=(size, size), mode="bilinear", align_corners=False, antialias=True
+                )
+            for transform in transforms:
+                unit = check_pixels(transform) == "unit"
+                if unit:  # back to [0, 1] in place: normalised = unit * scale - shift
+                    scale, shift = self._affine_on(images.device, 1.0)
+                    images = images.add_(shift).div_(scale)
+                if context is not None:
+                    images, targets = transform.transform_in_context(images, targets, context)
+                else:
+                    images, targets = transform.transform_batch(images, targets, trainer)
+                if unit:
+                    images = images.mul_(scale).sub_(shift)
+            if dtype != images.dtype:
+                images = images.to(dtype)
+                if isinstance(targets, Tensor) and targets.is_floating_point():
+                    targets = targets.to(dtype)
+            return images, targets
 
 
 class StageHost(ABC):  # a declaration: no method to implement

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from collections import deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -101,7 +101,6 @@ class DataStallMonitor(Callback):
         self._wait: tuple[float, float, float, bool | None] | None = None  # wait, stage, transfer, ready
         self._seen = 0
         self._overhead = 0.0
-        self._recent: deque[tuple[float, float, float]] = deque(maxlen=self.window)
         self._cached: list[Any] = []
         self._headspace_ms: float | None = None
         # the workers' CPU seconds and the wall seconds of the measured training (validation paused)
@@ -172,7 +171,10 @@ class DataStallMonitor(Callback):
         last = self._last_end
         if last is not None and self._seen >= self.skip_steps:
             clock = self._clock
-            stage = clock.host_ms / 1e3 if clock is not None and clock.started >= last else 0.0
+            stage = 0.0
+            if clock is not None and clock.started >= last:  # this step's stage run
+                stage = clock.host_ms / 1e3
+                clock.claim()  # its GPU time, read once the GPU has passed it
             if clock is not None and clock.fetch_ended >= last:  # our loader timed its next()
                 arrived = clock.fetch_ended
                 transfer = max((clock.started if clock.started >= arrived else now) - arrived, 0.0)
@@ -194,7 +196,6 @@ class DataStallMonitor(Callback):
             wait, stage, transfer, ready = self._wait
             interval = now - self._last_end
             self.times.add(wait, stage, now - self._start, interval, transfer, ready)
-            self._recent.append((wait, stage, interval))
             if self._clock is not None:
                 self._stage_gpu_ms.extend(self._clock.poll())
             if self._seen % max(1, trainer.log_every_n_steps) == 0:  # type: ignore[attr-defined]  # Lightning's own cadence
@@ -207,7 +208,12 @@ class DataStallMonitor(Callback):
         self._last_end = end
 
     def _log(self, pl_module: LightningModule) -> None:
-        waits, stages, intervals = zip(*self._recent, strict=True)
+        window = slice(-self.window, None)
+        waits, stages, intervals = (
+            self.times.wait[window],
+            self.times.stage[window],
+            self.times.interval[window],
+        )
         total = sum(intervals)
         gpu = self._stage_gpu_ms[-self.window :]
         stage_ms = sum(gpu) / len(gpu) if gpu else sum(stages) / len(stages) * 1e3
@@ -239,7 +245,7 @@ class DataStallMonitor(Callback):
             return
         if self._clock is not None:
             self._stage_gpu_ms.extend(self._clock.poll())
-        gpu = self._stage_gpu_ms[self.skip_steps :] or self._stage_gpu_ms
+        gpu = self._stage_gpu_ms  # the measured training steps' (claimed) runs
         self.report = StallReport.of(
             self.times,
             self._workers(trainer),
@@ -254,7 +260,7 @@ class DataStallMonitor(Callback):
             return
         out = self.dirpath or Path(trainer.default_root_dir)
         out.mkdir(parents=True, exist_ok=True)
-        record = {**self.report.to_dict(), "per_step_s": self.times.__dict__}
+        record = {**self.report.to_dict(), "per_step_s": dataclasses.asdict(self.times)}
         (out / "data_stall.json").write_text(json.dumps(record, indent=1))
         written = [str(out / "data_stall.json")]
         if self.plot:
