@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -65,11 +66,6 @@ class StepTimes:
 
 def _mean(values: Sequence[float]) -> float:
     return sum(values) / len(values) if values else 0.0
-
-
-def _percentile(values: Sequence[float], q: float) -> float:  # 0 for none
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else 0.0
 
 
 def suggested_workers(workers: int, wait: float, interval: float, margin: float) -> int:
@@ -146,7 +142,7 @@ class StallReport:
         wait, interval = _mean(times.wait), _mean(times.interval)
         fraction = sum(times.wait) / total if total > 0 else 0.0
         ready = [w for w, r in zip(times.wait, times.ready, strict=True) if r]
-        handover = _percentile(ready, 0.5) if workers else 0.0
+        handover = statistics.median(ready) if workers and ready else 0.0
         stall = _mean([max(w - handover, 0.0) for w in times.wait])
         stage = stage_ms if stage_ms is not None else _mean(times.stage) * 1e3
         transfer = _mean(times.transfer) * 1e3
@@ -160,7 +156,7 @@ class StallReport:
             limit = "model"
         suggested = None
         if limit == "loader" and workers is not None:
-            suggested = suggested_workers(workers, stall if workers else wait, interval, margin)
+            suggested = suggested_workers(workers, stall, interval, margin)  # no workers: stall = wait
         fields: dict[str, Any] = {
             "steps": len(times),
             "wait_fraction": fraction,
