@@ -265,7 +265,7 @@ class AugDataModule(TrustedLoading, LightningDataModule, BatchTransformHost, Sta
             if split == "train":  # the settings against the data, then the training order
                 check_train_split(source, self._factory, self._num_classes, self.trainer)
                 self.order.bind(source, own_order=self.path.uses_own_order)
-            self.datasets[split] = self.path.dataset(source, split, self.run_seed)
+            self.datasets[split] = self.path.dataset(source, split, self.run_seed, self.loader.decode_threads)
 
     def _loader(self, split: Split, train: bool) -> DataLoader:
         if split not in self.datasets:

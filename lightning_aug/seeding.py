@@ -8,21 +8,71 @@ their own streams, so no consumer of randomness shifts another's draws, and DDP 
 from __future__ import annotations
 
 import os
+import random
 from enum import IntEnum
+from typing import Any
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
 __all__ = [
+    "NumpyRandom",
     "Stream",
     "batch_rng",
     "derive_seed",
     "resolve_run_seed",
     "sample_seed",
+    "seed_pcg64",
     "seed_worker",
     "stream_seed",
 ]
+
+
+_PCG_INCREMENT = 0xDA3E39CB94B95BDB  # odd: any odd increment gives a full-period PCG64 stream
+
+
+class NumpyRandom(random.Random):
+    """A ``random.Random`` whose draws come from a numpy ``Generator`` (albumentations' ``py_random``):
+    re-seeding the generator re-seeds both, in 2 us (``random.seed`` alone takes 3.6 us). Its few
+    draws per sample (probabilities, choices) cost 0.3 us each instead of 0.03."""
+
+    def __init__(self, generator: np.random.Generator) -> None:
+        self._generator = generator
+        super().__init__(0)
+
+    def random(self) -> float:
+        return float(self._generator.random())
+
+    def getrandbits(self, k: int) -> int:
+        if k <= 0:
+            return 0
+        words = (k + 63) // 64
+        value = 0
+        for word in self._generator.integers(0, 2**64, size=words, dtype=np.uint64, endpoint=False).tolist():
+            value = (value << 64) | int(word)
+        return value >> (words * 64 - k)
+
+    def seed(self, *args: Any, **kwargs: Any) -> None:  # the generator is seeded, not this
+        if hasattr(self, "_generator"):
+            return
+        super().seed(*args, **kwargs)
+
+    def getstate(self) -> Any:
+        return self._generator.bit_generator.state
+
+    def setstate(self, state: Any) -> None:
+        self._generator.bit_generator.state = state
+
+
+def seed_pcg64(generator: np.random.Generator, value: int) -> None:
+    """Seed a PCG64 ``generator`` in place with a 64-bit ``value`` (2 us; a new generator costs more)."""
+    generator.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {"state": value | (value << 64), "inc": _PCG_INCREMENT},
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
 
 
 class Stream(IntEnum):

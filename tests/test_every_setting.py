@@ -408,6 +408,7 @@ APP_READS = {
             "images",
             "repeats",
             "workers_sweep",
+            "decode_threads_sweep",
             "device",
             "mixup_shape",
             "fit_epochs",

@@ -43,6 +43,7 @@ from lightning_aug.bench.cases import (
     FLOOR,
 )
 from lightning_aug.bench.floor import floor_case, is_jpeg
+from lightning_aug.bench.sweep import loader_rate, loader_sweep
 from lightning_aug.bench.timing import median_ms, per_worker_rates
 
 __all__ = [
@@ -239,22 +240,8 @@ def _collate_costs(outputs: list[Any], repeats: int = 31) -> dict[str, float]:
     }
 
 
-def _loader_rate(loader: Any, images: int) -> float:
-    """img/s of a DataLoader after its first batch (worker start-up excluded)."""
-    iterator = iter(loader)
-    next(iterator)
-    seen, start = 0, time.perf_counter()
-    for batch in iterator:
-        seen += len(batch[0])
-        if seen >= images:
-            break
-    return seen / max(time.perf_counter() - start, 1e-9)
-
-
 def bench(cfg: DictConfig) -> dict[str, Any]:
     """Run every measurement and return the results (also written to ``bench.json``)."""
-    import dataclasses
-
     import torch
     from torch.utils.data import DataLoader
 
@@ -345,8 +332,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     workers = loader.resolve_num_workers(1)
     kwargs = {"batch_size": loader.batch_size, "num_workers": workers, "shuffle": True}
     results["loader_img_s"] = {
-        f"pipeline, {workers} workers": _loader_rate(dm.train_dataloader(), count),
-        f"baseline, {workers} workers": _loader_rate(DataLoader(baseline, **kwargs), count),  # type: ignore[arg-type]
+        f"pipeline, {workers} workers": loader_rate(dm.train_dataloader(), count)[0],
+        f"baseline, {workers} workers": loader_rate(DataLoader(baseline, **kwargs), count)[0],  # type: ignore[arg-type]
     }
     if not dm.in_memory:
         results["per_transform_ms"] = _per_transform(dm, raw, min(count, 64))
@@ -374,16 +361,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             (time.perf_counter() - start) * 1e3 / len(paths)
         )
 
-    sweep = {}
-    for n in settings.workers_sweep:
-        dm.loader = dataclasses.replace(
-            loader, num_workers=int(n), persistent_workers=False, prefetch_factor=None
-        )
-        sweep[int(n)] = _loader_rate(dm.train_dataloader(), count)
-    dm.loader = loader
-    best = max(sweep.values())
-    results["workers_sweep_img_s"] = sweep
-    results["recommended_num_workers"] = min(n for n, r in sweep.items() if r >= 0.95 * best)
+    threads = list(settings.get("decode_threads_sweep") or [1])
+    results.update(loader_sweep(dm, list(settings.workers_sweep), threads, count))
 
     device = torch.device("cuda" if torch.cuda.is_available() and settings.device == "auto" else "cpu")
     if settings.device not in ("auto", "cpu"):

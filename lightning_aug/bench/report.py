@@ -67,9 +67,15 @@ def table(results: dict[str, Any]) -> str:
             f"per-sample seeding (generators from (seed, epoch, sample)): {seeding['us_per_sample']:.2f} "
             f"us/img, {seeding['share']:.1%} of the configured pipeline's time per image"
         )
-    lines.append("num_workers sweep                          img/s")
-    lines += [f"  {k:<38} {v:>8.0f}" for k, v in results["workers_sweep_img_s"].items()]
-    lines.append(f"  recommended num_workers: {results['recommended_num_workers']}")
+    lines.append("loader sweep (per-sample: 1 decode thread)  img/s  resident MiB (process + workers)")
+    for row in results["rows"]:
+        name = f"{row['workers']} workers x {row['decode_threads']} decode threads"
+        rss = f"{row['rss_mib']:>8.0f}" if row["rss_mib"] is not None else "       -"
+        lines.append(f"  {name:<38} {row['img_s']:>8.0f} {rss}")
+    lines.append(
+        f"  recommended: num_workers={results['recommended_num_workers']}, "
+        f"decode_threads={results['recommended_decode_threads']}"
+    )
     stage = results["device_stage"]
     lines.append(
         f"device stage {stage['batch']} on {stage['device']}: {stage['ms']:.2f} ms/batch, "

@@ -279,8 +279,9 @@ def nvimgcodec_available() -> bool:
 class NvImageCodecDecoder(ImageDecoder):
     """nvImageCodec's CPU backend (libjpeg-turbo): JPEG regions decoded alone, no GPU needed.
 
-    One single-threaded CPU decoder per process (DataLoader workers are the parallelism), made on first
-    use, so the object can be sent to workers. JPEGs asked for at reduced size, and other formats, are
+    One single-threaded CPU decoder per process and thread (DataLoader workers and a worker's decode
+    threads are the parallelism, :mod:`lightning_aug.data.threads`), made on first use, so the object
+    can be sent to workers. JPEGs asked for at reduced size, and other formats, are
     decoded by :class:`OpenCVDecoder`.
 
     Raises:
@@ -297,15 +298,17 @@ class NvImageCodecDecoder(ImageDecoder):
                 "(or nvidia-nvimgcodec-cu12 / -cu13); decoder='auto' falls back to OpenCV"
             )
         self._fallback = OpenCVDecoder()
-        self._state: tuple[int, Any, Any] | None = None  # (pid, decoder, decode params) of this process
+        self._states: dict[tuple[int, int], tuple[Any, Any]] = {}  # (pid, thread): (decoder, params)
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"_fallback": self._fallback, "_state": None}
+        return {"_fallback": self._fallback, "_states": {}}
 
     def _decoder(self) -> tuple[Any, Any]:
-        if self._state is None or self._state[0] != os.getpid():
-            self._state = (os.getpid(), *nvimgcodec_cpu_decoder())
-        return self._state[1], self._state[2]
+        key = (os.getpid(), threading.get_ident())  # a decoder is not shared by threads
+        state = self._states.get(key)
+        if state is None:
+            state = self._states[key] = nvimgcodec_cpu_decoder()
+        return state
 
     def _decode(
         self,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, get_args
 
 import numpy as np
@@ -18,46 +18,13 @@ from PIL import Image
 from torch import Tensor
 
 from lightning_aug.data.decoders import UNPARSED, ImageDecoder
+from lightning_aug.seeding import NumpyRandom, seed_pcg64
 from lightning_aug.targets import build_transform
 
 __all__ = ["Backend", "Pipeline", "to_rgb_array", "to_rgb_tensor"]
 
 Backend = Literal["albumentations", "torchvision"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
-_PCG_INCREMENT = 0xDA3E39CB94B95BDB  # odd: any odd increment gives a full-period PCG64 stream
-
-
-class _NumpyRandom(random.Random):
-    """A ``random.Random`` whose draws come from a numpy ``Generator`` (albumentations' ``py_random``):
-    re-seeding the generator re-seeds both, in 2 us (``random.seed`` alone takes 3.6 us). Its few
-    draws per sample (probabilities, choices) cost 0.3 us each instead of 0.03."""
-
-    def __init__(self, generator: np.random.Generator) -> None:
-        self._generator = generator
-        super().__init__(0)
-
-    def random(self) -> float:
-        return float(self._generator.random())
-
-    def getrandbits(self, k: int) -> int:
-        if k <= 0:
-            return 0
-        words = (k + 63) // 64
-        value = 0
-        for word in self._generator.integers(0, 2**64, size=words, dtype=np.uint64, endpoint=False).tolist():
-            value = (value << 64) | int(word)
-        return value >> (words * 64 - k)
-
-    def seed(self, *args: Any, **kwargs: Any) -> None:  # the generator is seeded, not this
-        if hasattr(self, "_generator"):
-            return
-        super().seed(*args, **kwargs)
-
-    def getstate(self) -> Any:
-        return self._generator.bit_generator.state
-
-    def setstate(self, state: Any) -> None:
-        self._generator.bit_generator.state = state
 
 
 def to_rgb_array(image: Any) -> np.ndarray:
@@ -349,7 +316,7 @@ class Pipeline:
         """
         if self.backend == "albumentations":
             self._rng = np.random.default_rng(seed)
-            self._py_rng = _NumpyRandom(self._rng)
+            self._py_rng = NumpyRandom(self._rng)
             self._compose.set_random_state(self._rng, self._py_rng)
             if self._rest is not None:
                 self._rest.set_random_state(self._rng, self._py_rng)
@@ -364,12 +331,24 @@ class Pipeline:
             return
         if not hasattr(self, "_rng"):
             self.reseed(0)
-        self._rng.bit_generator.state = {
-            "bit_generator": "PCG64",
-            "state": {"state": value | (value << 64), "inc": _PCG_INCREMENT},
-            "has_uint32": 0,
-            "uinteger": 0,
-        }  # the Python-side generator draws from the same PCG64: seeded with it
+        seed_pcg64(self._rng, value)  # the Python-side generator draws from the same PCG64: seeded with it
+
+    def random_state(self) -> tuple[Any, ...]:
+        """The state of every generator the pipeline draws from: torch's, its own, and Python's and
+        numpy's global ones where :attr:`draws_from_globals`; :meth:`set_random_state` puts it back."""
+        own = self._rng.bit_generator.state if hasattr(self, "_rng") else None
+        outer = (random.getstate(), np.random.get_state()) if self._foreign else None
+        return torch.default_generator.get_state(), own, outer
+
+    def set_random_state(self, state: tuple[Any, ...]) -> None:
+        """Put back the generators' state :meth:`random_state` gave."""
+        torch_state, own, outer = state
+        torch.default_generator.set_state(torch_state)
+        if own is not None:
+            self._rng.bit_generator.state = own
+        if outer is not None:
+            random.setstate(outer[0])
+            np.random.set_state(outer[1])
 
     @property
     def draws_from_globals(self) -> bool:
@@ -398,11 +377,18 @@ class Pipeline:
             RuntimeError: the pipeline has no :attr:`decode_head`.
             ValueError: the bytes cannot be decoded (the message names ``path``).
         """
+        return self.plan_first(data, decoder, path, header)()
+
+    def plan_first(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], header: Any = UNPARSED
+    ) -> Callable[[], Any]:
+        """:meth:`decode_first` with its random draws made now and the decoding and resizing left to
+        the job it returns, which draws nothing (a thread may run it: :mod:`lightning_aug.data.threads`)."""
         if self.decode_head is None:
             raise RuntimeError(f"{self.name} cannot run while decoding: it does not start with a crop")
         if self.backend == "albumentations":
             self._compose.py_random.random()  # the draw albumentations' Compose makes first on each call
-        return self.decode_head(data, decoder, path, header)
+        return self.decode_head.prepare(data, decoder, path, header)
 
     def after_decode(self, image: Any) -> Tensor:
         """The pipeline after its :attr:`decode_head`, for what :meth:`decode_first` returned."""

@@ -22,10 +22,11 @@ from torch.utils.data import Dataset
 
 from lightning_aug.data.datasets.base import TransformedDataset
 from lightning_aug.data.datasets.memory import InMemoryDataset
+from lightning_aug.data.loader import resolve_decode_threads
 from lightning_aug.data.pipeline import Pipeline
 from lightning_aug.data.progressive import ProgressiveResize
 from lightning_aug.data.source import Source, Split
-from lightning_aug.errors import DataError
+from lightning_aug.errors import DataError, SettingError
 from lightning_aug.seeding import Stream, stream_seed
 
 __all__ = ["DataPath", "MemoryPath", "PipelinePath", "data_path"]
@@ -72,11 +73,13 @@ class DataPath(ABC):
         """Refuse settings this path cannot run (before the progressive-resize warning)."""
 
     @abstractmethod
-    def dataset(self, source: Source, split: Split, seed: int) -> Dataset:
-        """What the loader of ``split`` serves, for the run ``seed``.
+    def dataset(self, source: Source, split: Split, seed: int, decode_threads: int | str = 1) -> Dataset:
+        """What the loader of ``split`` serves, for the run ``seed``; ``decode_threads``: the loader's
+        setting (:class:`~lightning_aug.data.loader.LoaderSettings`).
 
         Raises:
             DataError: images of several sizes that this path cannot batch.
+            SettingError: ``decode_threads`` > 1 given where it cannot act.
         """
 
     def device_size(self, epoch: int) -> int | None:
@@ -129,17 +132,26 @@ class PipelinePath(DataPath):
         if self.progressive_resize is not None:
             self.train_pipeline.set_crop_size(self.progressive_resize.size(0))  # refused without the crop
 
-    def dataset(self, source: Source, split: Split, seed: int) -> Dataset:
+    def dataset(self, source: Source, split: Split, seed: int, decode_threads: int | str = 1) -> Dataset:
         train = split == "train"
         pipeline = self.train_pipeline if train else self.eval_pipeline
         self._check_sizes(split, source, pipeline, seed)
         stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
         ramp = self.progressive_resize.size if train and self.progressive_resize is not None else None
         # rank 0's stream on every rank: a sample's augmentation does not depend on the world size
+        threads = resolve_decode_threads(decode_threads)
         made = TransformedDataset(
-            source, pipeline, stream_seed(seed, 0, stream), self.image_key, self.label_key, ramp
+            source, pipeline, stream_seed(seed, 0, stream), self.image_key, self.label_key, ramp, threads
         )
+        if train and threads > 1 and not made.fused and decode_threads != "auto":
+            raise SettingError(
+                f"loader.decode_threads={decode_threads} decodes a batch's crops in threads, but the train "
+                f"crop does not run while decoding ({_decoding(source, pipeline, False) or 'no crop to run'}"
+                "): set loader.decode_threads=1 or auto (LoaderSettings(decode_threads=...))"
+            )
         said = _decoding(source, pipeline, made.fused)
+        if said is not None and made.fused and threads > 1:
+            said += f", {threads} threads a worker"
         if said is not None:
             rank_zero_info(f"AugDataModule: {split} {said}")
         return made
@@ -161,7 +173,12 @@ class MemoryPath(DataPath):
                 "eval_transforms are set; move the augmentation to device_transforms"
             )
 
-    def dataset(self, source: Source, split: Split, seed: int) -> Dataset:
+    def dataset(self, source: Source, split: Split, seed: int, decode_threads: int | str = 1) -> Dataset:
+        if decode_threads not in (1, "auto"):
+            raise SettingError(
+                f"loader.decode_threads={decode_threads} decodes crops in threads, but in_memory=True holds "
+                "decoded images: set loader.decode_threads=1 or auto (LoaderSettings(decode_threads=...))"
+            )
         self._check_sizes(split, source, None, seed)
         return InMemoryDataset.from_dataset(source, self.image_key, self.label_key)
 

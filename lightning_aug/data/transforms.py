@@ -128,18 +128,32 @@ class DecodeHead:
         Raises:
             ValueError: the decoder cannot decode the bytes (the message names ``path``).
         """
+        return self.prepare(data, decoder, path, header)()
+
+    def prepare(
+        self, data: np.ndarray, decoder: ImageDecoder, path: str | os.PathLike[str], header: Any = UNPARSED
+    ) -> Callable[[], Any]:
+        """Make the transforms' random draws now and return the rest, the decode and the resize, as a
+        job that draws nothing (so it may run in another thread, after other samples' draws). A file
+        that is no JPEG is decoded and transformed here (its size is known only once decoded).
+
+        Raises:
+            ValueError: the decoder cannot decode the bytes (the message names ``path``); the job
+                raises it where the decoding is left to it.
+        """
         header = parse_header(data, header)
         shape = decoder.shape(data, header)
         if shape is None:  # not a JPEG: decode it all, then the transforms as they are
-            return self.unfused(decoder.decode(data, path, header=header))
-        return self.fused(functools.partial(decoder.decode, data, path, header=header), shape)
+            image = self.unfused(decoder.decode(data, path, header=header))
+            return lambda: image
+        return self.planned(functools.partial(decoder.decode, data, path, header=header), shape)
 
     def unfused(self, image: np.ndarray) -> Any:
         raise NotImplementedError
 
-    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Any:
-        """The transforms run while decoding: ``decode(region=None, reduction=1)`` decodes the file
-        (its header parsed already) whose size is ``shape``."""
+    def planned(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Callable[[], Any]:
+        """The transforms' draws for an image of ``shape``, made now, and the job that runs them while
+        decoding: ``decode(region=None, reduction=1)`` decodes the file (its header parsed already)."""
         raise NotImplementedError
 
 
@@ -149,24 +163,26 @@ class _AlbumentationsResizedCrop(DecodeHead):
     def unfused(self, image: np.ndarray) -> np.ndarray:
         return self.transforms[0](image=image)["image"]
 
-    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> np.ndarray:
+    def planned(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Callable[[], Any]:
         crop = self.transforms[0]
         if not crop.should_apply():  # p < 1 and not drawn (the same draw): the whole image
-            return decode()
+            return decode
         x0, y0, x1, y1 = crop.get_params_dependent_on_data({"shape": shape}, {})["crop_coords"]
         reduction = 1
         if getattr(crop, "reduced_decoding", False):
             reduction = reduction_for((y1 - y0, x1 - x0), crop.size)
-        return _albumentations_resize(crop, decode((y0, x0, y1, x1), reduction))
+        size = tuple(crop.size)  # as drawn: progressive resizing may set another for later samples
+        return lambda: _albumentations_resize(crop, decode((y0, x0, y1, x1), reduction), size)
 
 
-def _albumentations_resize(crop: Any, image: np.ndarray) -> np.ndarray:
-    """``crop.apply`` (albumentations' ``RandomResizedCrop``) on the whole of ``image``: the one
-    ``cv2.resize`` call it ends in, with its choice of interpolation, without the wrappers around it
-    (about 40 us an image; the same pixels, tested). Images of more than 4 channels go through it."""
+def _albumentations_resize(crop: Any, image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``crop.apply`` (albumentations' ``RandomResizedCrop``, its ``size`` as drawn) on the whole of
+    ``image``: the one ``cv2.resize`` call it ends in, with its choice of interpolation, without the
+    wrappers around it (about 40 us an image; the same pixels, tested). Images of more than 4 channels
+    go through it."""
     if image.ndim != 3 or image.shape[2] > 4:
         return crop.apply(image, crop_coords=(0, 0, image.shape[1], image.shape[0]))
-    height, width = crop.size
+    height, width = size
     if (height, width) == image.shape[:2]:
         return image
     interpolation = crop.interpolation  # as RandomResizedCrop._get_interpolation_for_resize
@@ -193,14 +209,17 @@ class _TorchvisionResizedCrop(DecodeHead):
     def unfused(self, image: np.ndarray) -> Tensor:
         return self.transforms[0](_tensor(image))
 
-    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Tensor:
+    def planned(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Callable[[], Any]:
         crop = self.transforms[0]
         make_params = getattr(crop, "make_params", None) or crop._get_params  # torchvision < 0.21
         params = make_params([_size_only(shape)])
         top, left, height, width = params["top"], params["left"], params["height"], params["width"]
-        region = decode((top, left, top + height, left + width))
-        return F.resize(
-            _tensor(region), crop.size, interpolation=crop.interpolation, antialias=crop.antialias
+        size, interpolation, antialias = list(crop.size), crop.interpolation, crop.antialias
+        return lambda: F.resize(
+            _tensor(decode((top, left, top + height, left + width))),
+            size,
+            interpolation=interpolation,
+            antialias=antialias,
         )
 
 
@@ -263,7 +282,10 @@ class _ResizeCenterCrop(DecodeHead):
             recompute_scale_factor=False,
         )[0]
 
-    def fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Any:
+    def planned(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Callable[[], Any]:
+        return functools.partial(self._fused, decode, shape)  # no random draws
+
+    def _fused(self, decode: Callable[..., np.ndarray], shape: tuple[int, int]) -> Any:
         (rh, rw), (ch, cw), (top, left) = self._geometry(shape)
         h, w = shape
         if top < 0 or left < 0 or rh > h or rw > w:  # padded or enlarged: the transforms as they are

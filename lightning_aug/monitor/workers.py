@@ -13,12 +13,13 @@ import os
 import resource
 from pathlib import Path
 
-__all__ = ["children_cpu_seconds"]
+__all__ = ["children_cpu_seconds", "live_children"]
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
-def _live_children() -> set[int]:
+def live_children() -> set[int]:
+    """The pids of this process's live child processes (each thread's ``children`` in ``/proc``)."""
     found: set[int] = set()
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
         try:
@@ -43,7 +44,7 @@ def children_cpu_seconds() -> float | None:
         return None
     reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
     try:
-        live = sum(_cpu_of(pid) for pid in _live_children())
+        live = sum(_cpu_of(pid) for pid in live_children())
     except OSError:
         return None
     return reaped.ru_utime + reaped.ru_stime + live

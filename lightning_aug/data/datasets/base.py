@@ -9,9 +9,12 @@ from typing import Any
 import torch
 from torch.utils.data import Dataset
 
+from lightning_aug._checks import check_int
+from lightning_aug.data.decoders import UNPARSED, ImageDecoder
 from lightning_aug.data.pipeline import Pipeline
 from lightning_aug.data.sampling import SampleKey, sample_index
 from lightning_aug.data.source import SPLITS, DatasetFactory, Source, Split, as_source, check_split
+from lightning_aug.data.threads import DecodeThreads, Deferred
 from lightning_aug.seeding import sample_seed
 
 __all__ = [
@@ -47,6 +50,11 @@ def as_sample(item: Any, image_key: str = "image", label_key: str = "label") -> 
     return tuple(item)
 
 
+def _ready(image: Any) -> Callable[[], Any]:
+    """A job that gives ``image``: a sample the source decoded already (no JPEG)."""
+    return lambda: image
+
+
 def _hw(shape: tuple[int, ...]) -> str:
     """``"WxH"`` of a CHW shape."""
     return f"{shape[-1]}x{shape[-2]}" if len(shape) >= 2 else str(shape)
@@ -80,6 +88,12 @@ class TransformedDataset(Dataset):
         crop_sizes: progressive resizing: the side of the pipeline's leading ``RandomResizedCrop`` as a
             function of the epoch (:meth:`~lightning_aug.data.progressive.ProgressiveResize.size`), set
             from each sample's epoch (so persistent workers follow it, and a resumed run).
+        decode_threads: threads of each worker (or of the main process) that decode a batch's crops
+            side by side, where the crop runs while decoding (``fused``); 1: each sample in turn. The
+            batch's images are the same either way (:mod:`lightning_aug.data.threads`).
+
+    Raises:
+        ValueError: ``decode_threads`` not an int >= 1.
     """
 
     def __init__(
@@ -90,6 +104,7 @@ class TransformedDataset(Dataset):
         image_key: str = "image",
         label_key: str = "label",
         crop_sizes: Callable[[int], int] | None = None,
+        decode_threads: int = 1,
     ) -> None:
         self.dataset = source = as_source(dataset)
         self.pipeline = pipeline
@@ -100,10 +115,20 @@ class TransformedDataset(Dataset):
         self.seed = seed
         self.image_key, self.label_key = image_key, label_key
         # the pipeline's leading crop run while decoding, where the source can
-        self.fused = pipeline.decode_head is not None and source.set_crop_decoder(pipeline.decode_first)
+        check_int("decode_threads", decode_threads, 1)
+        self._defer = False  # while a batch is read in threads: the source's crop hands back Deferred jobs
+        self.fused = pipeline.decode_head is not None and source.set_crop_decoder(self._decode_first)
+        self.threads = DecodeThreads(decode_threads if self.fused else 1)  # what decodes a batch
         self._globals = pipeline.draws_from_globals
         self._keys = source.accepts_keys  # e.g. shards: the epoch for prefetching
         pipeline.reseed(seed)
+
+    def _decode_first(
+        self, data: Any, decoder: ImageDecoder, path: str, header: Any = UNPARSED
+    ) -> Any:  # the crop the source runs while decoding
+        if self._defer:
+            return Deferred(self.pipeline.plan_first(data, decoder, path, header))
+        return self.pipeline.decode_first(data, decoder, path, header)
 
     def reseed(self, seed: int) -> None:
         """Seed the pipeline's own generators (a worker's start); each sample re-seeds them anyway."""
@@ -157,7 +182,10 @@ class TransformedDataset(Dataset):
         Raises:
             DataError: the pipeline gave images of different sizes.
         """
-        samples = [self[index] for index in indices]
+        if self.threads.threads > 1:
+            samples = self._in_threads(indices)
+        else:
+            samples = [self[index] for index in indices]
         shapes = [tuple(getattr(s[0], "shape", ())) for s in samples]
         if len(set(shapes)) > 1:
             from lightning_aug.errors import DataError
@@ -172,6 +200,40 @@ class TransformedDataset(Dataset):
                 "imagenet_tv in the apps)"
             )
         return samples
+
+    def _in_threads(self, indices: list[Any]) -> list[tuple[Any, ...]]:
+        """The samples of ``indices`` as ``self[index]`` gives them, their decoding in threads: each
+        sample's draws are made in turn (the source reads it and the crop draws its box), the decodes
+        and resizes run in :attr:`threads`, then the rest of the pipeline runs from each sample's
+        saved generator state. A sample whose decoding failed is read again the per-sample way, where
+        ``on_bad_image`` decides (the same sample, or the same error)."""
+        in_worker = torch.utils.data.get_worker_info() is not None
+        outer = None if in_worker else torch.get_rng_state()
+        planned: list[tuple[tuple[Any, ...], Any]] = []
+        try:
+            self._defer = True
+            for key in indices:
+                self._seed_sample(key)
+                sample = as_sample(
+                    self.dataset[key if self._keys else sample_index(key)], self.image_key, self.label_key
+                )
+                planned.append((sample, self.pipeline.random_state()))
+        finally:
+            self._defer = False
+        try:
+            jobs = [s[0].job if isinstance(s[0], Deferred) else _ready(s[0]) for s, _ in planned]
+            images = self.threads.run(jobs)
+            out = []
+            for key, (sample, state), image in zip(indices, planned, images, strict=True):
+                if isinstance(image, Exception):
+                    out.append(self[key])
+                    continue
+                self.pipeline.set_random_state(state)
+                out.append((self.pipeline.after_decode(image), *sample[1:]))
+            return out
+        finally:
+            if outer is not None:
+                torch.set_rng_state(outer)
 
     def _apply(self, item: Any) -> tuple[Any, ...]:
         sample = as_sample(item, self.image_key, self.label_key)
