@@ -20,12 +20,16 @@ from lightning_aug.bench.data_path import (
     EVAL_BASELINE,
     EVAL_CONFIGURED,
     FLOOR,
+    FLOOR_TV,
     baseline_transform,
     bench,
 )
 from lightning_aug.cli.common import build_datamodule
 from lightning_aug.data.decoders import nvimgcodec_available
+from lightning_aug.data.loader import available_cpus
 
+# the configured pipeline with loader.decode_threads=auto, 2 threads where this process may use 2 CPUs
+THREADED = [f"{CONFIGURED[:-1]}, 2 decode threads)"] if available_cpus() >= 2 else []
 TINY = [
     "data.train_per_class=6",
     "data.val_per_class=2",
@@ -58,6 +62,8 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
         assert set(rates) == common | {
             DECODE_OPENCV,
             FLOOR,
+            FLOOR_TV,
+            *THREADED,
             "pipeline (augment=imagenet_tv)",
             EVAL_BASELINE,
             EVAL_CONFIGURED,
@@ -74,7 +80,7 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
     assert [(r["workers"], r["decode_threads"]) for r in results["rows"]] == [
         (w, t) for w in (0, 1) for t in threads
     ]
-    assert all(r["img_s"] > 0 and r["rss_mib"] > 100 for r in results["rows"])  # torch alone is more
+    assert all(r["img_s"] > 0 and r["rss_mib"] > 100 for r in results["rows"])  # torch alone takes more
     assert results["recommended_decode_threads"] in threads
     assert results["device_stage"]["ms"] > 0 and results["device_stage"]["clone_ms"] > 0
     assert results["device_stage"]["add_out_ms"] > 0

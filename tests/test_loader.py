@@ -101,3 +101,50 @@ def test_derive_seed_separates_streams() -> None:
     assert len(seeds) == 27
     assert all(0 <= s < 2**63 for s in seeds)
     assert derive_seed(5, 1) == derive_seed(5, 1)
+
+
+class _Costly(torch.utils.data.Dataset):
+    """Samples that take ``ms`` each to make; counts the ones made."""
+
+    def __init__(self, ms: float) -> None:
+        self.ms, self.made = ms, 0
+
+    def __len__(self) -> int:
+        return 64
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        import time
+
+        self.made += 1
+        time.sleep(self.ms / 1e3)
+        return torch.zeros(3, 4, 4, dtype=torch.uint8), index % 2
+
+
+def test_auto_workers_are_none_where_a_batch_is_made_here_faster_than_a_worker_hands_one_over(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``num_workers="auto"``: no workers for data this process makes a batch of within the hand-over
+    time (8 samples of none), the CPUs' workers for data that takes longer (8 samples of 1.2 ms: the
+    measurement stops past 2 ms); an explicit count is never measured."""
+    import random
+
+    import numpy as np
+
+    monkeypatch.setattr(loader_mod, "available_cpus", lambda: 4)
+    settings = LoaderSettings(batch_size=8, num_workers="auto")
+    cheap, costly = _Costly(0.0), _Costly(1.2)
+    random.seed(3)
+    np.random.seed(3)
+    assert settings.resolve_num_workers(1, cheap) == 0 and cheap.made == 8
+    assert (random.random(), np.random.random()) == (
+        random.Random(3).random(),
+        np.random.RandomState(3).random(),
+    )
+    assert settings.resolve_num_workers(2, costly) == 2 and costly.made <= 2  # stopped past 2 ms
+    assert LoaderSettings(batch_size=8, num_workers=3).resolve_num_workers(1, cheap) == 3 and cheap.made == 8
+    said = r"resolved to 0 \(this process makes a batch faster .* 2 ms\); ignoring"
+    with pytest.warns(UserWarning, match=said):
+        made = LoaderSettings(batch_size=8, num_workers="auto", persistent_workers=True).make_loader(
+            cheap, train=True, generator=torch.Generator()
+        )
+    assert made.num_workers == 0 and len(list(made)) == 8

@@ -41,9 +41,10 @@ from lightning_aug.bench.cases import (
     EVAL_BASELINE,
     EVAL_CONFIGURED,
     FLOOR,
+    FLOOR_TV,
 )
 from lightning_aug.bench.floor import floor_case, is_jpeg
-from lightning_aug.bench.sweep import loader_rate, loader_sweep
+from lightning_aug.bench.sweep import decode_threads, loader_rate, loader_sweep
 from lightning_aug.bench.timing import median_ms, per_worker_rates
 
 __all__ = [
@@ -53,6 +54,7 @@ __all__ = [
     "EVAL_BASELINE",
     "EVAL_CONFIGURED",
     "FLOOR",
+    "FLOOR_TV",
     "baseline_transform",
     "bench",
 ]
@@ -242,11 +244,14 @@ def _collate_costs(outputs: list[Any], repeats: int = 31) -> dict[str, float]:
 
 def bench(cfg: DictConfig) -> dict[str, Any]:
     """Run every measurement and return the results (also written to ``bench.json``)."""
+    from functools import partial
+
     import torch
     from torch.utils.data import DataLoader
 
     from lightning_aug.bench.mixup import bench_mixup
     from lightning_aug.cli.common import build_batch_path
+    from lightning_aug.data.datasets.base import TransformedDataset
 
     dm, transforms = build_batch_path(cfg, "lightning-aug-bench")
     settings = cfg.bench
@@ -292,6 +297,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     size = dm.train_pipeline.output_size
     if files and getattr(raw, "image_decoder", None) is not None and size is not None and is_jpeg(files[0]):
         cases[FLOOR] = floor_case(files, raw.image_decoder, size)  # what per-sample work cannot go below
+        cases[FLOOR_TV] = floor_case(files, raw.image_decoder, size, torchvision=True)  # v2's own resize
     cases[BASELINE] = each(baseline)
     if hasattr(train, "__getitems__"):  # a batch at a time, as the DataLoader asks
         from lightning_aug.data.collate import PreCollated
@@ -305,15 +311,18 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
 
         passes = [-1]  # each pass over the images is another epoch: other crops, as in training
 
-        def configured(a: int, b: int) -> int:
+        def configured(a: int, b: int, threads: int = 1) -> int:  # per worker: the per-sample path
             passes[0] += a == 0
             keys = [SampleKey(i, passes[0]) for i in range(a, b)]
-            return sum(made(train.__getitems__(keys[s : s + bs])) for s in range(0, len(keys), bs))
+            with decode_threads(train, threads):
+                return sum(made(train.__getitems__(keys[s : s + bs])) for s in range(0, len(keys), bs))
 
         cases[CONFIGURED] = configured
+        threads = train.threads.threads if isinstance(train, TransformedDataset) else 1
+        if threads > 1:  # what one worker makes with its decode threads (loader.decode_threads)
+            cases[f"{CONFIGURED[:-1]}, {threads} decode threads)"] = partial(configured, threads=threads)
     else:
         cases[CONFIGURED] = each(train)
-    from lightning_aug.data.datasets.base import TransformedDataset
 
     compare = _compare_pipelines(cfg, list(settings.get("compare_augment") or []))
     for name, (train_pipe, _) in compare.items():
@@ -361,8 +370,8 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             (time.perf_counter() - start) * 1e3 / len(paths)
         )
 
-    threads = list(settings.get("decode_threads_sweep") or [1])
-    results.update(loader_sweep(dm, list(settings.workers_sweep), threads, count))
+    swept = [int(t) for t in settings.get("decode_threads_sweep") or [1]]
+    results.update(loader_sweep(dm, list(settings.workers_sweep), swept, 3 * count))
 
     device = torch.device("cuda" if torch.cuda.is_available() and settings.device == "auto" else "cpu")
     if settings.device not in ("auto", "cpu"):

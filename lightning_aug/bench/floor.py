@@ -40,12 +40,28 @@ def resized_crop_box(shape: tuple[int, int], rng: np.random.Generator) -> tuple[
 
 
 def floor_case(
-    files: Sequence[str], decoder: ImageDecoder, size: tuple[int, int], seed: int = 0
+    files: Sequence[str],
+    decoder: ImageDecoder,
+    size: tuple[int, int],
+    seed: int = 0,
+    torchvision: bool = False,
 ) -> Callable[[int, int], int]:
     """A per-worker bench case over ``files[a:b]``: read, parse the header once, decode the region of
     a drawn RandomResizedCrop with ``decoder``, resize it to ``size`` (height, width) with OpenCV's
-    bilinear resize (albumentations'); returns the images made."""
+    bilinear resize (albumentations'), or with ``torchvision`` its antialiased bilinear resize of
+    uint8 tensors (v2's ``RandomResizedCrop``'s, on the region's channels-last view, as the fused
+    crop runs it); returns the images made."""
     rng = np.random.default_rng(seed)
+    if torchvision:
+        import torch
+        from torchvision.transforms.v2 import functional as F
+
+        def resize(region: np.ndarray) -> Any:
+            return F.resize(torch.from_numpy(region).permute(2, 0, 1), list(size), antialias=True)
+    else:
+
+        def resize(region: np.ndarray) -> Any:
+            return cv2.resize(region, (size[1], size[0]), interpolation=cv2.INTER_LINEAR)
 
     def run(a: int, b: int) -> int:
         made = 0
@@ -56,7 +72,7 @@ def floor_case(
             if shape is None:
                 continue
             region = decoder.decode(data, path, resized_crop_box(shape, rng), header=header)
-            made += cv2.resize(region, (size[1], size[0]), interpolation=cv2.INTER_LINEAR) is not None
+            made += resize(region) is not None
         return made
 
     return run

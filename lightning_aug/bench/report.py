@@ -67,7 +67,7 @@ def table(results: dict[str, Any]) -> str:
             f"per-sample seeding (generators from (seed, epoch, sample)): {seeding['us_per_sample']:.2f} "
             f"us/img, {seeding['share']:.1%} of the configured pipeline's time per image"
         )
-    lines.append("loader sweep (per-sample: 1 decode thread)  img/s  resident MiB (process + workers)")
+    lines.append("loader sweep (per-sample: 1 decode thread)  img/s  memory MiB (PSS, process + workers)")
     for row in results["rows"]:
         name = f"{row['workers']} workers x {row['decode_threads']} decode threads"
         rss = f"{row['rss_mib']:>8.0f}" if row["rss_mib"] is not None else "       -"

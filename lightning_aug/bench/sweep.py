@@ -5,72 +5,96 @@ crops decoded side by side, :mod:`lightning_aug.data.threads`; 1 is the per-samp
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
-import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["loader_rate", "loader_sweep", "resident_mib"]
+__all__ = ["decode_threads", "loader_rate", "loader_sweep", "resident_mib"]
+
+
+@contextlib.contextmanager
+def decode_threads(dataset: Any, threads: int) -> Iterator[None]:
+    """``dataset`` decodes a batch's crops with ``threads`` threads meanwhile (where it is a
+    :class:`~lightning_aug.data.datasets.base.TransformedDataset` whose crop runs while decoding)."""
+    from lightning_aug.data.datasets.base import TransformedDataset
+    from lightning_aug.data.threads import DecodeThreads
+
+    if not (isinstance(dataset, TransformedDataset) and dataset.fused):
+        yield
+        return
+    configured, dataset.threads = dataset.threads, DecodeThreads(threads)
+    try:
+        yield
+    finally:
+        dataset.threads = configured
 
 
 def resident_mib() -> float | None:
-    """The resident memory of this process and its live child processes (the loader's workers), in
-    MiB; ``None`` without ``/proc``. Pages the workers share with this process after the fork count
-    in each: an upper bound."""
+    """The memory of this process and its live child processes (the loader's workers), in MiB: the sum
+    of their proportional set sizes (``Pss`` of ``/proc/<pid>/smaps_rollup``: a page shared by n of
+    them counts 1/n in each, so the pages the workers share with this process after the fork count
+    once); ``None`` without ``/proc``."""
     from lightning_aug.monitor.workers import live_children
 
-    if not Path("/proc/self/statm").exists():
+    if not Path("/proc/self/smaps_rollup").exists():
         return None
     total = 0
     for pid in (os.getpid(), *live_children()):
         try:
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+            lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
         except OSError:  # ended meanwhile
             continue
-    return total * resource.getpagesize() / 2**20
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("Pss:"))  # kB
+    return total / 1024
 
 
-def loader_rate(loader: Any, images: int) -> tuple[float, float | None]:
-    """``(img/s, MiB)``: the rate of a DataLoader after its first batch (worker start-up excluded) over
-    ``images`` images, and :func:`resident_mib` at the end, its workers and their batches alive."""
-    iterator = iter(loader)
-    next(iterator)
-    seen, start = 0, time.perf_counter()
-    for batch in iterator:
-        seen += len(batch[0])
-        if seen >= images:
-            break
-    rate = seen / max(time.perf_counter() - start, 1e-9)
-    return rate, resident_mib()
+def loader_rate(loader: Any, images: int, passes: int = 1) -> tuple[float, float | None]:
+    """``(img/s, MiB)``: the rate of a DataLoader after its first batch (worker start-up excluded),
+    over ``images`` images or ``passes`` epochs, whichever ends first, and the most
+    :func:`resident_mib` read after a batch (workers and their batches alive; the reading is not
+    timed)."""
+    seen, start, peak, reading = 0, 0.0, None, 0.0
+    for _ in range(passes):
+        for batch in loader:
+            if not start:  # the first batch: the workers have started
+                start = time.perf_counter()
+                continue
+            seen += len(batch[0])
+            before = time.perf_counter()
+            now = resident_mib()
+            reading += time.perf_counter() - before
+            peak = now if peak is None or now is None else max(peak, now)
+            if seen >= images:
+                return seen / (time.perf_counter() - start - reading), peak
+    return seen / max(time.perf_counter() - start - reading, 1e-9), peak
 
 
-def loader_sweep(dm: Any, workers: Sequence[int], threads: Sequence[int], images: int) -> dict[str, Any]:
-    """Each ``(num_workers, decode_threads)`` pair through ``dm``'s training loader (non-persistent
-    workers): ``rows`` (workers, decode_threads, img_s, rss_mib), the ``workers_sweep_img_s`` of one
-    thread, and the recommended pair: the fewest workers, then threads, within 5% of the best rate.
-    Threads act only where the train crop runs while decoding (``decode_threads`` of the dataset)."""
+def loader_sweep(
+    dm: Any, workers: Sequence[int], threads: Sequence[int], images: int, passes: int = 3
+) -> dict[str, Any]:
+    """Each ``(num_workers, decode_threads)`` pair through ``dm``'s training loader, ``images`` images
+    or ``passes`` epochs (persistent workers: later epochs reuse them, as in training): ``rows``
+    (workers, decode_threads, img_s, rss_mib), the ``workers_sweep_img_s`` of one thread, and the
+    recommended pair: the fewest workers, then threads, within 5% of the best rate. Threads act only
+    where the train crop runs while decoding (``fused``)."""
     from lightning_aug.data.datasets.base import TransformedDataset
-    from lightning_aug.data.threads import DecodeThreads
 
     loader, train = dm.loader, dm.datasets["train"]
-    configured = train.threads if isinstance(train, TransformedDataset) else None
-    tried = [int(t) for t in threads] if configured is not None and train.fused else [1]
+    fused = isinstance(train, TransformedDataset) and train.fused
     rows: list[dict[str, Any]] = []
     for n in workers:
-        for t in tried:
-            if configured is not None:
-                train.threads = DecodeThreads(t)
+        for t in [int(t) for t in threads] if fused else [1]:
             dm.loader = dataclasses.replace(
-                loader, num_workers=int(n), persistent_workers=False, prefetch_factor=None
+                loader, num_workers=int(n), persistent_workers=int(n) > 0, prefetch_factor=None
             )
-            rate, rss = loader_rate(dm.train_dataloader(), images)
+            with decode_threads(train, t):
+                rate, rss = loader_rate(dm.train_dataloader(), images, passes)
             rows.append({"workers": int(n), "decode_threads": t, "img_s": rate, "rss_mib": rss})
     dm.loader = loader
-    if configured is not None:
-        train.threads = configured
     best = max(row["img_s"] for row in rows)
     pick = min((row["workers"], row["decode_threads"]) for row in rows if row["img_s"] >= 0.95 * best)
     return {

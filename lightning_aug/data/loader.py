@@ -21,12 +21,14 @@ from lightning_aug.data.collate import collate_labels, collate_uint8
 from lightning_aug.seeding import seed_worker
 
 __all__ = [
+    "HAND_OVER_MS",
     "FetchClock",
     "LoaderSettings",
     "ResumableLoader",
     "available_cpus",
     "collate_labels",
     "collate_uint8",
+    "makes_a_batch_within",
     "resolve_decode_threads",
 ]
 
@@ -36,6 +38,36 @@ def available_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+# what a ready batch of 64 small images takes to reach the training process from a worker on the
+# 2-core machine (torch's file_descriptor sharing), as DataStallMonitor measured it: 1.4-2 ms
+HAND_OVER_MS = 2.0
+
+
+def makes_a_batch_within(dataset: Any, batch_size: int, budget_ms: float) -> bool:
+    """Whether this process makes the first ``batch_size`` samples of ``dataset``, one by one as a
+    worker makes them, within ``budget_ms``; stops at the first sample past it (so the question costs
+    at most the budget and one sample). The generators it moves are put back: torch's (the dataset
+    puts it back itself in this process), Python's and numpy's global ones."""
+    import random
+
+    import numpy as np
+
+    count = min(batch_size, len(dataset))
+    if count == 0:
+        return False
+    outer = random.getstate(), np.random.get_state()
+    try:
+        start = time.perf_counter()
+        for index in range(count):
+            dataset[index]
+            if (time.perf_counter() - start) * 1e3 > budget_ms:
+                return False
+        return True
+    finally:
+        random.setstate(outer[0])
+        np.random.set_state(outer[1])
 
 
 def resolve_decode_threads(decode_threads: int | str) -> int:
@@ -126,7 +158,9 @@ class LoaderSettings:
         batch_size: samples per training batch (per process under DDP).
         eval_batch_size: samples per validation/test/predict batch; ``None`` uses ``batch_size``.
         num_workers: worker processes per loader, or ``"auto"``: the CPUs this process may use
-            divided by the number of devices on this node (one loader per device under DDP).
+            divided by the number of devices on this node (one loader per device under DDP); none
+            where the main process makes a whole batch in less time than a batch from a worker takes
+            to reach it (:data:`HAND_OVER_MS`, measured on the batch's samples when the loader is made).
         pin_memory: page-locked host batches; ``"auto"`` pins when the trainer runs on CUDA (without a
             trainer: when CUDA is available).
         persistent_workers: keep workers alive between epochs. Needs ``num_workers > 0``.
@@ -216,14 +250,19 @@ class LoaderSettings:
         }
         return {k: v for k, v in given.items() if v is not None}
 
-    def resolve_num_workers(self, local_devices: int = 1) -> int:
-        """``num_workers`` as an int: ``"auto"`` is the usable CPUs divided by ``local_devices``."""
-        if self.num_workers == "auto":
-            # not Lightning's suggested_max_num_workers, which leaves a core to the main process: the
-            # bench's workers sweep measured as many workers as cores fastest (the device stage is not
-            # on the CPU when training on a GPU)
-            return available_cpus() // max(1, local_devices)
-        return int(self.num_workers)
+    def resolve_num_workers(self, local_devices: int = 1, dataset: Any = None) -> int:
+        """``num_workers`` as an int. ``"auto"``: the usable CPUs divided by ``local_devices``; but none
+        where ``dataset`` is given and this process makes a whole batch of it in less time than a
+        worker's batch takes to reach it (:func:`makes_a_batch_within`, :data:`HAND_OVER_MS`)."""
+        if self.num_workers != "auto":
+            return int(self.num_workers)
+        # not Lightning's suggested_max_num_workers, which leaves a core to the main process: the
+        # bench's workers sweep measured as many workers as cores fastest (the device stage is not
+        # on the CPU when training on a GPU)
+        workers = available_cpus() // max(1, local_devices)
+        if workers and dataset is not None and makes_a_batch_within(dataset, self.batch_size, HAND_OVER_MS):
+            return 0
+        return workers
 
     def make_loader(
         self,
@@ -255,14 +294,16 @@ class LoaderSettings:
                 "drop_last=True: there would be no training batch; lower batch_size (loader.batch_size) or "
                 "set drop_last=False (loader.drop_last=false)"
             )
-        num_workers = self.resolve_num_workers(num_devices)
-        kwargs = self.dataloader_kwargs(train=train, num_workers=num_workers, pin_memory=pin, rank=rank)
+        num_workers = self.resolve_num_workers(num_devices, dataset)
+        kwargs = self.dataloader_kwargs(
+            train=train, num_workers=num_workers, pin_memory=pin, rank=rank, num_devices=num_devices
+        )
         if sampler is not None:
             return ResumableLoader(dataset, sampler=sampler, generator=generator, **kwargs)
         return torch.utils.data.DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
 
     def dataloader_kwargs(
-        self, *, train: bool, num_workers: int, pin_memory: bool, rank: int = 0
+        self, *, train: bool, num_workers: int, pin_memory: bool, rank: int = 0, num_devices: int = 1
     ) -> dict[str, Any]:
         """Keyword arguments for ``torch.utils.data.DataLoader`` with resolved worker count and pinning."""
         from functools import partial
@@ -284,8 +325,11 @@ class LoaderSettings:
         elif self._worker_only():
             from lightning.pytorch.utilities import rank_zero_warn
 
+            why = f"{available_cpus()} CPUs for this process"
+            if available_cpus() // max(1, num_devices) > 0:
+                why = f"this process makes a batch faster than a worker's reaches it, {HAND_OVER_MS:g} ms"
             rank_zero_warn(
-                f"num_workers='auto' resolved to 0 ({available_cpus()} CPUs for this process); "
+                f"num_workers='auto' resolved to 0 ({why}); "
                 f"ignoring {sorted(self._worker_only())}, which need worker processes"
             )
         return kwargs
