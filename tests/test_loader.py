@@ -103,20 +103,28 @@ def test_derive_seed_separates_streams() -> None:
     assert derive_seed(5, 1) == derive_seed(5, 1)
 
 
-class _Costly(torch.utils.data.Dataset):
-    """Samples that take ``ms`` each to make; counts the ones made."""
+class _Clock:
+    """The loader module's clock in the test below: time moves only as samples are made."""
 
-    def __init__(self, ms: float) -> None:
-        self.ms, self.made = ms, 0
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _Costly(torch.utils.data.Dataset):
+    """Samples that take ``ms`` each to make on ``clock``; counts the ones made."""
+
+    def __init__(self, ms: float, clock: _Clock) -> None:
+        self.ms, self.clock, self.made = ms, clock, 0
 
     def __len__(self) -> int:
         return 64
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        import time
-
         self.made += 1
-        time.sleep(self.ms / 1e3)
+        self.clock.now += self.ms / 1e3
         return torch.zeros(3, 4, 4, dtype=torch.uint8), index % 2
 
 
@@ -124,15 +132,17 @@ def test_auto_workers_are_none_where_a_batch_is_made_here_faster_than_a_worker_h
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``num_workers="auto"``: no workers for data this process makes a batch of within the hand-over
-    time (8 samples of none), the CPUs' workers for data that takes longer (8 samples of 1.2 ms: the
+    time (8 samples of 0.2 ms), the CPUs' workers for data that takes longer (8 samples of 1.2 ms: the
     measurement stops past 2 ms); an explicit count is never measured."""
     import random
 
     import numpy as np
 
     monkeypatch.setattr(loader_mod, "available_cpus", lambda: 4)
+    clock = _Clock()
+    monkeypatch.setattr(loader_mod, "time", clock)
     settings = LoaderSettings(batch_size=8, num_workers="auto")
-    cheap, costly = _Costly(0.0), _Costly(1.2)
+    cheap, costly = _Costly(0.2, clock), _Costly(1.2, clock)
     random.seed(3)
     np.random.seed(3)
     assert settings.resolve_num_workers(1, cheap) == 0 and cheap.made == 8
@@ -140,7 +150,7 @@ def test_auto_workers_are_none_where_a_batch_is_made_here_faster_than_a_worker_h
         random.Random(3).random(),
         np.random.RandomState(3).random(),
     )
-    assert settings.resolve_num_workers(2, costly) == 2 and costly.made <= 2  # stopped past 2 ms
+    assert settings.resolve_num_workers(2, costly) == 2 and costly.made == 2  # stopped past 2 ms
     assert LoaderSettings(batch_size=8, num_workers=3).resolve_num_workers(1, cheap) == 3 and cheap.made == 8
     said = r"resolved to 0 \(this process makes a batch faster .* 2 ms\); ignoring"
     with pytest.warns(UserWarning, match=said):
