@@ -371,7 +371,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         )
 
     swept = [int(t) for t in settings.get("decode_threads_sweep") or [1]]
-    results.update(loader_sweep(dm, list(settings.workers_sweep), swept, 3 * count))
+    results.update(loader_sweep(dm, list(settings.workers_sweep), swept, 2 * count, repeats))
 
     device = torch.device("cuda" if torch.cuda.is_available() and settings.device == "auto" else "cpu")
     if settings.device not in ("auto", "cpu"):

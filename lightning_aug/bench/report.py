@@ -67,11 +67,13 @@ def table(results: dict[str, Any]) -> str:
             f"per-sample seeding (generators from (seed, epoch, sample)): {seeding['us_per_sample']:.2f} "
             f"us/img, {seeding['share']:.1%} of the configured pipeline's time per image"
         )
-    lines.append("loader sweep (per-sample: 1 decode thread)  img/s  memory MiB (PSS, process + workers)")
+    lines.append(
+        "loader sweep (median of the rounds; 1 decode thread: per sample)  img/s  MiB (PSS, all processes)"
+    )
     for row in results["rows"]:
         name = f"{row['workers']} workers x {row['decode_threads']} decode threads"
         rss = f"{row['rss_mib']:>8.0f}" if row["rss_mib"] is not None else "       -"
-        lines.append(f"  {name:<38} {row['img_s']:>8.0f} {rss}")
+        lines.append(f"  {name:<62} {row['img_s']:>6.0f} {rss}")
     lines.append(
         f"  recommended: num_workers={results['recommended_num_workers']}, "
         f"decode_threads={results['recommended_decode_threads']}"

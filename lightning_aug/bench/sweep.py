@@ -54,49 +54,61 @@ def resident_mib() -> float | None:
 
 def loader_rate(loader: Any, images: int, passes: int = 1) -> tuple[float, float | None]:
     """``(img/s, MiB)``: the rate of a DataLoader after its first batch (worker start-up excluded),
-    over ``images`` images or ``passes`` epochs, whichever ends first, and the most
-    :func:`resident_mib` read after a batch (workers and their batches alive; the reading is not
-    timed)."""
-    seen, start, peak, reading = 0, 0.0, None, 0.0
-    for _ in range(passes):
-        for batch in loader:
+    over ``images`` images or ``passes`` epochs, whichever ends first, then :func:`resident_mib` with
+    its workers and their batches alive (read once the clock has stopped: the workers go on making
+    batches meanwhile)."""
+    seen, start = 0, 0.0
+    for done in range(passes):
+        for index, batch in enumerate(loader):
             if not start:  # the first batch: the workers have started
                 start = time.perf_counter()
                 continue
             seen += len(batch[0])
-            before = time.perf_counter()
-            now = resident_mib()
-            reading += time.perf_counter() - before
-            peak = now if peak is None or now is None else max(peak, now)
-            if seen >= images:
-                return seen / (time.perf_counter() - start - reading), peak
-    return seen / max(time.perf_counter() - start - reading, 1e-9), peak
+            if seen >= images or (done == passes - 1 and index == len(loader) - 1):
+                return seen / (time.perf_counter() - start), resident_mib()
+    return seen / max(time.perf_counter() - start, 1e-9), resident_mib()
 
 
 def loader_sweep(
-    dm: Any, workers: Sequence[int], threads: Sequence[int], images: int, passes: int = 3
+    dm: Any, workers: Sequence[int], threads: Sequence[int], images: int, rounds: int = 3, passes: int = 3
 ) -> dict[str, Any]:
     """Each ``(num_workers, decode_threads)`` pair through ``dm``'s training loader, ``images`` images
-    or ``passes`` epochs (persistent workers: later epochs reuse them, as in training): ``rows``
-    (workers, decode_threads, img_s, rss_mib), the ``workers_sweep_img_s`` of one thread, and the
-    recommended pair: the fewest workers, then threads, within 5% of the best rate. Threads act only
-    where the train crop runs while decoding (``fused``)."""
+    or ``passes`` epochs (persistent workers: later epochs reuse them, as in training), the pairs
+    taking turns for ``rounds`` rounds: ``rows`` (workers, decode_threads, the median img_s and each
+    round's, rss_mib), the ``workers_sweep_img_s`` of one thread, and the recommended pair: the fewest
+    workers, then threads, within 5% of the best median. Threads act only where the train crop runs
+    while decoding (``fused``)."""
+    import statistics
+
     from lightning_aug.data.datasets.base import TransformedDataset
 
     loader, train = dm.loader, dm.datasets["train"]
     fused = isinstance(train, TransformedDataset) and train.fused
-    rows: list[dict[str, Any]] = []
-    for n in workers:
-        for t in [int(t) for t in threads] if fused else [1]:
+    pairs = [(int(n), int(t)) for n in workers for t in (threads if fused else [1])]
+    rates: dict[tuple[int, int], list[float]] = {pair: [] for pair in pairs}
+    memory: dict[tuple[int, int], float | None] = {}
+    for _ in range(rounds):
+        for n, t in pairs:
             dm.loader = dataclasses.replace(
-                loader, num_workers=int(n), persistent_workers=int(n) > 0, prefetch_factor=None
+                loader, num_workers=n, persistent_workers=n > 0, prefetch_factor=None
             )
             with decode_threads(train, t):
-                rate, rss = loader_rate(dm.train_dataloader(), images, passes)
-            rows.append({"workers": int(n), "decode_threads": t, "img_s": rate, "rss_mib": rss})
+                rate, memory[n, t] = loader_rate(dm.train_dataloader(), images, passes)
+            rates[n, t].append(rate)
     dm.loader = loader
-    best = max(row["img_s"] for row in rows)
-    pick = min((row["workers"], row["decode_threads"]) for row in rows if row["img_s"] >= 0.95 * best)
+    rows: list[dict[str, Any]] = [
+        {
+            "workers": n,
+            "decode_threads": t,
+            "img_s": statistics.median(rates[n, t]),
+            "rounds_img_s": rates[n, t],
+            "rss_mib": memory[n, t],
+        }
+        for n, t in pairs
+    ]
+    medians = {pair: statistics.median(rates[pair]) for pair in pairs}
+    best = max(medians.values())
+    pick = min(pair for pair in pairs if medians[pair] >= 0.95 * best)
     return {
         "rows": rows,
         "workers_sweep_img_s": {row["workers"]: row["img_s"] for row in rows if row["decode_threads"] == 1},
