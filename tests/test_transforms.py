@@ -18,7 +18,12 @@ from lightning_aug.data.datasets.base import TransformedDataset
 from lightning_aug.data.decoders import ImageDecoder, OpenCVDecoder, make_decoder
 from lightning_aug.data.jpeg import decode_rgb, jpeg_shape, read_image_bytes
 from lightning_aug.data.pipeline import Pipeline
-from lightning_aug.data.transforms import RandomResizedCrop, decode_head, reduction_for
+from lightning_aug.data.transforms import (
+    RandomResizedCrop,
+    TorchvisionRandomResizedCrop,
+    decode_head,
+    reduction_for,
+)
 
 DECODERS = ["cv2", "nvimgcodec"]
 
@@ -193,6 +198,46 @@ def test_decode_crop_reduces_only_where_the_crop_allows(tmp_path: Path, orientat
         expected = cv2.resize(full[y0:y1, x0:x1], (64, 64), interpolation=cv2.INTER_AREA)
         assert np.abs(got.astype(int) - expected.astype(int)).mean() < 6
     assert {2, 4, 8} <= set(spy.used)  # all the reductions happened
+
+
+@pytest.mark.parametrize("orientation", [None, 6])
+def test_torchvision_crop_reduces_only_where_the_crop_allows_and_looks_the_same(
+    tmp_path: Path, orientation: int | None
+) -> None:
+    """``TorchvisionRandomResizedCrop``: v2's draws from the header (the same boxes as v2's own class
+    seeded alike), a reduced decode exactly where the crop is 2, 4 or 8 times the output, and the look
+    of v2's crop of the full decode (within the resize's own error: the DCT scaling low-pass filters
+    as the antialiased resize does); with ``reduced_decoding=False``, v2's pixels bit for bit."""
+    from torchvision.transforms import v2
+
+    path = _folder(tmp_path, [(1200, 1000)]) / "c0" / "0.jpg"
+    if orientation is not None:  # stored turned, shown upright: the header's size must be swapped
+        stored = Image.fromarray(_photo(1000, 1200)).rotate(90, expand=True)
+        stored.save(path, exif=_exif(orientation), quality=92)
+    spy = _Spy()
+    full = torch.from_numpy(decode_rgb(read_image_bytes(path))).permute(2, 0, 1)
+    head = decode_head([TorchvisionRandomResizedCrop(64, scale=(0.02, 1.0))], "torchvision")
+    exact = decode_head(
+        [TorchvisionRandomResizedCrop(64, scale=(0.02, 1.0), reduced_decoding=False)], "torchvision"
+    )
+    reference = v2.RandomResizedCrop(64, scale=(0.02, 1.0), antialias=True)
+    for i in range(40):
+        torch.manual_seed(i)
+        got = _head_output(head, path, spy)
+        torch.manual_seed(i)
+        expected = reference(full)
+        torch.manual_seed(i)
+        box = reference.make_params([full])
+        height, width = box["height"], box["width"]
+        assert got.shape == expected.shape == (3, 64, 64)
+        assert spy.used[-1] == reduction_for((height, width), (64, 64))  # the same draw, and the rule
+        assert (got.int() - expected.int()).abs().float().mean() < 6
+        torch.manual_seed(i)
+        assert torch.equal(_head_output(exact, path, spy), expected) and spy.used[-1] == 1
+    assert {2, 4, 8} <= set(spy.used)  # all the reductions happened
+    assert TorchvisionRandomResizedCrop(8)(torch.zeros(3, 20, 30, dtype=torch.uint8)).shape == (3, 8, 8)
+    with pytest.raises(TypeError, match="reduced_decoding must be a bool, got 'yes'"):
+        TorchvisionRandomResizedCrop(8, reduced_decoding="yes")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("save", [{}, {"progressive": True}, {"subsampling": 0}, {"subsampling": 2}])

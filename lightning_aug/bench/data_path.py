@@ -134,7 +134,7 @@ def baseline_transform(
     padding = 0
     for t in [*dm.train_pipeline.transforms, *dm.device_transforms]:
         kind = type(t).__name__
-        if kind == "RandomResizedCrop":
+        if t is dm.train_pipeline.leading_resized_crop:  # of either backend, subclasses included
             ops = [T.RandomResizedCrop(_hw(t.size)), T.RandomHorizontalFlip()]
             break
         if kind == "Pad":  # albumentations pads before its crop

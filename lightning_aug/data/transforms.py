@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import albumentations as A
@@ -34,7 +34,14 @@ from lightning_aug._checks import check_bool
 from lightning_aug.data.decoders import UNPARSED, ImageDecoder, parse_header
 from lightning_aug.data.jpeg import REDUCTIONS
 
-__all__ = ["DecodeHead", "RandomResizedCrop", "decode_head", "is_plain_flip", "reduction_for"]
+__all__ = [
+    "DecodeHead",
+    "RandomResizedCrop",
+    "TorchvisionRandomResizedCrop",
+    "decode_head",
+    "is_plain_flip",
+    "reduction_for",
+]
 
 
 def reduction_for(crop_size: tuple[int, int], output_size: tuple[int, int]) -> int:
@@ -103,6 +110,40 @@ class RandomResizedCrop(A.RandomResizedCrop):
 
     def get_transform_init_args_names(self) -> tuple[str, ...]:
         return (*super().get_transform_init_args_names(), "reduced_decoding")
+
+
+class TorchvisionRandomResizedCrop(v2.RandomResizedCrop):
+    """torchvision v2's ``RandomResizedCrop`` that may also decode JPEGs at reduced size: the
+    torchvision twin of :class:`RandomResizedCrop`.
+
+    Everywhere it is exactly v2's ``RandomResizedCrop`` (its draws, its resize). As the first
+    transform of a torchvision train pipeline over an image folder (any decoder but ``pil``), it runs
+    while decoding (as v2's own class does, :func:`decode_head`), and with ``reduced_decoding``
+    (default) where the crop is at least twice the output size on both sides the JPEG is decoded at
+    1/2, 1/4 or 1/8 of its size (libjpeg's DCT scaling), then resized by v2's resize as before.
+
+    Args:
+        size, scale, ratio, interpolation, antialias: as ``torchvision.transforms.v2.RandomResizedCrop``.
+        reduced_decoding: allow decoding JPEGs at reduced size; ``False``: the output equals v2's
+            for the same draws.
+
+    Example::
+
+        >>> TorchvisionRandomResizedCrop(32)(torch.zeros(3, 64, 48, dtype=torch.uint8)).shape
+        torch.Size([3, 32, 32])
+    """
+
+    def __init__(
+        self,
+        size: int | Sequence[int],
+        scale: tuple[float, float] = (0.08, 1.0),
+        ratio: tuple[float, float] = (3.0 / 4.0, 4.0 / 3.0),
+        interpolation: Any = v2.InterpolationMode.BILINEAR,
+        antialias: bool | None = True,
+        reduced_decoding: bool = True,
+    ) -> None:
+        super().__init__(size, scale=scale, ratio=ratio, interpolation=interpolation, antialias=antialias)
+        self.reduced_decoding = check_bool("reduced_decoding", reduced_decoding)
 
 
 class DecodeHead:
@@ -204,7 +245,8 @@ def _size_only(shape: tuple[int, int]) -> Tensor:
 
 
 class _TorchvisionResizedCrop(DecodeHead):
-    """torchvision v2 ``RandomResizedCrop``: its own draws from the header's size, its own resize."""
+    """torchvision v2 ``RandomResizedCrop``: its own draws from the header's size, its own resize
+    (:class:`TorchvisionRandomResizedCrop`: of a region decoded at reduced size where allowed)."""
 
     def unfused(self, image: np.ndarray) -> Tensor:
         return self.transforms[0](_tensor(image))
@@ -215,8 +257,10 @@ class _TorchvisionResizedCrop(DecodeHead):
         params = make_params([_size_only(shape)])
         top, left, height, width = params["top"], params["left"], params["height"], params["width"]
         size, interpolation, antialias = list(crop.size), crop.interpolation, crop.antialias
+        reduced = isinstance(crop, TorchvisionRandomResizedCrop) and crop.reduced_decoding
+        reduction = reduction_for((height, width), (size[0], size[1])) if reduced else 1
         return lambda: F.resize(
-            _tensor(decode((top, left, top + height, left + width))),
+            _tensor(decode((top, left, top + height, left + width), reduction)),
             size,
             interpolation=interpolation,
             antialias=antialias,
@@ -332,7 +376,7 @@ def decode_head(transforms: list[Any], backend: str) -> DecodeHead | None:
         ):
             return _ResizeCenterCrop(first, second, backend)
         return None
-    if type(first) is v2.RandomResizedCrop:
+    if type(first) in (v2.RandomResizedCrop, TorchvisionRandomResizedCrop):
         return _TorchvisionResizedCrop(first)
     if (
         type(first) is v2.Resize
