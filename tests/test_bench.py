@@ -82,6 +82,7 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
     ]
     assert all(r["img_s"] > 0 and r["rss_mib"] > 100 for r in results["rows"])  # torch alone takes more
     assert results["recommended_decode_threads"] in threads
+    assert results["threads_swept"] == (experiment == "bench_imagenet")
     assert results["device_stage"]["ms"] > 0 and results["device_stage"]["clone_ms"] > 0
     assert results["device_stage"]["add_out_ms"] > 0
     launches = results["launches"]

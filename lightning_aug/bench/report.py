@@ -74,6 +74,8 @@ def table(results: dict[str, Any]) -> str:
         name = f"{row['workers']} workers x {row['decode_threads']} decode threads"
         rss = f"{row['rss_mib']:>8.0f}" if row["rss_mib"] is not None else "       -"
         lines.append(f"  {name:<62} {row['img_s']:>6.0f} {rss}")
+    if not results["threads_swept"]:
+        lines.append("  (decode threads not swept: the train crop does not run while decoding here)")
     lines.append(
         f"  recommended: num_workers={results['recommended_num_workers']}, "
         f"decode_threads={results['recommended_decode_threads']}"

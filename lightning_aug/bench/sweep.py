@@ -111,6 +111,7 @@ def loader_sweep(
     pick = min(pair for pair in pairs if medians[pair] >= 0.95 * best)
     return {
         "rows": rows,
+        "threads_swept": fused,  # threads act only where the train crop runs while decoding
         "workers_sweep_img_s": {row["workers"]: row["img_s"] for row in rows if row["decode_threads"] == 1},
         "recommended_num_workers": pick[0],
         "recommended_decode_threads": pick[1],
