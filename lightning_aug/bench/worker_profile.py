@@ -1,5 +1,6 @@
 """Where a DataLoader worker's time goes per image: cProfile of the configured train path
-(``TransformedDataset.__getitems__``, a batch at a time, as a worker reads) on the photographs.
+(``TransformedDataset.__getitems__``, a batch at a time, as a worker reads, at one decode thread) on the
+photographs.
 
 Usage::
 
@@ -25,6 +26,7 @@ def profile_workers_path(augment: str, images: int, top: int) -> tuple[float, li
     """``(ms per image unprofiled, [(function, own ms per image), ...] for the ``top`` functions)``."""
     from hydra import compose, initialize_config_module
 
+    from lightning_aug.bench.sweep import decode_threads
     from lightning_aug.cli.common import build_batch_path
     from lightning_aug.data.sampling import SampleKey
 
@@ -37,8 +39,9 @@ def profile_workers_path(augment: str, images: int, top: int) -> tuple[float, li
 
     def one_pass(epoch: int) -> None:  # each pass another epoch: other crops, as in training
         keys = [SampleKey(i, epoch) for i in range(count)]
-        for start in range(0, count, batch):
-            train.__getitems__(keys[start : start + batch])
+        with decode_threads(train, 1):  # the per-sample path: cProfile sees only the calling thread
+            for start in range(0, count, batch):
+                train.__getitems__(keys[start : start + batch])
 
     one_pass(0)  # warm: files in the page cache, decoders made
     start = time.perf_counter()
