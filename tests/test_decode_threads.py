@@ -189,6 +189,24 @@ def test_decode_threads_where_nothing_is_decoded_with_the_crop_is_refused_auto_i
         SettingError, match=r"^loader.decode_threads=2 decodes .* \(images decoded by pil; .*"
     ):
         module("pil", 2).setup("fit")
+    in_memory = AugDataModule(
+        ImageFolder(tmp_path / "photos", val_split=0.5),
+        in_memory=True,
+        loader=LoaderSettings(batch_size=4, num_workers=0, decode_threads=3),
+        seed=0,
+    )
+    with pytest.raises(SettingError, match=r"^loader.decode_threads=3 .* but in_memory=True holds decoded"):
+        in_memory.setup("fit")
+    no_crop = AugDataModule(
+        ImageFolder(tmp_path / "photos", val_split=0.5, decoder="cv2"),
+        train_transforms=[A.Resize(32, 32), A.HorizontalFlip()],
+        eval_transforms=[A.Resize(32, 32)],
+        backend="albumentations",
+        loader=LoaderSettings(batch_size=4, num_workers=0, decode_threads=2),
+        seed=0,
+    )
+    with pytest.raises(SettingError, match=r"\(the train pipeline does not start with one: \['Resize', 'Hor"):
+        no_crop.setup("fit")
     for decoder, threads, expected in (("pil", "auto", 1), ("pil", 1, 1), ("cv2", 2, 2)):
         dm = module(decoder, threads)
         dm.setup("fit")

@@ -144,14 +144,16 @@ class PipelinePath(DataPath):
             source, pipeline, stream_seed(seed, 0, stream), self.image_key, self.label_key, ramp, threads
         )
         if train and threads > 1 and not made.fused and decode_threads != "auto":
+            why = _decoding(source, pipeline, False) if pipeline.decode_head is not None else None
             raise SettingError(
-                f"loader.decode_threads={decode_threads} decodes a batch's crops in threads, but the train "
-                f"crop does not run while decoding ({_decoding(source, pipeline, False) or 'no crop to run'}"
-                "): set loader.decode_threads=1 or auto (LoaderSettings(decode_threads=...))"
+                f"loader.decode_threads={decode_threads} decodes a batch's crops in threads, but no train "
+                "crop runs while decoding ("
+                + (why or f"the {pipeline.name} does not start with one: {pipeline.contents}")
+                + "): set loader.decode_threads=1 or auto (LoaderSettings(decode_threads=...))"
             )
         said = _decoding(source, pipeline, made.fused)
         if said is not None and made.fused and threads > 1:
-            said += f", {threads} threads a worker"
+            said += f", {threads} at a time in threads (loader.decode_threads)"
         if said is not None:
             rank_zero_info(f"AugDataModule: {split} {said}")
         return made
