@@ -360,3 +360,50 @@ def test_the_apps_import_a_module_of_the_current_folder(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "metrics.json").exists()
     line = one_error_line(run_app("train", *args, f"hydra.run.dir={tmp_path / 'elsewhere'}", cwd=tmp_path))
     assert "No module named 'my_models'" in line and "imported from the current folder" in line, line
+
+
+def test_a_leading_crop_larger_than_the_images_is_refused_at_setup_and_its_neighbours_run(
+    tmp_path: Path, digits: Path
+) -> None:
+    """``augment=cifar_tv`` crops 32x32 (padded by 4) whatever the folder holds: on the 16x16 digits it
+    was a worker's traceback, now one line at setup naming a file, its size and what fits. The crops
+    that fit (padding counted), pad by themselves or pad when needed still run."""
+    import albumentations as A
+    from helpers import DIGITS_SIZE, write_image_folder
+    from torchvision.transforms import v2
+
+    from lightning_aug import AugDataModule, LoaderSettings
+    from lightning_aug.data.datasets import ImageFolder
+    from lightning_aug.errors import SettingError
+
+    line = one_error_line(
+        run_app("train", "data=imagefolder", f"data.root={digits}", "augment=cifar_tv", cwd=tmp_path)
+    )
+    assert f"is {DIGITS_SIZE}x{DIGITS_SIZE} (padded: 24x24)" in line and "takes 32x32 crops" in line
+    assert "augment.train_transforms.crop.size=16" in line
+    write_image_folder(tmp_path / "small", {"a": 4, "b": 4}, size=20)
+
+    def setup(crop: object, backend: str = "torchvision") -> None:
+        AugDataModule(
+            ImageFolder(tmp_path / "small", val_split=0.5),
+            train_transforms=[crop],
+            eval_transforms=[],
+            backend=backend,  # type: ignore[arg-type]
+            loader=LoaderSettings(batch_size=2, num_workers=0),
+            seed=0,
+        ).setup("fit")
+
+    with pytest.raises(
+        SettingError, match=r"RandomCrop takes 32x32 crops, but .*\.png is 20x20 \(padded: 28x28\)"
+    ):
+        setup(v2.RandomCrop(32, padding=4))
+    with pytest.raises(SettingError, match=r"RandomCrop takes 24x24 crops, but .*\.png is 20x20: "):
+        setup(A.RandomCrop(24, 24), "albumentations")
+    for fits, backend in (
+        (v2.RandomCrop(28, padding=4), "torchvision"),
+        (v2.RandomCrop(32, pad_if_needed=True), "torchvision"),
+        (v2.CenterCrop(32), "torchvision"),
+        (A.RandomCrop(20, 20), "albumentations"),
+        (A.RandomCrop(32, 32, pad_if_needed=True), "albumentations"),
+    ):
+        setup(fits, backend)

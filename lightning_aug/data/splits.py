@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
+from typing import Any
 
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import Dataset
@@ -136,6 +137,7 @@ class PipelinePath(DataPath):
         train = split == "train"
         pipeline = self.train_pipeline if train else self.eval_pipeline
         self._check_sizes(split, source, pipeline, seed)
+        _check_leading_crop(split, source, pipeline, seed)
         stream = Stream.TRAIN_PIPELINE if train else Stream.EVAL_PIPELINE
         ramp = self.progressive_resize.size if train and self.progressive_resize is not None else None
         # rank 0's stream on every rank: a sample's augmentation does not depend on the world size
@@ -199,6 +201,41 @@ def data_path(
     """The :class:`MemoryPath` (``in_memory``) or the :class:`PipelinePath`."""
     kind = MemoryPath if in_memory else PipelinePath
     return kind(train_pipeline, eval_pipeline, image_key, label_key, progressive_resize)
+
+
+def _crop_needs(crop: Any) -> tuple[int, int, int, int] | None:
+    """``(height, width, vertical, horizontal padding)`` a leading crop needs of an image, for the crops
+    that fail on a smaller one (random crops of either backend, albumentations' centre crop, without
+    ``pad_if_needed``); ``None`` for anything else (torchvision's ``CenterCrop`` pads by itself)."""
+    import albumentations as A
+    from torchvision.transforms import v2
+
+    if isinstance(crop, v2.RandomCrop) and not crop.pad_if_needed:
+        padding = crop.padding or [0]  # v2 keeps it as [left, top, right, bottom] or shorter
+        sides = list(padding) * (4 // len(padding)) if len(padding) in (1, 2) else list(padding)
+        return int(crop.size[0]), int(crop.size[1]), int(sides[1] + sides[3]), int(sides[0] + sides[2])
+    if isinstance(crop, (A.RandomCrop, A.CenterCrop)) and not getattr(crop, "pad_if_needed", False):
+        return int(crop.height), int(crop.width), 0, 0
+    return None
+
+
+def _check_leading_crop(split: Split, source: Source, pipeline: Pipeline, seed: int) -> None:
+    """Refuse a leading crop larger than the images it crops (their padding counted), naming a file,
+    its size and what fits, at setup: a worker's traceback otherwise (``augment=cifar_tv`` crops 32x32
+    on a folder of 16x16 images)."""
+    needs = _crop_needs(pipeline.transforms[0]) if pipeline.transforms else None
+    if needs is None:
+        return
+    height, width, pad_y, pad_x = needs
+    for name, (h, w) in source.image_sizes(limit=256, seed=seed) or ():
+        if h + pad_y < height or w + pad_x < width:
+            padded = f" (padded: {w + pad_x}x{h + pad_y})" if pad_y or pad_x else ""
+            crop = type(pipeline.transforms[0]).__name__
+            raise SettingError(
+                f"the {split} pipeline's {crop} takes {width}x{height} crops, but {name} is {w}x{h}{padded}: "
+                f"crop the images' size (in the apps e.g. augment.{split}_transforms.crop.size={min(h, w)}), "
+                "pad_if_needed=True, or augment=auto, which picks a pipeline for the images' size"
+            )
 
 
 def _decoding(source: Source, pipeline: Pipeline, fused: bool) -> str | None:
