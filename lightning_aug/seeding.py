@@ -61,6 +61,12 @@ class NumpyRandom(random.Random):
     def getstate(self) -> Any:
         return self._generator.bit_generator.state
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # with its generator: random.Random's reduce calls NumpyRandom() without one, so a pipeline
+        # holding it could not reach spawned workers; the generator is shared with its pipeline's
+        # transforms, and pickling keeps it shared
+        return NumpyRandom, (self._generator,)
+
     def setstate(self, state: Any) -> None:
         self._generator.bit_generator.state = state
 

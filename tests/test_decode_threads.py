@@ -211,3 +211,28 @@ def test_decode_threads_where_nothing_is_decoded_with_the_crop_is_refused_auto_i
         dm = module(decoder, threads)
         dm.setup("fit")
         assert dm.datasets["train"].threads.threads == expected  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("backend", ["albumentations", "torchvision"])
+def test_a_pickled_dataset_gives_the_same_samples(photos: Path, backend: str) -> None:
+    """What spawned workers receive: the dataset pickled with its pipeline's generators (the
+    albumentations pipeline's Python-side generator could not be pickled before)."""
+    import pickle
+
+    made = _dataset(photos, backend, "colour", "cv2", threads=2)
+    keys = [SampleKey(i, 0) for i in range(8)]
+    expected = made.__getitems__(keys)
+    back = pickle.loads(pickle.dumps(made))
+    assert back.dataset._head.__self__ is back and back.threads.threads == 2  # type: ignore[attr-defined]
+    got = back.__getitems__(keys)
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(got, expected, strict=True))
+
+
+def test_spawned_workers_serve_the_batches_of_forked_ones(photos: Path) -> None:
+    batches = []
+    for context in ("fork", "spawn"):
+        dm = _module(photos, num_workers=1, decode_threads=2, multiprocessing_context=context)
+        dm.setup("fit")
+        batches.append([b[0] for b in dm.train_dataloader()])
+    assert len(batches[0]) == len(batches[1]) > 1
+    assert all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
