@@ -146,6 +146,14 @@ class TorchvisionRandomResizedCrop(v2.RandomResizedCrop):
         self.reduced_decoding = check_bool("reduced_decoding", reduced_decoding)
 
 
+def _reduction(crop: Any, box: tuple[int, int]) -> int:
+    """The JPEG decoding reduction for a crop box ``(height, width)`` of ``crop``: :func:`reduction_for`
+    its output size where ``crop`` is one of ours (either backend) with ``reduced_decoding``, else 1."""
+    if isinstance(crop, (RandomResizedCrop, TorchvisionRandomResizedCrop)) and crop.reduced_decoding:
+        return reduction_for(box, (int(crop.size[0]), int(crop.size[1])))
+    return 1
+
+
 class DecodeHead:
     """The leading transforms of a pipeline, run while decoding image bytes.
 
@@ -209,9 +217,7 @@ class _AlbumentationsResizedCrop(DecodeHead):
         if not crop.should_apply():  # p < 1 and not drawn (the same draw): the whole image
             return decode
         x0, y0, x1, y1 = crop.get_params_dependent_on_data({"shape": shape}, {})["crop_coords"]
-        reduction = 1
-        if getattr(crop, "reduced_decoding", False):
-            reduction = reduction_for((y1 - y0, x1 - x0), crop.size)
+        reduction = _reduction(crop, (y1 - y0, x1 - x0))
         size = tuple(crop.size)  # as drawn: progressive resizing may set another for later samples
         return lambda: _albumentations_resize(crop, decode((y0, x0, y1, x1), reduction), size)
 
@@ -257,8 +263,7 @@ class _TorchvisionResizedCrop(DecodeHead):
         params = make_params([_size_only(shape)])
         top, left, height, width = params["top"], params["left"], params["height"], params["width"]
         size, interpolation, antialias = list(crop.size), crop.interpolation, crop.antialias
-        reduced = isinstance(crop, TorchvisionRandomResizedCrop) and crop.reduced_decoding
-        reduction = reduction_for((height, width), (size[0], size[1])) if reduced else 1
+        reduction = _reduction(crop, (height, width))
         return lambda: F.resize(
             _tensor(decode((top, left, top + height, left + width), reduction)),
             size,
