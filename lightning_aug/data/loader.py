@@ -70,6 +70,19 @@ def makes_a_batch_within(dataset: Any, batch_size: int, budget_ms: float) -> boo
         np.random.set_state(outer[1])
 
 
+def _check_int_or_auto(name: str, value: Any, minimum: int) -> None:
+    """Refuse ``value`` unless it is ``"auto"`` or an int >= ``minimum`` (not a bool).
+
+    Raises:
+        ValueError: naming ``name``, the value and what is expected.
+    """
+    if value == "auto":
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int >= {minimum} or 'auto', got {value!r}")
+    check_int(name, value, minimum)
+
+
 def resolve_decode_threads(decode_threads: int | str) -> int:
     """``LoaderSettings.decode_threads`` as an int: ``"auto"`` is 2 where this process may use 2 CPUs
     or more, else 1."""
@@ -218,14 +231,8 @@ class LoaderSettings:
         check_int("batch_size", self.batch_size, 1)
         if self.eval_batch_size is not None:
             check_int("eval_batch_size", self.eval_batch_size, 1)
-        if self.num_workers != "auto":
-            if isinstance(self.num_workers, bool) or not isinstance(self.num_workers, int):
-                raise ValueError(f"num_workers must be an int >= 0 or 'auto', got {self.num_workers!r}")
-            check_int("num_workers", self.num_workers, 0)
-        if self.decode_threads != "auto":
-            if isinstance(self.decode_threads, bool) or not isinstance(self.decode_threads, int):
-                raise ValueError(f"decode_threads must be an int >= 1 or 'auto', got {self.decode_threads!r}")
-            check_int("decode_threads", self.decode_threads, 1)
+        _check_int_or_auto("num_workers", self.num_workers, 0)
+        _check_int_or_auto("decode_threads", self.decode_threads, 1)
         if self.pin_memory != "auto" and not isinstance(self.pin_memory, bool):
             raise ValueError(f"pin_memory must be a bool or 'auto', got {self.pin_memory!r}")
         check_bool("persistent_workers", self.persistent_workers)
@@ -254,15 +261,21 @@ class LoaderSettings:
         """``num_workers`` as an int. ``"auto"``: the usable CPUs divided by ``local_devices``; but none
         where ``dataset`` is given and this process makes a whole batch of it in less time than a
         worker's batch takes to reach it (:func:`makes_a_batch_within`, :data:`HAND_OVER_MS`)."""
+        return self._workers(local_devices, dataset)[0]
+
+    def _workers(self, local_devices: int, dataset: Any) -> tuple[int, str | None]:
+        """``(workers, why)``: :meth:`resolve_num_workers`, and why ``"auto"`` gave none (else ``None``)."""
         if self.num_workers != "auto":
-            return int(self.num_workers)
+            return int(self.num_workers), None
         # not Lightning's suggested_max_num_workers, which leaves a core to the main process: the
         # bench's workers sweep measured as many workers as cores fastest (the device stage is not
         # on the CPU when training on a GPU)
         workers = available_cpus() // max(1, local_devices)
-        if workers and dataset is not None and makes_a_batch_within(dataset, self.batch_size, HAND_OVER_MS):
-            return 0
-        return workers
+        if workers == 0:
+            return 0, f"{available_cpus()} CPUs for this process"
+        if dataset is not None and makes_a_batch_within(dataset, self.batch_size, HAND_OVER_MS):
+            return 0, f"this process makes a batch faster than a worker's reaches it, {HAND_OVER_MS:g} ms"
+        return workers, None
 
     def make_loader(
         self,
@@ -294,18 +307,19 @@ class LoaderSettings:
                 "drop_last=True: there would be no training batch; lower batch_size (loader.batch_size) or "
                 "set drop_last=False (loader.drop_last=false)"
             )
-        num_workers = self.resolve_num_workers(num_devices, dataset)
+        num_workers, why = self._workers(num_devices, dataset)
         kwargs = self.dataloader_kwargs(
-            train=train, num_workers=num_workers, pin_memory=pin, rank=rank, num_devices=num_devices
+            train=train, num_workers=num_workers, pin_memory=pin, rank=rank, why=why
         )
         if sampler is not None:
             return ResumableLoader(dataset, sampler=sampler, generator=generator, **kwargs)
         return torch.utils.data.DataLoader(dataset, shuffle=train, generator=generator, **kwargs)
 
     def dataloader_kwargs(
-        self, *, train: bool, num_workers: int, pin_memory: bool, rank: int = 0, num_devices: int = 1
+        self, *, train: bool, num_workers: int, pin_memory: bool, rank: int = 0, why: str | None = None
     ) -> dict[str, Any]:
-        """Keyword arguments for ``torch.utils.data.DataLoader`` with resolved worker count and pinning."""
+        """Keyword arguments for ``torch.utils.data.DataLoader`` with resolved worker count and pinning;
+        ``why``: why ``"auto"`` resolved to no workers, for the warning (default: the CPUs)."""
         from functools import partial
 
         kwargs: dict[str, Any] = {
@@ -325,11 +339,8 @@ class LoaderSettings:
         elif self._worker_only():
             from lightning.pytorch.utilities import rank_zero_warn
 
-            why = f"{available_cpus()} CPUs for this process"
-            if available_cpus() // max(1, num_devices) > 0:
-                why = f"this process makes a batch faster than a worker's reaches it, {HAND_OVER_MS:g} ms"
             rank_zero_warn(
-                f"num_workers='auto' resolved to 0 ({why}); "
+                f"num_workers='auto' resolved to 0 ({why or f'{available_cpus()} CPUs for this process'}); "
                 f"ignoring {sorted(self._worker_only())}, which need worker processes"
             )
         return kwargs
