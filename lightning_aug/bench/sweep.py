@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -54,18 +55,15 @@ def resident_mib() -> float | None:
 
 def loader_rate(loader: Any, images: int, passes: int = 1) -> tuple[float, float | None]:
     """``(img/s, MiB)``: the rate of a DataLoader after its first batch (worker start-up excluded),
-    over ``images`` images or ``passes`` epochs, whichever ends first, then :func:`resident_mib` with
-    its workers and their batches alive (read once the clock has stopped: the workers go on making
-    batches meanwhile)."""
-    seen, start = 0, 0.0
-    for done in range(passes):
-        for index, batch in enumerate(loader):
-            if not start:  # the first batch: the workers have started
-                start = time.perf_counter()
-                continue
-            seen += len(batch[0])
-            if seen >= images or (done == passes - 1 and index == len(loader) - 1):
-                return seen / (time.perf_counter() - start), resident_mib()
+    over ``images`` images or ``passes`` epochs, whichever ends first, then :func:`resident_mib`, read
+    once the clock has stopped (with the workers alive: the iterator's, or persistent ones)."""
+    batches = itertools.chain.from_iterable(itertools.repeat(loader, passes))
+    next(batches)  # the first batch: the workers have started
+    seen, start = 0, time.perf_counter()
+    for batch in batches:
+        seen += len(batch[0])
+        if seen >= images:
+            break
     return seen / max(time.perf_counter() - start, 1e-9), resident_mib()
 
 
