@@ -214,7 +214,7 @@ def _crop_needs(crop: Any) -> tuple[int, int, int, int] | None:
         padding = crop.padding or [0]  # v2 keeps it as [left, top, right, bottom] or shorter
         sides = list(padding) * (4 // len(padding)) if len(padding) in (1, 2) else list(padding)
         return int(crop.size[0]), int(crop.size[1]), int(sides[1] + sides[3]), int(sides[0] + sides[2])
-    if isinstance(crop, (A.RandomCrop, A.CenterCrop)) and not getattr(crop, "pad_if_needed", False):
+    if isinstance(crop, (A.RandomCrop, A.CenterCrop)) and not crop.pad_if_needed:
         return int(crop.height), int(crop.width), 0, 0
     return None
 
