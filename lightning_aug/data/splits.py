@@ -147,12 +147,8 @@ class PipelinePath(DataPath):
         )
         if train and threads > 1 and not made.fused and decode_threads != "auto":
             why = _decoding(source, pipeline, False) if pipeline.decode_head is not None else None
-            raise SettingError(
-                f"loader.decode_threads={decode_threads} decodes a batch's crops in threads, but no train "
-                "crop runs while decoding ("
-                + (why or f"the {pipeline.name} does not start with one: {pipeline.contents}")
-                + "): set loader.decode_threads=1 or auto (LoaderSettings(decode_threads=...))"
-            )
+            why = why or f"the {pipeline.name} does not start with one: {pipeline.contents}"
+            raise _threads_refused(decode_threads, f"no train crop runs while decoding ({why})")
         said = _decoding(source, pipeline, made.fused)
         if said is not None and made.fused and threads > 1:
             said += f", {threads} at a time in threads (loader.decode_threads)"
@@ -179,10 +175,7 @@ class MemoryPath(DataPath):
 
     def dataset(self, source: Source, split: Split, seed: int, decode_threads: int | str = 1) -> Dataset:
         if decode_threads not in (1, "auto"):
-            raise SettingError(
-                f"loader.decode_threads={decode_threads} decodes crops in threads, but in_memory=True holds "
-                "decoded images: set loader.decode_threads=1 or auto (LoaderSettings(decode_threads=...))"
-            )
+            raise _threads_refused(decode_threads, "in_memory=True holds decoded images")
         self._check_sizes(split, source, None, seed)
         return InMemoryDataset.from_dataset(source, self.image_key, self.label_key)
 
@@ -201,6 +194,14 @@ def data_path(
     """The :class:`MemoryPath` (``in_memory``) or the :class:`PipelinePath`."""
     kind = MemoryPath if in_memory else PipelinePath
     return kind(train_pipeline, eval_pipeline, image_key, label_key, progressive_resize)
+
+
+def _threads_refused(decode_threads: int | str, why: str) -> SettingError:
+    """The one-line refusal of ``loader.decode_threads`` > 1 where it cannot act, saying ``why``."""
+    return SettingError(
+        f"loader.decode_threads={decode_threads} decodes a batch's crops in threads, but {why}: set "
+        "loader.decode_threads=1 or auto (LoaderSettings(decode_threads=...))"
+    )
 
 
 def _crop_needs(crop: Any) -> tuple[int, int, int, int] | None:
