@@ -170,14 +170,12 @@ def test_workers_with_threads_serve_the_batches_of_workers_without(photos: Path)
     assert all(torch.equal(a, b) for a, b in zip(*batches, strict=True))
 
 
-def test_decode_threads_where_nothing_is_decoded_with_the_crop_is_refused_auto_is_not(tmp_path: Path) -> None:
+def test_decode_threads_where_nothing_is_decoded_with_the_crop_is_refused_auto_is_not(photos: Path) -> None:
     from lightning_aug.data.datasets import ImageFolder
-
-    photo_folder(tmp_path / "photos", per_class=2)
 
     def module(decoder: str, threads: int | str) -> AugDataModule:
         return AugDataModule(
-            ImageFolder(tmp_path / "photos", val_split=0.5, decoder=decoder),  # type: ignore[arg-type]
+            ImageFolder(photos, val_split=0.5, decoder=decoder),  # type: ignore[arg-type]
             train_transforms=_transforms("albumentations", "flip"),
             eval_transforms=_transforms("albumentations", "eval"),
             backend="albumentations",
@@ -190,7 +188,7 @@ def test_decode_threads_where_nothing_is_decoded_with_the_crop_is_refused_auto_i
     ):
         module("pil", 2).setup("fit")
     in_memory = AugDataModule(
-        ImageFolder(tmp_path / "photos", val_split=0.5),
+        ImageFolder(photos, val_split=0.5),
         in_memory=True,
         loader=LoaderSettings(batch_size=4, num_workers=0, decode_threads=3),
         seed=0,
@@ -198,7 +196,7 @@ def test_decode_threads_where_nothing_is_decoded_with_the_crop_is_refused_auto_i
     with pytest.raises(SettingError, match=r"^loader.decode_threads=3 .* but in_memory=True holds decoded"):
         in_memory.setup("fit")
     no_crop = AugDataModule(
-        ImageFolder(tmp_path / "photos", val_split=0.5, decoder="cv2"),
+        ImageFolder(photos, val_split=0.5, decoder="cv2"),
         train_transforms=[A.Resize(32, 32), A.HorizontalFlip()],
         eval_transforms=[A.Resize(32, 32)],
         backend="albumentations",
