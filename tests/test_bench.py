@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from helpers import BIN, compose_config, run_command
 from omegaconf import DictConfig
 from PIL import Image
@@ -24,6 +26,7 @@ from lightning_aug.bench.data_path import (
     baseline_transform,
     bench,
 )
+from lightning_aug.bench.sweep import loader_sweep, thread_loader_rate
 from lightning_aug.cli.common import build_datamodule
 from lightning_aug.data.decoders import nvimgcodec_available
 from lightning_aug.data.loader import available_cpus
@@ -37,6 +40,7 @@ TINY = [
     "bench.images=24",
     "bench.repeats=1",
     "bench.workers_sweep=[0,1]",
+    "bench.thread_loader_sweep=[2]",
     "bench.mixup_shape=[4,3,16,16]",
     "loader.batch_size=8",
     "loader.num_workers=0",
@@ -82,6 +86,8 @@ def test_bench_reports_every_measurement(tmp_path: Path, experiment: str) -> Non
     ]
     assert all(r["img_s"] > 0 and r["rss_mib"] > 100 for r in results["rows"])  # torch alone takes more
     assert results["recommended_decode_threads"] in threads
+    (in_threads,) = results["thread_loader_rows"]  # SPDL's thread pipeline in the same rounds
+    assert in_threads["threads"] == 2 and in_threads["img_s"] > 0 and in_threads["rss_mib"] > 100
     assert results["threads_swept"] == (experiment == "bench_imagenet")
     assert results["device_stage"]["ms"] > 0 and results["device_stage"]["clone_ms"] > 0
     assert results["device_stage"]["add_out_ms"] > 0
@@ -271,3 +277,43 @@ def test_the_decode_stage_bench_decodes_the_same_pixels_every_way(tmp_path: Path
         "per image, 2 processes",
     } <= set(rows)
     assert all(row["same_pixels"] and row["img_s"] > 0 and row["added_rss_mib"] >= 0 for row in rows.values())
+
+
+class _Recording(torch.utils.data.Dataset):
+    """Eight numbers that note which thread fetched each batch (``__getitems__``, as a worker asks)."""
+
+    def __init__(self) -> None:
+        self.fetched: list[tuple[list[int], str]] = []
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        raise AssertionError("a thread loader asks for whole batches, as a DataLoader worker does")
+
+    def __getitems__(self, indices: list[int]) -> list[tuple[torch.Tensor, int]]:
+        self.fetched.append((list(indices), threading.current_thread().name))
+        return [(torch.full((3,), i), i) for i in indices]
+
+
+def test_the_thread_loader_makes_the_samplers_batches_in_its_threads() -> None:
+    data = _Recording()
+    loader = torch.utils.data.DataLoader(data, batch_size=2)
+    rate, memory = thread_loader_rate(loader, threads=2, images=100, passes=3)
+    assert rate > 0 and (memory is None or memory > 0)
+    # every batch of three passes over the sampler, fetched whole, none in the calling thread
+    assert sorted(tuple(batch) for batch, _ in data.fetched) == sorted([(0, 1), (2, 3), (4, 5), (6, 7)] * 3)
+    assert threading.current_thread().name not in {name for _, name in data.fetched}
+
+
+def test_the_sweep_says_why_it_has_no_thread_loader_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "spdl.pipeline", None)  # as where spdl-core is not installed
+    dm = build_datamodule(compose_bench(tmp_path, "experiment=bench_cifar"))
+    dm.setup("fit")
+    results = loader_sweep(dm, [0], [1], images=16, rounds=1, passes=1, thread_loader=[2])
+    assert "thread_loader_rows" not in results
+    assert "spdl-core is not installed" in results["thread_loader_missing"]
+    assert "pip install lightning-aug[bench]" in results["thread_loader_missing"]
+    assert [row["workers"] for row in results["rows"]] == [0]  # the DataLoader rows are still there

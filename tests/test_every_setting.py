@@ -409,6 +409,7 @@ APP_READS = {
             "repeats",
             "workers_sweep",
             "decode_threads_sweep",
+            "thread_loader_sweep",
             "device",
             "mixup_shape",
             "fit_epochs",

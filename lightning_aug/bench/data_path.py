@@ -12,7 +12,8 @@ it measures in one run, on the same files:
 - the cost of each transform of the configured pipeline;
 - the device stage (float conversion, batch transforms, normalisation, mixup) and the mixup kernel
   in ms per batch against ``x.clone()`` of the same batch;
-- a ``num_workers`` sweep with the recommended setting;
+- a sweep of ``num_workers`` x ``decode_threads`` with the recommended pair, and beside it a
+  thread-based loader (SPDL's pipeline, ``bench.thread_loader_sweep``);
 - optionally (``bench.fit_epochs > 0``) ``trainer.fit`` wall time with the configured pipeline
   against the baseline pipeline, same model and loader settings (validation off for both).
 
@@ -371,7 +372,10 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
         )
 
     swept = [int(t) for t in settings.get("decode_threads_sweep") or [1]]
-    results.update(loader_sweep(dm, list(settings.workers_sweep), swept, 2 * count, repeats))
+    in_threads = [int(k) for k in settings.get("thread_loader_sweep") or []]
+    results.update(
+        loader_sweep(dm, list(settings.workers_sweep), swept, 2 * count, repeats, thread_loader=in_threads)
+    )
 
     device = torch.device("cuda" if torch.cuda.is_available() and settings.device == "auto" else "cpu")
     if settings.device not in ("auto", "cpu"):

@@ -76,6 +76,12 @@ def table(results: dict[str, Any]) -> str:
         lines.append(f"  {name:<62} {row['img_s']:>6.0f} {rss}")
     if not results["threads_swept"]:
         lines.append("  (decode threads not swept: the train crop does not run while decoding here)")
+    for row in results.get("thread_loader_rows", []):  # the same rounds, a thread-based loader
+        rss = f"{row['rss_mib']:>8.0f}" if row["rss_mib"] is not None else "       -"
+        name = f"thread loader (SPDL's pipeline), {row['threads']} threads, 0 workers"
+        lines.append(f"  {name:<62} {row['img_s']:>6.0f} {rss}")
+    if "thread_loader_missing" in results:
+        lines.append(f"  (no thread-loader rows: {results['thread_loader_missing']})")
     lines.append(
         f"  recommended: num_workers={results['recommended_num_workers']}, "
         f"decode_threads={results['recommended_decode_threads']}"
