@@ -236,11 +236,13 @@ def test_the_end_to_end_bench_trains_the_same_recipe_with_timms_pipeline_and_our
     pytest.importorskip("timm")
     pytest.importorskip("skimage")
     tiny = ["--per-class", "8", "--val-per-class", "2", "--size", "32", "--epochs", "1", "--workers", "0"]
+    tiny += ["--decode-threads", "1"]
     command = [sys.executable, "-m", "lightning_aug.bench.e2e", *tiny, "--root", str(tmp_path / "photos")]
     result = run_command([*command, "--json", str(tmp_path / "e2e.json")])
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "e2e.json").read_text())
     assert report["images"] == {"train": 72, "val": 18} and report["size"] == 32
+    assert report["decode_threads"] == 1
     for name in ("timm", "lightning_aug"):
         assert report[name]["seconds"] > 0 and 0.0 <= report[name]["val_acc"] <= 1.0
     assert report["speedup"] == round(report["timm"]["seconds"] / report["lightning_aug"]["seconds"], 3)

@@ -5,6 +5,7 @@ Run::
 
     python -m lightning_aug.bench.e2e                         # 9 x 120 photographs, 64 px, 6 epochs
     python -m lightning_aug.bench.e2e --epochs 2 --per-class 40 --json e2e.json
+    python -m lightning_aug.bench.e2e --decode-threads 1      # one decode thread a worker
 
 The recipe: a timm ``resnet18`` (:class:`~lightning_aug.models.ImageClassifier` ``arch="timm"``, the
 same class for both), random resized crops of ``--size`` with flips, mixup 0.8 / cutmix 1.0 with label
@@ -23,7 +24,7 @@ import argparse
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 __all__ = ["compare", "main"]
 
@@ -58,7 +59,9 @@ def _model(num_classes: int, cls: Any = None) -> Any:
     return (cls or ImageClassifier)(num_classes=num_classes, arch="timm", name="resnet18", lr=3e-3)
 
 
-def _ours(photos: Any, size: int, epochs: int, workers: int) -> dict[str, Any]:
+def _ours(
+    photos: Any, size: int, epochs: int, workers: int, decode_threads: int | Literal["auto"]
+) -> dict[str, Any]:
     import albumentations as A
     from lightning.pytorch import seed_everything
 
@@ -74,7 +77,7 @@ def _ours(photos: Any, size: int, epochs: int, workers: int) -> dict[str, Any]:
         train_transforms=[RandomResizedCrop(size=(size, size)), A.HorizontalFlip(p=0.5)],
         eval_transforms=[A.SmallestMaxSize(max_size=int(size / 0.875)), A.CenterCrop(size, size)],
         backend="albumentations",
-        loader=LoaderSettings(batch_size=64, num_workers=workers),
+        loader=LoaderSettings(batch_size=64, num_workers=workers, decode_threads=decode_threads),
         seed=0,
     )
     mixup = MixupCallback(mixup_alpha=0.8, cutmix_alpha=1.0, label_smoothing=0.1, seed=0)
@@ -144,13 +147,14 @@ def compare(
     epochs: int = 6,
     workers: int = 2,
     root: str | None = None,
+    decode_threads: int | Literal["auto"] = "auto",
 ) -> dict[str, Any]:
     """Both pipelines on the same photographs (timm's first, then ours: a warm file cache for both);
     ``{"lightning_aug": {...}, "timm": {...}, "ratio": timm seconds / ours}``."""
     photos = _photos(per_class, val_per_class, root)
     rows = {
         "timm": _timm(photos, size, epochs, workers),
-        "lightning_aug": _ours(photos, size, epochs, workers),
+        "lightning_aug": _ours(photos, size, epochs, workers, decode_threads),
     }
     for row in rows.values():
         row["seconds"] = round(row["seconds"], 2)
@@ -160,6 +164,7 @@ def compare(
         "size": size,
         "epochs": epochs,
         "workers": workers,
+        "decode_threads": decode_threads,
         **rows,
         "speedup": round(rows["timm"]["seconds"] / rows["lightning_aug"]["seconds"], 3),
     }
@@ -174,15 +179,23 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument(
+        "--decode-threads",
+        default="auto",
+        type=lambda value: value if value == "auto" else int(value),
+        help="lightning_aug's loader.decode_threads (an int >= 1, or auto)",
+    )
     parser.add_argument("--root", default=None, help="where the photographs are written (default: the cache)")
     parser.add_argument("--json", help="also write the result to this JSON file")
     args = parser.parse_args(argv)
-    result = compare(args.per_class, args.val_per_class, args.size, args.epochs, args.workers, args.root)
+    sizes = (args.per_class, args.val_per_class, args.size, args.epochs, args.workers)
+    result = compare(*sizes, root=args.root, decode_threads=args.decode_threads)
     for name in ("timm", "lightning_aug"):
         print(f"{name:<14} fit {result[name]['seconds']:>8.2f} s   val/acc {result[name]['val_acc']:.4f}")
     print(
         f"lightning_aug is {result['speedup']:.3f}x timm's pipeline ({result['images']} images, "
-        f"{result['size']} px, {result['epochs']} epochs, {result['workers']} workers)"
+        f"{result['size']} px, {result['epochs']} epochs, {result['workers']} workers, "
+        f"decode_threads={result['decode_threads']})"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
