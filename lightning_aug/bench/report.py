@@ -70,16 +70,17 @@ def table(results: dict[str, Any]) -> str:
     lines.append(
         "loader sweep (median of the rounds; 1 decode thread: per sample)  img/s  MiB (PSS, all processes)"
     )
-    for row in results["rows"]:
-        name = f"{row['workers']} workers x {row['decode_threads']} decode threads"
+
+    def sweep_row(name: str, row: dict[str, Any]) -> str:
         rss = f"{row['rss_mib']:>8.0f}" if row["rss_mib"] is not None else "       -"
-        lines.append(f"  {name:<62} {row['img_s']:>6.0f} {rss}")
+        return f"  {name:<62} {row['img_s']:>6.0f} {rss}"
+
+    for row in results["rows"]:
+        lines.append(sweep_row(f"{row['workers']} workers x {row['decode_threads']} decode threads", row))
     if not results["threads_swept"]:
         lines.append("  (decode threads not swept: the train crop does not run while decoding here)")
     for row in results.get("thread_loader_rows", []):  # the same rounds, a thread-based loader
-        rss = f"{row['rss_mib']:>8.0f}" if row["rss_mib"] is not None else "       -"
-        name = f"thread loader (SPDL's pipeline), {row['threads']} threads, 0 workers"
-        lines.append(f"  {name:<62} {row['img_s']:>6.0f} {rss}")
+        lines.append(sweep_row(f"thread loader (SPDL's pipeline), {row['threads']} threads, 0 workers", row))
     if "thread_loader_missing" in results:
         lines.append(f"  (no thread-loader rows: {results['thread_loader_missing']})")
     lines.append(

@@ -59,14 +59,19 @@ def loader_rate(loader: Any, images: int, passes: int = 1) -> tuple[float, float
     """``(img/s, MiB)``: the rate of a DataLoader after its first batch (worker start-up excluded),
     over ``images`` images or ``passes`` epochs, whichever ends first, then :func:`resident_mib`, read
     once the clock has stopped (with the workers alive: the iterator's, or persistent ones)."""
-    batches = itertools.chain.from_iterable(itertools.repeat(loader, passes))
-    next(batches)  # the first batch: the workers have started
+    return _rate(itertools.chain.from_iterable(itertools.repeat(loader, passes)), images), resident_mib()
+
+
+def _rate(batches: Iterator[Any], images: int) -> float:
+    """Images a second of ``batches`` (each ``(images, labels, ...)``) after the first (the loader's
+    start-up), over ``images`` images or until they end."""
+    next(batches)  # the first batch: the workers (or threads) have started
     seen, start = 0, time.perf_counter()
     for batch in batches:
         seen += len(batch[0])
         if seen >= images:
             break
-    return seen / max(time.perf_counter() - start, 1e-9), resident_mib()
+    return seen / max(time.perf_counter() - start, 1e-9)
 
 
 def thread_loader_rate(loader: Any, threads: int, images: int, passes: int = 1) -> tuple[float, float | None]:
@@ -93,16 +98,8 @@ def thread_loader_rate(loader: Any, threads: int, images: int, passes: int = 1) 
         .add_sink(2 * threads)  # as a DataLoader's prefetch_factor of 2 for each of ``threads`` workers
         .build(num_threads=threads)
     )
-    seen = 0
     with decode_threads(dataset, 1), _quiet("spdl"), pipeline.auto_stop():
-        batches = iter(pipeline)
-        next(batches)  # the first batch: the threads have started
-        start = time.perf_counter()
-        for batch in batches:
-            seen += len(batch[0])
-            if seen >= images:
-                break
-        rate = seen / max(time.perf_counter() - start, 1e-9)
+        rate = _rate(iter(pipeline), images)
     return rate, resident_mib()
 
 
@@ -157,6 +154,7 @@ def loader_sweep(
     missing = _thread_loader_missing() if thread_loader else None
     in_threads: dict[int, list[float]] = {} if missing else {int(k): [] for k in thread_loader}
     thread_memory: dict[int, float | None] = {}
+    in_main = dataclasses.replace(loader, num_workers=0, persistent_workers=False, prefetch_factor=None)
     for _ in range(rounds):
         for n, t in pairs:
             dm.loader = dataclasses.replace(
@@ -165,7 +163,7 @@ def loader_sweep(
             with decode_threads(train, t):
                 rate, memory[n, t] = loader_rate(dm.train_dataloader(), images, passes)
             rates[n, t].append(rate)
-        dm.loader = dataclasses.replace(loader, num_workers=0, persistent_workers=False, prefetch_factor=None)
+        dm.loader = in_main  # the thread loader's batch sampler, dataset and collate
         for k, samples in in_threads.items():
             rate, thread_memory[k] = thread_loader_rate(dm.train_dataloader(), k, images, passes)
             samples.append(rate)
