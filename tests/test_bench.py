@@ -319,3 +319,16 @@ def test_the_sweep_says_why_it_has_no_thread_loader_rows(
     assert "spdl-core is not installed" in results["thread_loader_missing"]
     assert "pip install lightning-aug[bench]" in results["thread_loader_missing"]
     assert [row["workers"] for row in results["rows"]] == [0]  # the DataLoader rows are still there
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_the_end_to_end_bench_refuses_a_bad_thread_count_before_any_fit(
+    value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from lightning_aug.bench import e2e
+
+    with pytest.raises(SystemExit):
+        e2e.main(["--decode-threads", value])  # refused by argparse: no photographs written, no fit
+    expected = f"argument --decode-threads: expected an int >= 1 or auto, got {value!r}"
+    assert expected in capsys.readouterr().err
+    assert [e2e._decode_threads(v) for v in ("1", "3", "auto")] == [1, 3, "auto"]  # its valid neighbours

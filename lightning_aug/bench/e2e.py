@@ -170,6 +170,15 @@ def compare(
     }
 
 
+def _decode_threads(value: str) -> int | str:
+    """``--decode-threads`` as LoaderSettings takes it, refused before either fit starts."""
+    if value == "auto":
+        return value
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1 or auto, got {value!r}")
+    return int(value)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m lightning_aug.bench.e2e", description=__doc__.split("\n\n")[0] if __doc__ else None
@@ -182,7 +191,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--decode-threads",
         default="auto",
-        type=lambda value: value if value == "auto" else int(value),
+        type=_decode_threads,
         help="lightning_aug's loader.decode_threads (an int >= 1, or auto)",
     )
     parser.add_argument("--root", default=None, help="where the photographs are written (default: the cache)")
