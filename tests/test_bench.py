@@ -313,6 +313,7 @@ def test_the_sweep_says_why_it_has_no_thread_loader_rows(
 ) -> None:
     monkeypatch.setitem(sys.modules, "spdl.pipeline", None)  # as where spdl-core is not installed
     dm = build_datamodule(compose_bench(tmp_path, "experiment=bench_cifar"))
+    dm.prepare_data()  # the digits written to this test's cache (not left there by another test)
     dm.setup("fit")
     results = loader_sweep(dm, [0], [1], images=16, rounds=1, passes=1, thread_loader=[2])
     assert "thread_loader_rows" not in results
