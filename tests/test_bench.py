@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from helpers import BIN, compose_config, run_command
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from lightning_aug.bench.data_path import (
@@ -26,10 +26,11 @@ from lightning_aug.bench.data_path import (
     baseline_transform,
     bench,
 )
-from lightning_aug.bench.sweep import loader_sweep, thread_loader_rate
+from lightning_aug.bench.sweep import loader_sweep, sweep_setting, thread_loader_rate
 from lightning_aug.cli.common import build_datamodule
 from lightning_aug.data.decoders import nvimgcodec_available
 from lightning_aug.data.loader import available_cpus
+from lightning_aug.errors import SettingError
 
 # the configured pipeline with loader.decode_threads=auto, 2 threads where this process may use 2 CPUs
 THREADED = [f"{CONFIGURED[:-1]}, 2 decode threads)"] if available_cpus() >= 2 else []
@@ -333,3 +334,32 @@ def test_the_end_to_end_bench_refuses_a_bad_thread_count_before_any_fit(
     expected = f"argument --decode-threads: expected an int >= 1 or auto, got {value!r}"
     assert expected in capsys.readouterr().err
     assert [e2e._decode_threads(v) for v in ("1", "3", "auto")] == [1, 3, "auto"]  # its valid neighbours
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("workers_sweep", "[]"),
+        ("workers_sweep", "[-1]"),
+        ("decode_threads_sweep", "[0]"),
+        ("decode_threads_sweep", "[1,x]"),
+        ("thread_loader_sweep", "[0]"),
+        ("thread_loader_sweep", "[true]"),
+    ],
+)
+def test_a_bad_sweep_is_refused_naming_its_key_before_the_data_is_made(
+    tmp_path: Path, key: str, value: str
+) -> None:
+    cfg = compose_bench(tmp_path, f"bench.{key}={value}", "data.root=/nonexistent")  # never reached
+    with pytest.raises(SettingError, match=rf"^bench\.{key} must be a list of .*ints >= \d, got \["):
+        bench(cfg)
+
+
+def test_the_sweeps_valid_neighbours_are_taken() -> None:
+    settings = OmegaConf.create(
+        {"workers_sweep": [0, 2], "decode_threads_sweep": [], "thread_loader_sweep": None}
+    )
+    assert sweep_setting(settings, "workers_sweep", 0, required=True) == [0, 2]
+    assert sweep_setting(settings, "decode_threads_sweep", 1, required=False) == []  # the bench times 1
+    assert sweep_setting(settings, "thread_loader_sweep", 1, required=False) == []  # no thread-loader rows
+    assert sweep_setting(OmegaConf.create({}), "thread_loader_sweep", 1, required=False) == []

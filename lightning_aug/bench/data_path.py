@@ -45,7 +45,7 @@ from lightning_aug.bench.cases import (
     FLOOR_TV,
 )
 from lightning_aug.bench.floor import floor_case, is_jpeg
-from lightning_aug.bench.sweep import decode_threads, loader_rate, loader_sweep
+from lightning_aug.bench.sweep import decode_threads, loader_rate, loader_sweep, sweep_setting
 from lightning_aug.bench.timing import median_ms, per_worker_rates
 
 __all__ = [
@@ -254,8 +254,13 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
     from lightning_aug.cli.common import build_batch_path
     from lightning_aug.data.datasets.base import TransformedDataset
 
+    settings = cfg.bench  # the sweeps refused before the data is made
+    workers_swept = sweep_setting(
+        settings, "workers_sweep", 0, required=True
+    )  # refused before the data is made
+    swept = sweep_setting(settings, "decode_threads_sweep", 1, required=False) or [1]
+    in_threads = sweep_setting(settings, "thread_loader_sweep", 1, required=False)
     dm, transforms = build_batch_path(cfg, "lightning-aug-bench")
-    settings = cfg.bench
     raw: Any = dm.dataset("train")
     train: Any = dm.datasets["train"]
     count = min(int(settings.images), len(raw))
@@ -371,11 +376,7 @@ def bench(cfg: DictConfig) -> dict[str, Any]:
             (time.perf_counter() - start) * 1e3 / len(paths)
         )
 
-    swept = [int(t) for t in settings.get("decode_threads_sweep") or [1]]
-    in_threads = [int(k) for k in settings.get("thread_loader_sweep") or []]
-    results.update(
-        loader_sweep(dm, list(settings.workers_sweep), swept, 2 * count, repeats, thread_loader=in_threads)
-    )
+    results.update(loader_sweep(dm, workers_swept, swept, 2 * count, repeats, thread_loader=in_threads))
 
     device = torch.device("cuda" if torch.cuda.is_available() and settings.device == "auto" else "cpu")
     if settings.device not in ("auto", "cpu"):

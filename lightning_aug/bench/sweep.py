@@ -16,7 +16,32 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["decode_threads", "loader_rate", "loader_sweep", "resident_mib", "thread_loader_rate"]
+__all__ = [
+    "decode_threads",
+    "loader_rate",
+    "loader_sweep",
+    "resident_mib",
+    "sweep_setting",
+    "thread_loader_rate",
+]
+
+
+def sweep_setting(settings: Any, key: str, minimum: int, *, required: bool) -> list[int]:
+    """``bench.<key>`` of ``settings`` (the bench group), a list of ints >= ``minimum`` (at least one
+    where ``required``), checked before anything is timed.
+
+    Raises:
+        SettingError: naming ``bench.<key>``, the value and what is expected.
+    """
+    from lightning_aug.errors import SettingError
+
+    values = list(settings.get(key) or [])
+    if all(isinstance(v, int) and not isinstance(v, bool) and v >= minimum for v in values) and (
+        values or not required
+    ):
+        return values
+    wanted = f"a list of {'one or more ' if required else ''}ints >= {minimum}"
+    raise SettingError(f"bench.{key} must be {wanted}, got {values}: e.g. bench.{key}=[{minimum + 1}]")
 
 
 @contextlib.contextmanager

@@ -20,10 +20,11 @@ __all__ = ["main"]
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="bench")
 def _hydra_main(cfg: DictConfig) -> None:
     from lightning_aug.bench.data_path import bench
-    from lightning_aug.cli.common import log_through_hydra
+    from lightning_aug.cli.common import data_errors, log_through_hydra
 
     log_through_hydra()
-    bench(cfg)
+    with data_errors("lightning-aug-bench"):  # a setting that cannot run here: one line, exit 2
+        bench(cfg)
 
 
 def main() -> None:
